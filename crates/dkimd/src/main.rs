@@ -1,1 +1,61 @@
-fn main() {}
+//! `dkimd`: DKIM signing and verification for Postfix mail servers.
+//!
+//! This binary wires the command line to the subcommands; each lives in its
+//! own module. Exit codes: 0 success, 1 operational failure (including "no
+//! signature passed" for `verify`), 2 usage or configuration error.
+
+mod cli;
+mod dns;
+mod keyfile;
+mod keygen;
+mod sign;
+mod verify;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// An error caused by how dkimd was called (bad flag value, unreadable
+/// configuration): exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand for returning a usage error.
+pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(UsageError(msg.into()).into())
+}
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // Help and version go to stdout with 0; real errors exit 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e
+                .chain()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("dkimd: error: {msg}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

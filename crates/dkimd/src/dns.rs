@@ -1,0 +1,165 @@
+//! Key lookups: from a file of records, or from DNS through hickory-resolver.
+
+use anyhow::Context;
+use dkim::LookupError;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Key records answered from memory: a file, or the results of lookups made
+/// ahead of verification.
+#[derive(Debug, Default)]
+pub struct KeyTable(HashMap<String, Result<Vec<String>, LookupError>>);
+
+impl KeyTable {
+    /// Reads `NAME<TAB>VALUE` lines; several lines for one name are several
+    /// records. Blank lines and lines starting with `#` are skipped.
+    pub fn from_file(path: &Path) -> anyhow::Result<KeyTable> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut map: HashMap<String, Result<Vec<String>, LookupError>> = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let Some((name, value)) = line.split_once('\t') else {
+                return crate::usage(format!(
+                    "{}:{}: expected NAME<TAB>TXT-VALUE, found no tab",
+                    path.display(),
+                    n + 1
+                ));
+            };
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() {
+                return crate::usage(format!("{}:{}: empty name", path.display(), n + 1));
+            }
+            let value = unquote(value.trim());
+            if let Ok(v) = map.entry(name).or_insert_with(|| Ok(Vec::new())) {
+                v.push(value);
+            }
+        }
+        Ok(KeyTable(map))
+    }
+
+    /// Looks every name up in DNS, in parallel, each with the resolver's timeout.
+    pub async fn resolve(resolver: &TokioResolver, names: Vec<String>) -> KeyTable {
+        let mut set = tokio::task::JoinSet::new();
+        for name in names {
+            let r = resolver.clone();
+            set.spawn(async move {
+                let res = lookup_txt(&r, &name).await;
+                (name, res)
+            });
+        }
+        let mut map = HashMap::new();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((name, res)) = joined {
+                map.insert(name, res);
+            }
+        }
+        KeyTable(map)
+    }
+}
+
+impl dkim::KeyLookup for KeyTable {
+    fn lookup_txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        self.0
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or(Err(LookupError::NotFound))
+    }
+}
+
+/// Accepts a value written in zone-file style, `"part1" "part2"`, as well as
+/// the plain text.
+fn unquote(v: &str) -> String {
+    if !v.starts_with('"') {
+        return v.to_string();
+    }
+    let mut out = String::new();
+    let mut in_q = false;
+    let mut esc = false;
+    for c in v.chars() {
+        match (in_q, esc, c) {
+            (true, true, _) => {
+                out.push(c);
+                esc = false;
+            }
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => in_q = false,
+            (true, false, _) => out.push(c),
+            (false, _, '"') => in_q = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A resolver that asks `server` (UDP, then TCP) or, without one, the
+/// system's configured resolvers. No cache: every lookup asks the server.
+pub fn resolver(server: Option<SocketAddr>, timeout: Duration) -> anyhow::Result<TokioResolver> {
+    let mut builder = match server {
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            let config = ResolverConfig::from_parts(None, vec![], vec![ns]);
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+        None => TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?,
+    };
+    let opts = builder.options_mut();
+    opts.timeout = timeout;
+    opts.attempts = 2;
+    opts.cache_size = 0;
+    opts.ndots = 0;
+    builder.build().context("cannot set up the DNS resolver")
+}
+
+/// Looks up the TXT records at `name`, joining each record's strings.
+pub async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Vec<String>, LookupError> {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    match resolver.lookup(fqdn.as_str(), RecordType::TXT).await {
+        Ok(lookup) => {
+            let records: Vec<String> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if records.is_empty() {
+                Err(LookupError::NotFound)
+            } else {
+                Ok(records)
+            }
+        }
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Err(LookupError::NotFound),
+        Err(e) => Err(LookupError::Temporary(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unquotes_zone_strings() {
+        assert_eq!(unquote("\"v=DKIM1; \" \"p=AB\""), "v=DKIM1; p=AB");
+        assert_eq!(unquote("v=DKIM1; p=AB"), "v=DKIM1; p=AB");
+        assert_eq!(unquote(r#""a\"b""#), "a\"b");
+    }
+}

@@ -1,0 +1,77 @@
+//! `dkimd keygen`.
+
+use crate::cli::{AlgorithmArg, KeygenArgs};
+use crate::keyfile::write_atomic;
+use crate::usage;
+use anyhow::Context;
+use std::os::unix::fs::DirBuilderExt;
+use std::process::ExitCode;
+
+pub fn run(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let domain: dkim::DomainName = match a.domain.parse() {
+        Ok(d) => d,
+        Err(e) => return usage(format!("--domain: {e}")),
+    };
+    let selector: dkim::Selector = match a.selector.parse() {
+        Ok(s) => s,
+        Err(e) => return usage(format!("--selector: {e}")),
+    };
+    let key = match a.algorithm {
+        AlgorithmArg::Ed25519 => dkim::SigningKey::generate_ed25519()?,
+        AlgorithmArg::Rsa => match dkim::SigningKey::generate_rsa(a.bits) {
+            Ok(k) => k,
+            Err(e @ dkim::KeyError::UnsupportedSize(_)) => {
+                return usage(format!(
+                    "--bits: {e}; keys under 2048 bits cannot sign (RFC 8301 and the crypto library refuse them)"
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if !a.out.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&a.out)
+            .with_context(|| format!("cannot create {}", a.out.display()))?;
+    }
+    let base = format!("{}.{}.{}", domain.to_lowercase(), selector, key.algorithm());
+    let key_path = a.out.join(format!("{base}.pem"));
+    let txt_path = a.out.join(format!("{base}.txt"));
+    if key_path.exists() && !a.force {
+        anyhow::bail!(
+            "{} already exists; use --force to replace it (the old key stops working once its record is gone)",
+            key_path.display()
+        );
+    }
+    let record = dkim::KeyRecord::for_key(&key);
+    let record_name = format!("{}._domainkey.{}", selector, domain.to_lowercase());
+    let zone_line = format!("{record_name}. 3600 IN TXT ( {} )", record.to_zone_rdata());
+    write_atomic(&key_path, key.to_pem()?.as_bytes(), 0o600)?;
+    write_atomic(&txt_path, format!("{zone_line}\n").as_bytes(), 0o644)?;
+    if a.json {
+        let v = serde_json::json!({
+            "private_key": key_path,
+            "record_file": txt_path,
+            "algorithm": key.algorithm().as_str(),
+            "bits": key.bits(),
+            "domain": domain.to_lowercase(),
+            "selector": selector.as_str(),
+            "record_name": record_name,
+            "record": record.to_string(),
+            "zone_line": zone_line,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        eprintln!(
+            "dkimd: wrote {} ({} {} bits, mode 0600) and {}",
+            key_path.display(),
+            key.algorithm(),
+            key.bits(),
+            txt_path.display()
+        );
+        eprintln!("dkimd: publish this TXT record in the zone of {}:", domain.to_lowercase());
+        println!("{zone_line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
