@@ -6,9 +6,8 @@ use crate::verifier::{DkimResult, VerificationResult};
 /// must be a quoted-string.
 fn needs_quotes(v: &str) -> bool {
     v.is_empty()
-        || v.bytes().any(|b| {
-            b <= b' ' || b >= 0x7f || b"()<>@,;:\\\"/[]?=".contains(&b)
-        })
+        || v.bytes()
+            .any(|b| b <= b' ' || b >= 0x7f || b"()<>@,;:\\\"/[]?=".contains(&b))
 }
 
 fn quoted(v: &str) -> String {
@@ -40,7 +39,8 @@ fn value(v: &str) -> String {
 /// `@` and dots unquoted per RFC 8601's `pvalue`; anything else odd is quoted.
 fn domain_value(v: &str) -> String {
     if !v.is_empty()
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._@+".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._@+".contains(&b))
     {
         v.to_string()
     } else {

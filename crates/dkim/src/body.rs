@@ -40,14 +40,15 @@ impl BodyHasher {
             return;
         }
         let (ctx, seen, limit) = (&mut self.ctx, &mut self.seen, self.limit);
-        self.canon.update(chunk, &mut |s: &[u8]| feed(ctx, seen, limit, s));
+        self.canon
+            .update(chunk, &mut |s: &[u8]| feed(ctx, seen, limit, s));
     }
 
     /// The digest and the canonical body length (counted up to the limit + 1
     /// when a limit is set, so "longer than the limit" stays visible).
     pub(crate) fn finish(mut self) -> (Vec<u8>, u64) {
         let (ctx, seen, limit) = (&mut self.ctx, &mut self.seen, self.limit);
-        if !self.limit.is_some_and(|l| *seen > l) {
+        if self.limit.is_none_or(|l| *seen <= l) {
             self.canon.finish(&mut |s: &[u8]| feed(ctx, seen, limit, s));
         }
         let seen = self.seen;

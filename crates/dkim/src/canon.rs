@@ -412,13 +412,22 @@ mod tests {
 
     #[test]
     fn whitespace_only_trailing_lines_dropped_relaxed() {
-        assert_eq!(canon(Canonicalization::Relaxed, b"a\r\n \r\n\t \r\n"), b"a\r\n");
-        assert_eq!(canon(Canonicalization::Simple, b"a\r\n \r\n"), b"a\r\n \r\n");
+        assert_eq!(
+            canon(Canonicalization::Relaxed, b"a\r\n \r\n\t \r\n"),
+            b"a\r\n"
+        );
+        assert_eq!(
+            canon(Canonicalization::Simple, b"a\r\n \r\n"),
+            b"a\r\n \r\n"
+        );
     }
 
     #[test]
     fn lone_cr_and_lf_are_content() {
-        assert_eq!(canon(Canonicalization::Relaxed, b"a\rb\nc\r\n"), b"a\rb\nc\r\n");
+        assert_eq!(
+            canon(Canonicalization::Relaxed, b"a\rb\nc\r\n"),
+            b"a\rb\nc\r\n"
+        );
         assert_eq!(canon(Canonicalization::Simple, b"a\r"), b"a\r\r\n");
     }
 

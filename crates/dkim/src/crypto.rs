@@ -85,13 +85,15 @@ impl SigningKey {
             4096 => KeySize::Rsa4096,
             other => return Err(KeyError::UnsupportedSize(other)),
         };
-        let pair = RsaKeyPair::generate(size).map_err(|_| KeyError::Crypto("RSA key generation"))?;
+        let pair =
+            RsaKeyPair::generate(size).map_err(|_| KeyError::Crypto("RSA key generation"))?;
         Ok(SigningKey(Arc::new(Inner::Rsa { pair, bits })))
     }
 
     /// Generates an Ed25519 key.
     pub fn generate_ed25519() -> Result<SigningKey, KeyError> {
-        let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::Crypto("Ed25519 key generation"))?;
+        let pair =
+            Ed25519KeyPair::generate().map_err(|_| KeyError::Crypto("Ed25519 key generation"))?;
         Ok(SigningKey(Arc::new(Inner::Ed25519(pair))))
     }
 
@@ -105,7 +107,8 @@ impl SigningKey {
     /// `openssl genpkey` writes) or PKCS#1 (`RSA PRIVATE KEY`, as
     /// `openssl genrsa` and opendkim-genkey write).
     pub fn from_pem(pem_text: &[u8]) -> Result<SigningKey, KeyError> {
-        let parsed = pem::parse(pem_text).map_err(|e| KeyError::Decode(format!("not a PEM file: {e}")))?;
+        let parsed =
+            pem::parse(pem_text).map_err(|e| KeyError::Decode(format!("not a PEM file: {e}")))?;
         match parsed.tag() {
             PEM_PKCS8 => Self::from_pkcs8_der(parsed.contents()),
             PEM_PKCS1 => {
@@ -161,8 +164,9 @@ impl SigningKey {
     pub fn to_pem(&self) -> Result<String, KeyError> {
         let der: Vec<u8> = match &*self.0 {
             Inner::Rsa { pair, .. } => {
-                let d: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
-                    pair.as_der().map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
+                let d: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair
+                    .as_der()
+                    .map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
                 d.as_ref().to_vec()
             }
             Inner::Ed25519(pair) => pair
@@ -197,7 +201,11 @@ impl SigningKey {
 
     /// The DNS TXT record text for this key: `v=DKIM1; k=rsa; p=…`.
     pub fn dns_record(&self) -> String {
-        format!("v=DKIM1; k={}; p={}", self.algorithm(), self.public_key_base64())
+        format!(
+            "v=DKIM1; k={}; p={}",
+            self.algorithm(),
+            self.public_key_base64()
+        )
     }
 
     /// Signs the canonicalized header data: RSASSA-PKCS1-v1_5 with SHA-256,
@@ -206,8 +214,13 @@ impl SigningKey {
         match &*self.0 {
             Inner::Rsa { pair, .. } => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), data, &mut sig)
-                    .map_err(|_| KeyError::Crypto("RSA signing"))?;
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    data,
+                    &mut sig,
+                )
+                .map_err(|_| KeyError::Crypto("RSA signing"))?;
                 Ok(sig)
             }
             Inner::Ed25519(pair) => {
@@ -244,9 +257,12 @@ pub(crate) fn verify(
             if bits < 1024 {
                 return Err(VerifyError::KeyTooSmall(bits));
             }
-            UnparsedPublicKey::new(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, pkcs1)
-                .verify(data, sig)
-                .map_err(|_| VerifyError::Mismatch)
+            UnparsedPublicKey::new(
+                &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+                pkcs1,
+            )
+            .verify(data, sig)
+            .map_err(|_| VerifyError::Mismatch)
         }
         KeyAlgorithm::Ed25519 => {
             let raw = ed25519_raw(public).ok_or_else(|| {
@@ -294,7 +310,9 @@ fn der_tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
             return None;
         }
         let (len_bytes, rest) = rest.split_at_checked(n)?;
-        let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, rest)
     };
     let (content, rest) = rest.split_at_checked(len)?;
@@ -361,10 +379,19 @@ mod tests {
 
     #[test]
     fn unsupported_sizes_and_garbage() {
-        assert_eq!(SigningKey::generate_rsa(1024).unwrap_err(), KeyError::UnsupportedSize(1024));
-        assert!(matches!(SigningKey::from_pem(b"hello"), Err(KeyError::Decode(_))));
+        assert_eq!(
+            SigningKey::generate_rsa(1024).unwrap_err(),
+            KeyError::UnsupportedSize(1024)
+        );
+        assert!(matches!(
+            SigningKey::from_pem(b"hello"),
+            Err(KeyError::Decode(_))
+        ));
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(SigningKey::from_pem(cert.as_bytes()), Err(KeyError::Unsupported(_))));
+        assert!(matches!(
+            SigningKey::from_pem(cert.as_bytes()),
+            Err(KeyError::Unsupported(_))
+        ));
         let junk = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         assert!(SigningKey::from_pem(junk.as_bytes()).is_err());
     }

@@ -28,10 +28,9 @@ impl HeaderField {
     /// assert!(dkim::HeaderField::parse(b"no colon here").is_err());
     /// ```
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
-        let colon = raw
-            .iter()
-            .position(|b| *b == b':')
-            .ok_or_else(|| ParseError::Message(format!("header line without a colon: {}", preview(raw))))?;
+        let colon = raw.iter().position(|b| *b == b':').ok_or_else(|| {
+            ParseError::Message(format!("header line without a colon: {}", preview(raw)))
+        })?;
         let name = raw.get(..colon).unwrap_or_default();
         // RFC 5322 obsolete syntax allows white space between name and colon.
         let name_len = name
@@ -40,7 +39,10 @@ impl HeaderField {
             .map_or(0, |p| p + 1);
         let trimmed = name.get(..name_len).unwrap_or_default();
         if trimmed.is_empty() || !trimmed.iter().all(|b| crate::name::is_ftext(*b)) {
-            return Err(ParseError::Message(format!("invalid header field name in: {}", preview(raw))));
+            return Err(ParseError::Message(format!(
+                "invalid header field name in: {}",
+                preview(raw)
+            )));
         }
         Ok(HeaderField {
             raw: raw.to_vec(),

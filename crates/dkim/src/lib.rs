@@ -63,5 +63,5 @@ pub use record::{split_txt_strings, KeyRecord, KeyType, ServiceType};
 pub use signature::{Algorithm, DkimSignature};
 pub use signer::{default_signed_headers, SignedHeader, Signer, SignerConfig, Signing};
 pub use tag::{parse_tag_list, Tag};
-pub use verifier::{DkimResult, KeyLookup, LookupError, Verification, VerificationResult};
 pub use verifier::{signed_header_data, Verifier, VerifierConfig};
+pub use verifier::{DkimResult, KeyLookup, LookupError, Verification, VerificationResult};

@@ -14,13 +14,16 @@ fn valid_label(label: &str, allow_underscore: bool) -> bool {
     let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
         return false;
     };
-    let inner_ok = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || (allow_underscore && *b == b'_');
+    let inner_ok =
+        |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || (allow_underscore && *b == b'_');
     let edge_ok = |b: &u8| b.is_ascii_alphanumeric() || (allow_underscore && *b == b'_');
     bytes.len() <= MAX_LABEL_LEN && edge_ok(first) && edge_ok(last) && bytes.iter().all(inner_ok)
 }
 
 fn valid_dotted(s: &str, allow_underscore: bool) -> bool {
-    !s.is_empty() && s.len() <= MAX_NAME_LEN && s.split('.').all(|l| valid_label(l, allow_underscore))
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.split('.').all(|l| valid_label(l, allow_underscore))
 }
 
 /// A domain name as used in `d=` and `i=` (RFC 6376 `domain-name`): dot-separated

@@ -76,13 +76,18 @@ impl KeyRecord {
         }
         let get = |n: &str| tags.iter().find(|t| t.name == n);
         let list = |v: String| -> Vec<String> {
-            v.split(':').filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()).collect()
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_ascii_lowercase())
+                .collect()
         };
         let p = get("p").ok_or(ParseError::MissingTag("p"))?;
-        let public_key = B64.decode(p.value_no_ws()).map_err(|e| ParseError::InvalidTag {
-            tag: "p".into(),
-            reason: format!("bad base64: {e}"),
-        })?;
+        let public_key = B64
+            .decode(p.value_no_ws())
+            .map_err(|e| ParseError::InvalidTag {
+                tag: "p".into(),
+                reason: format!("bad base64: {e}"),
+            })?;
         let key_type = match get("k") {
             None => KeyType::Known(KeyAlgorithm::Rsa),
             Some(t) => match t.value.parse::<KeyAlgorithm>() {
@@ -217,7 +222,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(KeyRecord::parse("v=DKIM1; k=rsa").unwrap_err(), ParseError::MissingTag("p"));
+        assert_eq!(
+            KeyRecord::parse("v=DKIM1; k=rsa").unwrap_err(),
+            ParseError::MissingTag("p")
+        );
         assert!(KeyRecord::parse("v=DKIM2; p=AAAA").is_err());
         assert!(KeyRecord::parse("v=DKIM1; p=@@@").is_err());
         assert!(KeyRecord::parse("v=spf1 -all").is_err());

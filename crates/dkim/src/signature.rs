@@ -124,13 +124,18 @@ fn invalid(tag: &str, reason: impl Into<String>) -> ParseError {
 
 fn decimal(tag: &str, v: &str, max_digits: usize) -> Result<u64, ParseError> {
     if v.is_empty() || v.len() > max_digits || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(tag, format!("{v:?} is not a number of at most {max_digits} digits")));
+        return Err(invalid(
+            tag,
+            format!("{v:?} is not a number of at most {max_digits} digits"),
+        ));
     }
-    v.parse().map_err(|_| invalid(tag, format!("{v} is too large")))
+    v.parse()
+        .map_err(|_| invalid(tag, format!("{v} is too large")))
 }
 
 fn base64(tag: &str, v: &str) -> Result<Vec<u8>, ParseError> {
-    B64.decode(v).map_err(|e| invalid(tag, format!("bad base64: {e}")))
+    B64.decode(v)
+        .map_err(|e| invalid(tag, format!("bad base64: {e}")))
 }
 
 impl DkimSignature {
@@ -158,12 +163,21 @@ impl DkimSignature {
             None => "simple/simple".parse()?,
         };
         let domain: DomainName = need("d")?.value.parse().map_err(|_| {
-            invalid("d", format!("{:?} is not a domain name", need("d").map(|t| t.value.as_str()).unwrap_or("")))
+            invalid(
+                "d",
+                format!(
+                    "{:?} is not a domain name",
+                    need("d").map(|t| t.value.as_str()).unwrap_or("")
+                ),
+            )
         })?;
         let h = need("h")?.value_no_ws();
         let headers = h
             .split(':')
-            .map(|n| n.parse::<FieldName>().map_err(|_| invalid("h", format!("{n:?} is not a header field name"))))
+            .map(|n| {
+                n.parse::<FieldName>()
+                    .map_err(|_| invalid("h", format!("{n:?} is not a header field name")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let selector: Selector = need("s")?
             .value_no_ws()
@@ -175,7 +189,9 @@ impl DkimSignature {
                     .value
                     .rsplit_once('@')
                     .ok_or_else(|| invalid("i", format!("{:?} has no @", t.value)))?;
-                let dom: DomainName = dom.parse().map_err(|_| invalid("i", format!("{dom:?} is not a domain name")))?;
+                let dom: DomainName = dom
+                    .parse()
+                    .map_err(|_| invalid("i", format!("{dom:?} is not a domain name")))?;
                 (Some(t.value.clone()), dom)
             }
             None => (None, domain.clone()),
@@ -185,7 +201,9 @@ impl DkimSignature {
         let expiration = get("x").map(|t| decimal("x", &t.value, 12)).transpose()?;
         let query_methods = get("q").map(|t| t.value.clone());
         let copied_headers = get("z").map(|t| t.value.clone());
-        const KNOWN: [&str; 14] = ["v", "a", "b", "bh", "c", "d", "h", "i", "l", "q", "s", "t", "x", "z"];
+        const KNOWN: [&str; 14] = [
+            "v", "a", "b", "bh", "c", "d", "h", "i", "l", "q", "s", "t", "x", "z",
+        ];
         let unknown = tags
             .iter()
             .filter(|t| !KNOWN.contains(&t.name.as_str()))
@@ -376,17 +394,26 @@ mod tests {
 
     #[test]
     fn missing_and_bad_tags() {
-        let e = DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==").unwrap_err();
+        let e =
+            DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==").unwrap_err();
         assert_eq!(e, ParseError::MissingTag("b"));
-        let e = DkimSignature::parse(b"v=2; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==").unwrap_err();
+        let e = DkimSignature::parse(b"v=2; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==")
+            .unwrap_err();
         assert!(e.to_string().contains("version"), "{e}");
-        let e = DkimSignature::parse(b"v=1; a=rsa-md5; d=x.com; s=s; h=from; bh=AA==; b=AA==").unwrap_err();
+        let e = DkimSignature::parse(b"v=1; a=rsa-md5; d=x.com; s=s; h=from; bh=AA==; b=AA==")
+            .unwrap_err();
         assert!(e.to_string().contains("unknown algorithm"), "{e}");
-        let e = DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=!!").unwrap_err();
+        let e = DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=!!")
+            .unwrap_err();
         assert!(e.to_string().contains("base64"), "{e}");
-        let e = DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==; l=x").unwrap_err();
+        let e =
+            DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==; l=x")
+                .unwrap_err();
         assert!(e.to_string().contains("l="), "{e}");
-        let e = DkimSignature::parse(b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==; i=nobody").unwrap_err();
+        let e = DkimSignature::parse(
+            b"v=1; a=rsa-sha256; d=x.com; s=s; h=from; bh=AA==; b=AA==; i=nobody",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("i="), "{e}");
     }
 

@@ -144,8 +144,17 @@ impl Signer {
         for (i, cfg) in self.configs.iter().enumerate() {
             let names = choose_headers(headers, &cfg.headers, &cfg.oversign);
             let mut header_data = Vec::new();
-            hash_selected_headers(headers, None, &names, cfg.canonicalization.header, &mut header_data);
-            let hasher = match hashers.iter().position(|h| h.kind == cfg.canonicalization.body) {
+            hash_selected_headers(
+                headers,
+                None,
+                &names,
+                cfg.canonicalization.header,
+                &mut header_data,
+            );
+            let hasher = match hashers
+                .iter()
+                .position(|h| h.kind == cfg.canonicalization.body)
+            {
                 Some(p) => p,
                 None => {
                     hashers.push(BodyHasher::new(cfg.canonicalization.body, None));
@@ -192,7 +201,9 @@ impl Signing {
             );
             sig.body_hash = hashes.get(p.hasher).cloned().unwrap_or_default();
             sig.timestamp = Some(self.signer.timestamp);
-            sig.expiration = cfg.expire_after.map(|e| self.signer.timestamp.saturating_add(e));
+            sig.expiration = cfg
+                .expire_after
+                .map(|e| self.signer.timestamp.saturating_add(e));
             sig.identity = cfg.identity.clone();
             let unsigned = format!("{}: {}", SignedHeader::NAME, sig.format_value());
             let field = HeaderField::parse(unsigned.as_bytes())?;
@@ -213,10 +224,17 @@ impl Signing {
 /// The `h=` list for a message: each wanted field once per occurrence (bottom
 /// to top is how they are hashed; the names are the same), wildcard entries
 /// expanded to the fields present, and oversigned names once more.
-fn choose_headers(headers: &[HeaderField], wanted: &[FieldName], oversign: &[FieldName]) -> Vec<FieldName> {
+fn choose_headers(
+    headers: &[HeaderField],
+    wanted: &[FieldName],
+    oversign: &[FieldName],
+) -> Vec<FieldName> {
     let mut names: Vec<FieldName> = Vec::new();
     let push_name = |names: &mut Vec<FieldName>, n: &[u8]| {
-        let count = headers.iter().filter(|h| h.name().eq_ignore_ascii_case(n)).count();
+        let count = headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(n))
+            .count();
         let already = names.iter().any(|x| x.matches(n));
         if !already {
             if let Ok(f) = String::from_utf8_lossy(n).parse::<FieldName>() {
@@ -230,7 +248,8 @@ fn choose_headers(headers: &[HeaderField], wanted: &[FieldName], oversign: &[Fie
                 for h in headers {
                     let n = h.name();
                     if n.len() >= prefix.len()
-                        && n.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+                        && n.get(..prefix.len())
+                            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
                     {
                         push_name(&mut names, n);
                     }
@@ -244,7 +263,10 @@ fn choose_headers(headers: &[HeaderField], wanted: &[FieldName], oversign: &[Fie
             continue;
         }
         // Insert right after the last occurrence so the list stays grouped.
-        let at = names.iter().rposition(|n| n == o).map_or(names.len(), |p| p + 1);
+        let at = names
+            .iter()
+            .rposition(|n| n == o)
+            .map_or(names.len(), |p| p + 1);
         names.insert(at, o.clone());
     }
     names
@@ -291,7 +313,11 @@ pub(crate) fn hash_selected_headers(
 
 /// Appends the DKIM-Signature field itself (with `b=` already empty),
 /// canonicalized, without its final CRLF.
-pub(crate) fn append_signature_field(field: &HeaderField, canon: Canonicalization, out: &mut Vec<u8>) {
+pub(crate) fn append_signature_field(
+    field: &HeaderField,
+    canon: Canonicalization,
+    out: &mut Vec<u8>,
+) {
     match canon {
         Canonicalization::Simple => canonicalize_header_simple(field, out),
         Canonicalization::Relaxed => canonicalize_header_relaxed(field, out),
@@ -310,17 +336,42 @@ mod tests {
             b"From: a@x.com\r\nTo: b@y\r\nTo: c@y\r\nList-Id: l\r\nlist-unsubscribe: u\r\nX-Other: o\r\nSubject: s\r\n\r\n",
         )
         .unwrap();
-        let names = choose_headers(m.headers(), &default_signed_headers(), &["From".parse().unwrap()]);
+        let names = choose_headers(
+            m.headers(),
+            &default_signed_headers(),
+            &["From".parse().unwrap()],
+        );
         let s: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-        assert_eq!(s, ["From", "From", "To", "To", "Subject", "List-Id", "list-unsubscribe"]);
+        assert_eq!(
+            s,
+            [
+                "From",
+                "From",
+                "To",
+                "To",
+                "Subject",
+                "List-Id",
+                "list-unsubscribe"
+            ]
+        );
     }
 
     #[test]
     fn bottom_up_selection() {
         let m = Message::parse(b"From: f\r\nX: 1\r\nX: 2\r\n\r\n").unwrap();
         let mut out = Vec::new();
-        let names: Vec<FieldName> = vec!["x".parse().unwrap(), "X".parse().unwrap(), "x".parse().unwrap()];
-        hash_selected_headers(m.headers(), None, &names, Canonicalization::Simple, &mut out);
+        let names: Vec<FieldName> = vec![
+            "x".parse().unwrap(),
+            "X".parse().unwrap(),
+            "x".parse().unwrap(),
+        ];
+        hash_selected_headers(
+            m.headers(),
+            None,
+            &names,
+            Canonicalization::Simple,
+            &mut out,
+        );
         assert_eq!(out, b"X: 2\r\nX: 1\r\n");
     }
 
@@ -328,13 +379,20 @@ mod tests {
     fn refuses_without_single_from() {
         let k = SigningKey::generate_ed25519().unwrap();
         let s = Signer::new(
-            vec![SignerConfig::new("x.com".parse().unwrap(), "s".parse().unwrap(), k)],
+            vec![SignerConfig::new(
+                "x.com".parse().unwrap(),
+                "s".parse().unwrap(),
+                k,
+            )],
             1,
         );
         let m = Message::parse(b"Subject: x\r\n\r\n").unwrap();
         assert_eq!(s.start(m.headers()).err(), Some(Error::NoFrom));
         let m = Message::parse(b"From: a\r\nFrom: b\r\n\r\n").unwrap();
         assert_eq!(s.start(m.headers()).err(), Some(Error::MultipleFrom(2)));
-        assert_eq!(Signer::new(vec![], 1).start(m.headers()).err(), Some(Error::NoSigners));
+        assert_eq!(
+            Signer::new(vec![], 1).start(m.headers()).err(),
+            Some(Error::NoSigners)
+        );
     }
 }

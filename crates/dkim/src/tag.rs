@@ -55,7 +55,10 @@ fn is_value_byte(b: u8) -> bool {
 fn trim(s: &[u8], r: Range<usize>) -> Range<usize> {
     let seg = s.get(r.clone()).unwrap_or_default();
     let start = seg.iter().position(|b| !is_ws(*b)).unwrap_or(seg.len());
-    let end = seg.iter().rposition(|b| !is_ws(*b)).map_or(start, |p| p + 1);
+    let end = seg
+        .iter()
+        .rposition(|b| !is_ws(*b))
+        .map_or(start, |p| p + 1);
     (r.start + start)..(r.start + end)
 }
 
@@ -83,7 +86,10 @@ pub fn parse_tag_list(input: &[u8]) -> Result<Vec<Tag>, ParseError> {
             tags.push(parse_tag_spec(input, spec, end)?);
             if let Some(last) = tags.last() {
                 if tags.iter().filter(|t| t.name == last.name).count() > 1 {
-                    return Err(ParseError::TagList(format!("tag {}= occurs twice", last.name)));
+                    return Err(ParseError::TagList(format!(
+                        "tag {}= occurs twice",
+                        last.name
+                    )));
                 }
             }
         }
@@ -100,7 +106,10 @@ fn parse_tag_spec(input: &[u8], spec: Range<usize>, spec_end: usize) -> Result<T
     let eq = bytes.iter().position(|b| *b == b'=').ok_or_else(|| {
         ParseError::TagList(format!(
             "{:?} has no '='",
-            String::from_utf8_lossy(bytes).chars().take(40).collect::<String>()
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(40)
+                .collect::<String>()
         ))
     })?;
     let name_range = trim(input, spec.start..spec.start + eq);

@@ -2,11 +2,11 @@
 
 use crate::body::BodyHasher;
 use crate::crypto::{self, KeyAlgorithm, VerifyError};
+use crate::error::ParseError;
 use crate::header::HeaderField;
 use crate::record::{KeyRecord, KeyType};
 use crate::signature::{Algorithm, DkimSignature};
 use crate::signer::{append_signature_field, hash_selected_headers};
-use crate::error::ParseError;
 use crate::tag::{parse_tag_list, Tag};
 use std::collections::HashMap;
 use std::fmt;
@@ -300,7 +300,10 @@ fn header_data_for(
     let field = headers
         .get(idx)
         .ok_or_else(|| ParseError::Message("signature field out of range".into()))?;
-    let b_tag = tags.iter().find(|t| t.name == "b").ok_or(ParseError::MissingTag("b"))?;
+    let b_tag = tags
+        .iter()
+        .find(|t| t.name == "b")
+        .ok_or(ParseError::MissingTag("b"))?;
     let raw = field.as_bytes();
     let value_offset = raw.len() - field.value().len();
     let start = value_offset + b_tag.raw_span.start;
@@ -310,7 +313,13 @@ fn header_data_for(
     let stripped = HeaderField::parse(&stripped)?;
     // The signature being verified never selects itself (RFC 6376 §3.7).
     let mut data = Vec::new();
-    hash_selected_headers(headers, Some(idx), &sig.headers, sig.canonicalization.header, &mut data);
+    hash_selected_headers(
+        headers,
+        Some(idx),
+        &sig.headers,
+        sig.canonicalization.header,
+        &mut data,
+    );
     append_signature_field(&stripped, sig.canonicalization.header, &mut data);
     Ok(data)
 }
@@ -319,7 +328,10 @@ fn header_data_for(
 fn check_signature(sig: &DkimSignature, now: u64) -> Option<(DkimResult, String)> {
     let perm = |r: &str| Some((DkimResult::PermError, r.to_string()));
     if sig.algorithm == Algorithm::RsaSha1 {
-        return Some((DkimResult::Policy, "rsa-sha1 is not accepted (RFC 8301)".into()));
+        return Some((
+            DkimResult::Policy,
+            "rsa-sha1 is not accepted (RFC 8301)".into(),
+        ));
     }
     if !sig.headers.iter().any(|h| h.matches(b"from")) {
         return perm("the From field is not signed (h= lacks from)");
@@ -328,7 +340,10 @@ fn check_signature(sig: &DkimSignature, now: u64) -> Option<(DkimResult, String)
         return perm("i= is not in the d= domain");
     }
     if let Some(q) = &sig.query_methods {
-        if !q.split(':').any(|m| m.trim().eq_ignore_ascii_case("dns/txt")) {
+        if !q
+            .split(':')
+            .any(|m| m.trim().eq_ignore_ascii_case("dns/txt"))
+        {
             return perm("q= does not offer dns/txt");
         }
     }
@@ -380,7 +395,8 @@ impl Verification {
     /// `lookup`. Returns one result per signature checked, in header order;
     /// a message without signatures gives a single `none`.
     pub fn finish(self, lookup: &dyn KeyLookup) -> Vec<VerificationResult> {
-        let digests: Vec<(Vec<u8>, u64)> = self.hashers.into_iter().map(BodyHasher::finish).collect();
+        let digests: Vec<(Vec<u8>, u64)> =
+            self.hashers.into_iter().map(BodyHasher::finish).collect();
         if self.entries.is_empty() {
             return vec![VerificationResult::none()];
         }
@@ -407,7 +423,11 @@ fn key_name(sig: &DkimSignature) -> String {
     format!("{}._domainkey.{}", sig.selector, sig.domain).to_ascii_lowercase()
 }
 
-fn with(mut base: VerificationResult, result: DkimResult, reason: impl Into<String>) -> VerificationResult {
+fn with(
+    mut base: VerificationResult,
+    result: DkimResult,
+    reason: impl Into<String>,
+) -> VerificationResult {
     base.result = result;
     base.reason = Some(reason.into());
     base
@@ -424,7 +444,11 @@ fn verify_one(
 ) -> VerificationResult {
     if let Some(l) = sig.body_length {
         if body_seen < l {
-            return with(base, DkimResult::Fail, format!("l={l} is longer than the body ({body_seen} bytes)"));
+            return with(
+                base,
+                DkimResult::Fail,
+                format!("l={l} is longer than the body ({body_seen} bytes)"),
+            );
         }
     }
     if body_digest != sig.body_hash.as_slice() {
@@ -434,10 +458,18 @@ fn verify_one(
     let records = match lookup.lookup_txt(&name) {
         Ok(r) => r,
         Err(LookupError::NotFound) => {
-            return with(base, DkimResult::PermError, format!("no key record at {name}"))
+            return with(
+                base,
+                DkimResult::PermError,
+                format!("no key record at {name}"),
+            )
         }
         Err(LookupError::Temporary(e)) => {
-            return with(base, DkimResult::TempError, format!("key lookup for {name} failed: {e}"))
+            return with(
+                base,
+                DkimResult::TempError,
+                format!("key lookup for {name} failed: {e}"),
+            )
         }
     };
     let mut first_problem: Option<VerificationResult> = None;
@@ -447,7 +479,11 @@ fn verify_one(
             Ok(r) => r,
             Err(e) => {
                 first_problem.get_or_insert_with(|| {
-                    with(base.clone(), DkimResult::PermError, format!("bad key record: {e}"))
+                    with(
+                        base.clone(),
+                        DkimResult::PermError,
+                        format!("bad key record: {e}"),
+                    )
                 });
                 continue;
             }
@@ -462,7 +498,13 @@ fn verify_one(
         }
         first_problem.get_or_insert(r);
     }
-    first_problem.unwrap_or_else(|| with(base, DkimResult::PermError, format!("no key record at {name}")))
+    first_problem.unwrap_or_else(|| {
+        with(
+            base,
+            DkimResult::PermError,
+            format!("no key record at {name}"),
+        )
+    })
 }
 
 fn check_with_record(
@@ -474,7 +516,13 @@ fn check_with_record(
     base.testing = record.testing;
     let key_alg = match &record.key_type {
         KeyType::Known(k) => *k,
-        KeyType::Unknown(k) => return with(base, DkimResult::PermError, format!("unknown key type k={k}")),
+        KeyType::Unknown(k) => {
+            return with(
+                base,
+                DkimResult::PermError,
+                format!("unknown key type k={k}"),
+            )
+        }
     };
     if key_alg != sig.algorithm.key_algorithm() {
         return with(
@@ -485,14 +533,26 @@ fn check_with_record(
     }
     if let Some(h) = &record.hash_algorithms {
         if !h.iter().any(|x| x == sig.algorithm.hash_name()) {
-            return with(base, DkimResult::PermError, format!("key record h= does not allow {}", sig.algorithm.hash_name()));
+            return with(
+                base,
+                DkimResult::PermError,
+                format!("key record h= does not allow {}", sig.algorithm.hash_name()),
+            );
         }
     }
     if !record.allows_email() {
-        return with(base, DkimResult::PermError, "key record s= does not allow email");
+        return with(
+            base,
+            DkimResult::PermError,
+            "key record s= does not allow email",
+        );
     }
     if record.strict && sig.identity_domain != sig.domain {
-        return with(base, DkimResult::PermError, "key record t=s requires i= to be in d= exactly");
+        return with(
+            base,
+            DkimResult::PermError,
+            "key record t=s requires i= to be in d= exactly",
+        );
     }
     if record.is_revoked() {
         return with(base, DkimResult::PermError, "key revoked (empty p=)");
@@ -513,10 +573,16 @@ fn check_with_record(
             DkimResult::Policy,
             format!("RSA key of {bits} bits is too small (RFC 8301 requires 1024)"),
         ),
-        Err(VerifyError::BadKey(e)) => with(base, DkimResult::PermError, format!("bad public key: {e}")),
+        Err(VerifyError::BadKey(e)) => {
+            with(base, DkimResult::PermError, format!("bad public key: {e}"))
+        }
         Err(VerifyError::Mismatch) => {
             if record.testing {
-                with(base, DkimResult::Neutral, "signature did not verify (key in testing mode, t=y)")
+                with(
+                    base,
+                    DkimResult::Neutral,
+                    "signature did not verify (key in testing mode, t=y)",
+                )
             } else {
                 with(base, DkimResult::Fail, "signature did not verify")
             }

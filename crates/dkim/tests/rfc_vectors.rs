@@ -1,5 +1,11 @@
 //! RFC 8463 Appendix A and RFC 6376 §3.4.5 as data files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use base64::Engine;
 use dkim::*;
@@ -7,7 +13,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn data(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -43,12 +51,17 @@ fn rfc8463_both_signatures_verify() {
 #[test]
 fn rfc8463_tampered_fails() {
     let raw = data("rfc8463/signed.eml");
-    let tampered = String::from_utf8(raw).unwrap().replace("Is dinner ready?", "Is dinner ready!");
+    let tampered = String::from_utf8(raw)
+        .unwrap()
+        .replace("Is dinner ready?", "Is dinner ready!");
     let msg = Message::parse(tampered.as_bytes()).unwrap();
     let mut v = Verifier::default().start(msg.headers(), RFC8463_T);
     v.body(msg.body());
     let results = v.finish(&rfc8463_dns());
-    assert!(results.iter().all(|r| r.result == DkimResult::Fail), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.result == DkimResult::Fail),
+        "{results:?}"
+    );
 }
 
 fn published_b(headers: &[HeaderField], idx: usize) -> Vec<u8> {
@@ -62,18 +75,29 @@ fn rfc8463_ed25519_b_reproduced_byte_for_byte() {
     let raw = data("rfc8463/signed.eml");
     let msg = Message::parse(&raw).unwrap();
     let seed_b64 = String::from_utf8(data("rfc8463/ed25519.key.txt")).unwrap();
-    let seed = base64::engine::general_purpose::STANDARD.decode(seed_b64.trim()).unwrap();
+    let seed = base64::engine::general_purpose::STANDARD
+        .decode(seed_b64.trim())
+        .unwrap();
     let key = SigningKey::ed25519_from_seed(&seed).unwrap();
-    assert_eq!(key.public_key_base64(), "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
+    assert_eq!(
+        key.public_key_base64(),
+        "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    );
     let signed_data = signed_header_data(msg.headers(), 0).unwrap();
-    assert_eq!(key.sign(&signed_data).unwrap(), published_b(msg.headers(), 0));
+    assert_eq!(
+        key.sign(&signed_data).unwrap(),
+        published_b(msg.headers(), 0)
+    );
 }
 
 /// aws-lc-rs does not load 1024-bit private keys, so the RSA `b=` is made by
 /// the `openssl` command from the bytes our engine says are signed.
 #[test]
 fn rfc8463_rsa_b_reproduced_byte_for_byte_with_openssl() {
-    let Ok(_) = std::process::Command::new("openssl").arg("version").output() else {
+    let Ok(_) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("openssl is not installed; the test setup must install it");
         }
@@ -93,7 +117,11 @@ fn rfc8463_rsa_b_reproduced_byte_for_byte_with_openssl() {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, published_b(msg.headers(), 1));
 }
 
@@ -103,13 +131,26 @@ fn rfc8463_unsigned_signed_again_verifies() {
     let raw = data("rfc8463/unsigned.eml");
     let msg = Message::parse(&raw).unwrap();
     let seed_b64 = String::from_utf8(data("rfc8463/ed25519.key.txt")).unwrap();
-    let seed = base64::engine::general_purpose::STANDARD.decode(seed_b64.trim()).unwrap();
+    let seed = base64::engine::general_purpose::STANDARD
+        .decode(seed_b64.trim())
+        .unwrap();
     let key = SigningKey::ed25519_from_seed(&seed).unwrap();
-    let cfg = SignerConfig::new("football.example.com".parse().unwrap(), "brisbane".parse().unwrap(), key);
-    let mut s = Signer::new(vec![cfg], RFC8463_T).start(msg.headers()).unwrap();
+    let cfg = SignerConfig::new(
+        "football.example.com".parse().unwrap(),
+        "brisbane".parse().unwrap(),
+        key,
+    );
+    let mut s = Signer::new(vec![cfg], RFC8463_T)
+        .start(msg.headers())
+        .unwrap();
     s.body(msg.body());
     let sig = s.finish().unwrap().remove(0);
-    assert!(sig.value.contains("bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8="), "{}", sig.value);
+    assert!(
+        sig.value
+            .contains("bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8="),
+        "{}",
+        sig.value
+    );
     let mut signed = sig.to_field().into_bytes();
     signed.extend_from_slice(b"\r\n");
     signed.extend_from_slice(&raw);
@@ -126,7 +167,10 @@ fn sections() -> HashMap<String, Vec<u8>> {
     let mut current = String::new();
     let mut rest = &raw[..];
     while !rest.is_empty() {
-        let end = rest.windows(2).position(|w| w == b"\r\n").map_or(rest.len(), |p| p + 2);
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(rest.len(), |p| p + 2);
         let line = &rest[..end];
         rest = &rest[end..];
         if let Some(name) = line.strip_prefix(b"== ") {
@@ -155,11 +199,19 @@ fn rfc6376_canonicalization_example() {
                 Canonicalization::Simple => canonicalize_header_simple(f, &mut h),
             }
         }
-        assert_eq!(String::from_utf8_lossy(&h), String::from_utf8_lossy(&s[hname]), "{hname}");
+        assert_eq!(
+            String::from_utf8_lossy(&h),
+            String::from_utf8_lossy(&s[hname]),
+            "{hname}"
+        );
         let mut c = BodyCanonicalizer::new(kind);
         let mut b = Vec::new();
         c.update(msg.body(), &mut |x: &[u8]| b.extend_from_slice(x));
         c.finish(&mut |x: &[u8]| b.extend_from_slice(x));
-        assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&s[bname]), "{bname}");
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            String::from_utf8_lossy(&s[bname]),
+            "{bname}"
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! Verifier behaviour, one case per rule of RFC 6376 / RFC 8301 that it applies.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use aws_lc_rs::digest;
 use dkim::*;
@@ -11,12 +17,14 @@ const MSG: &[u8] = b"From: Joe <joe@example.com>\r\nTo: a@example.net\r\nSubject
 
 fn rsa_key() -> SigningKey {
     static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| SigningKey::generate_rsa(2048).unwrap()).clone()
+    K.get_or_init(|| SigningKey::generate_rsa(2048).unwrap())
+        .clone()
 }
 
 fn ed_key() -> SigningKey {
     static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| SigningKey::generate_ed25519().unwrap()).clone()
+    K.get_or_init(|| SigningKey::generate_ed25519().unwrap())
+        .clone()
 }
 
 fn dns(records: &[(&str, String)]) -> HashMap<String, Vec<String>> {
@@ -36,7 +44,12 @@ fn default_dns() -> HashMap<String, Vec<String>> {
 
 /// Builds a signature by hand so that tests can set tags the signer never
 /// writes (l=, i=, x=, a=rsa-sha1, an h= without From).
-fn custom_signed(msg: &[u8], key: &SigningKey, selector: &str, mutate: impl Fn(&mut DkimSignature)) -> Vec<u8> {
+fn custom_signed(
+    msg: &[u8],
+    key: &SigningKey,
+    selector: &str,
+    mutate: impl Fn(&mut DkimSignature),
+) -> Vec<u8> {
     let parsed = Message::parse(msg).unwrap();
     let mut sig = DkimSignature::new(
         Algorithm::for_key(key.algorithm()),
@@ -71,9 +84,17 @@ fn sign(msg: &[u8], keys: &[(&SigningKey, &str)]) -> Vec<u8> {
     let parsed = Message::parse(msg).unwrap();
     let cfgs = keys
         .iter()
-        .map(|(k, s)| SignerConfig::new("example.com".parse().unwrap(), s.parse().unwrap(), (*k).clone()))
+        .map(|(k, s)| {
+            SignerConfig::new(
+                "example.com".parse().unwrap(),
+                s.parse().unwrap(),
+                (*k).clone(),
+            )
+        })
         .collect();
-    let mut s = Signer::new(cfgs, NOW - 100).start(parsed.headers()).unwrap();
+    let mut s = Signer::new(cfgs, NOW - 100)
+        .start(parsed.headers())
+        .unwrap();
     s.body(parsed.body());
     let mut out = Vec::new();
     for h in s.finish().unwrap() {
@@ -131,7 +152,11 @@ fn oversigned_from_blocks_an_added_from() {
     let signed = sign(MSG, &[(&ed_key(), "ed")]);
     let text = String::from_utf8(signed).unwrap();
     assert!(text.contains("h=From:From:"), "{text}");
-    let forged = text.replacen("Subject: test", "Subject: test\r\nFrom: evil@example.org", 1);
+    let forged = text.replacen(
+        "Subject: test",
+        "Subject: test\r\nFrom: evil@example.org",
+        1,
+    );
     assert_eq!(one(forged.as_bytes()).result, DkimResult::Fail);
 }
 
@@ -144,7 +169,9 @@ fn body_length_limit_is_honoured() {
     appended.extend_from_slice(b"appended by a mailing list\r\n");
     assert_eq!(one(&appended).result, DkimResult::Pass);
     // A change inside the signed length does.
-    let changed = String::from_utf8(signed).unwrap().replacen("Hello", "Jello", 1);
+    let changed = String::from_utf8(signed)
+        .unwrap()
+        .replacen("Hello", "Jello", 1);
     assert_eq!(one(changed.as_bytes()).result, DkimResult::Fail);
     // l= longer than the body fails.
     let long = custom_signed(MSG, &ed_key(), "ed", |s| s.body_length = Some(10_000));
@@ -183,7 +210,9 @@ fn rsa_sha1_is_policy() {
 
 #[test]
 fn h_without_from_is_permerror() {
-    let signed = custom_signed(MSG, &ed_key(), "ed", |s| s.headers = vec!["Subject".parse().unwrap()]);
+    let signed = custom_signed(MSG, &ed_key(), "ed", |s| {
+        s.headers = vec!["Subject".parse().unwrap()]
+    });
     let r = one(&signed);
     assert_eq!(r.result, DkimResult::PermError);
     assert!(reason(&r).contains("From"), "{r:?}");
@@ -211,8 +240,14 @@ fn strict_key_flag_requires_exact_identity_domain() {
         s.identity = Some("@mail.example.com".into());
         s.identity_domain = "mail.example.com".parse().unwrap();
     });
-    let record = format!("v=DKIM1; k=ed25519; t=s; p={}", ed_key().public_key_base64());
-    let r = verify_with(&sub, &dns(&[("strict._domainkey.example.com", record.clone())]));
+    let record = format!(
+        "v=DKIM1; k=ed25519; t=s; p={}",
+        ed_key().public_key_base64()
+    );
+    let r = verify_with(
+        &sub,
+        &dns(&[("strict._domainkey.example.com", record.clone())]),
+    );
     assert_eq!(r[0].result, DkimResult::PermError, "{r:?}");
     let exact = custom_signed(MSG, &ed_key(), "strict", |_| {});
     let r = verify_with(&exact, &dns(&[("strict._domainkey.example.com", record)]));
@@ -238,17 +273,52 @@ fn key_record_rules() {
     let signed = sign(MSG, &[(&ed_key(), "ed")]);
     let p = ed_key().public_key_base64();
     let cases: Vec<(String, DkimResult, &str)> = vec![
-        ("v=DKIM1; k=ed25519; p=".into(), DkimResult::PermError, "revoked"),
-        (format!("v=DKIM1; k=rsa; p={p}"), DkimResult::PermError, "does not match"),
-        (format!("v=DKIM1; k=ed25519; h=sha1; p={p}"), DkimResult::PermError, "h="),
-        (format!("v=DKIM1; k=ed25519; s=tls; p={p}"), DkimResult::PermError, "s="),
-        (format!("v=DKIM1; k=foo; p={p}"), DkimResult::PermError, "unknown key type"),
-        ("v=DKIM1; k=ed25519; p=AAAA".into(), DkimResult::PermError, "bad public key"),
-        ("not a key record".into(), DkimResult::PermError, "bad key record"),
-        (format!("v=DKIM1; k=ed25519; h=sha256; s=email; p={p}"), DkimResult::Pass, ""),
+        (
+            "v=DKIM1; k=ed25519; p=".into(),
+            DkimResult::PermError,
+            "revoked",
+        ),
+        (
+            format!("v=DKIM1; k=rsa; p={p}"),
+            DkimResult::PermError,
+            "does not match",
+        ),
+        (
+            format!("v=DKIM1; k=ed25519; h=sha1; p={p}"),
+            DkimResult::PermError,
+            "h=",
+        ),
+        (
+            format!("v=DKIM1; k=ed25519; s=tls; p={p}"),
+            DkimResult::PermError,
+            "s=",
+        ),
+        (
+            format!("v=DKIM1; k=foo; p={p}"),
+            DkimResult::PermError,
+            "unknown key type",
+        ),
+        (
+            "v=DKIM1; k=ed25519; p=AAAA".into(),
+            DkimResult::PermError,
+            "bad public key",
+        ),
+        (
+            "not a key record".into(),
+            DkimResult::PermError,
+            "bad key record",
+        ),
+        (
+            format!("v=DKIM1; k=ed25519; h=sha256; s=email; p={p}"),
+            DkimResult::Pass,
+            "",
+        ),
     ];
     for (record, want, why) in cases {
-        let r = verify_with(&signed, &dns(&[("ed._domainkey.example.com", record.clone())]));
+        let r = verify_with(
+            &signed,
+            &dns(&[("ed._domainkey.example.com", record.clone())]),
+        );
         assert_eq!(r[0].result, want, "{record}: {r:?}");
         assert!(reason(&r[0]).contains(why), "{record}: {r:?}");
     }
@@ -270,7 +340,9 @@ fn lookup_failures() {
     let r = verify_with(&signed, &HashMap::<String, Vec<String>>::new());
     assert_eq!(r[0].result, DkimResult::PermError);
     assert!(reason(&r[0]).contains("no key record"));
-    let temp = |_: &str| -> Result<Vec<String>, LookupError> { Err(LookupError::Temporary("timed out".into())) };
+    let temp = |_: &str| -> Result<Vec<String>, LookupError> {
+        Err(LookupError::Temporary("timed out".into()))
+    };
     let r = verify_with(&signed, &temp);
     assert_eq!(r[0].result, DkimResult::TempError);
     assert!(reason(&r[0]).contains("timed out"));
@@ -297,16 +369,26 @@ fn legacy_1024_bit_rsa_verifies_and_tiny_keys_are_policy() {
     // key does not, whatever the signature.
     let tiny = "MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAMS3UaU7d2glRWHGqkGOQw5RW0v1S+JJXFkGgRrZ5eeJm0mc2HJuAuuC4dfG87dVRUFvUkNr5b7pLgEnbRmAL9UCAwEAAQ==";
     let signed = sign(MSG, &[(&rsa_key(), "rsa")]);
-    let r = verify_with(&signed, &dns(&[("rsa._domainkey.example.com", format!("v=DKIM1; k=rsa; p={tiny}"))]));
+    let r = verify_with(
+        &signed,
+        &dns(&[(
+            "rsa._domainkey.example.com",
+            format!("v=DKIM1; k=rsa; p={tiny}"),
+        )]),
+    );
     assert_eq!(r[0].result, DkimResult::Policy, "{r:?}");
     assert_eq!(r[0].key_bits, Some(512));
 }
 
 #[test]
 fn signature_limit() {
-    let signed = sign(MSG, &[(&ed_key(), "ed"), (&ed_key(), "ed"), (&rsa_key(), "rsa")]);
+    let signed = sign(
+        MSG,
+        &[(&ed_key(), "ed"), (&ed_key(), "ed"), (&rsa_key(), "rsa")],
+    );
     let parsed = Message::parse(&signed).unwrap();
-    let mut v = Verifier::new(VerifierConfig::default().with_max_signatures(2)).start(parsed.headers(), NOW);
+    let mut v = Verifier::new(VerifierConfig::default().with_max_signatures(2))
+        .start(parsed.headers(), NOW);
     v.body(parsed.body());
     let r = v.finish(&default_dns());
     assert_eq!(r.len(), 2);

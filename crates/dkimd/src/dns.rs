@@ -20,7 +20,8 @@ impl KeyTable {
     /// Reads `NAME<TAB>VALUE` lines; several lines for one name are several
     /// records. Blank lines and lines starting with `#` are skipped.
     pub fn from_file(path: &Path) -> anyhow::Result<KeyTable> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let mut map: HashMap<String, Result<Vec<String>, LookupError>> = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
@@ -113,7 +114,9 @@ pub fn resolver(server: Option<SocketAddr>, timeout: Duration) -> anyhow::Result
             let config = ResolverConfig::from_parts(None, vec![], vec![ns]);
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
         }
-        None => TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?,
+        None => {
+            TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?
+        }
     };
     let opts = builder.options_mut();
     opts.timeout = timeout;

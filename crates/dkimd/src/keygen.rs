@@ -70,7 +70,10 @@ pub fn run(a: KeygenArgs) -> anyhow::Result<ExitCode> {
             key.bits(),
             txt_path.display()
         );
-        eprintln!("dkimd: publish this TXT record in the zone of {}:", domain.to_lowercase());
+        eprintln!(
+            "dkimd: publish this TXT record in the zone of {}:",
+            domain.to_lowercase()
+        );
         println!("{zone_line}");
     }
     Ok(ExitCode::SUCCESS)

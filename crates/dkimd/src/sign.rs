@@ -10,13 +10,22 @@ fn field_list(flag: &str, s: &str) -> anyhow::Result<Vec<dkim::FieldName>> {
     s.split(':')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|n| n.parse::<dkim::FieldName>().or_else(|e| usage(format!("{flag}: {e}"))))
+        .map(|n| {
+            n.parse::<dkim::FieldName>()
+                .or_else(|e| usage(format!("{flag}: {e}")))
+        })
         .collect()
 }
 
 pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
-    let domain: dkim::DomainName = a.domain.parse().or_else(|e| usage(format!("--domain: {e}")))?;
-    let selector: dkim::Selector = a.selector.parse().or_else(|e| usage(format!("--selector: {e}")))?;
+    let domain: dkim::DomainName = a
+        .domain
+        .parse()
+        .or_else(|e| usage(format!("--domain: {e}")))?;
+    let selector: dkim::Selector = a
+        .selector
+        .parse()
+        .or_else(|e| usage(format!("--selector: {e}")))?;
     let canon: dkim::CanonicalizationPair = a
         .canonicalization
         .parse()
@@ -43,7 +52,8 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
     } else {
         dkim::Message::parse(&input)?
     };
-    let mut signing = dkim::Signer::new(vec![cfg], a.time.unwrap_or_else(now)).start(msg.headers())?;
+    let mut signing =
+        dkim::Signer::new(vec![cfg], a.time.unwrap_or_else(now)).start(msg.headers())?;
     for chunk in msg.body().chunks(64 * 1024) {
         signing.body(chunk);
     }

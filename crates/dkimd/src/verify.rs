@@ -21,7 +21,8 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         dkim::Message::parse_lenient(&input)?
     };
-    let verifier = dkim::Verifier::new(dkim::VerifierConfig::default().with_max_signatures(a.max_signatures));
+    let verifier =
+        dkim::Verifier::new(dkim::VerifierConfig::default().with_max_signatures(a.max_signatures));
     let mut v = verifier.start(msg.headers(), a.time.unwrap_or_else(now));
     for chunk in msg.body().chunks(64 * 1024) {
         v.body(chunk);
@@ -30,9 +31,12 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(t) => v.finish(&t),
         None => {
             let names = v.key_names();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let table = rt.block_on(async {
-                let resolver = dns::resolver(a.nameserver, Duration::from_secs(a.dns_timeout.max(1)))?;
+                let resolver =
+                    dns::resolver(a.nameserver, Duration::from_secs(a.dns_timeout.max(1)))?;
                 anyhow::Ok(KeyTable::resolve(&resolver, names).await)
             })?;
             v.finish(&table)
@@ -54,7 +58,11 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         println!("Authentication-Results: {ar}");
     }
     let passed = results.iter().any(|r| r.result == DkimResult::Pass);
-    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn line(r: &VerificationResult) -> String {

@@ -1,12 +1,19 @@
 //! The command line: exit codes, error messages, files written.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 
-const MSG: &[u8] = b"From: Joe <joe@example.com>\r\nTo: x@example.net\r\nSubject: cli\r\n\r\nHello\r\n";
+const MSG: &[u8] =
+    b"From: Joe <joe@example.com>\r\nTo: x@example.net\r\nSubject: cli\r\n\r\nHello\r\n";
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -14,13 +21,26 @@ fn stderr(o: &std::process::Output) -> String {
 
 fn keygen(dir: &std::path::Path, alg: &str) -> (std::path::PathBuf, String) {
     let o = dkimd()
-        .args(["keygen", "--algorithm", alg, "--domain", "example.com", "--selector", "s1", "--json", "--out"])
+        .args([
+            "keygen",
+            "--algorithm",
+            alg,
+            "--domain",
+            "example.com",
+            "--selector",
+            "s1",
+            "--json",
+            "--out",
+        ])
         .arg(dir)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    (v["private_key"].as_str().unwrap().into(), v["record"].as_str().unwrap().into())
+    (
+        v["private_key"].as_str().unwrap().into(),
+        v["record"].as_str().unwrap().into(),
+    )
 }
 
 #[test]
@@ -31,23 +51,53 @@ fn keygen_writes_0600_key_openssl_reads_and_refuses_overwrite() {
         let (key, record) = keygen(&out, alg);
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o700);
-        assert!(record.starts_with(&format!("v=DKIM1; k={alg}; p=")), "{record}");
-        let o = std::process::Command::new("openssl").args(["pkey", "-noout", "-in"]).arg(&key).output();
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(
+            record.starts_with(&format!("v=DKIM1; k={alg}; p=")),
+            "{record}"
+        );
+        let o = std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&key)
+            .output();
         if let Ok(o) = o {
-            assert!(o.status.success(), "openssl cannot read {}: {}", key.display(), stderr(&o));
+            assert!(
+                o.status.success(),
+                "openssl cannot read {}: {}",
+                key.display(),
+                stderr(&o)
+            );
         }
         let again = dkimd()
-            .args(["keygen", "--algorithm", alg, "--domain", "example.com", "--selector", "s1", "--out"])
+            .args([
+                "keygen",
+                "--algorithm",
+                alg,
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--out",
+            ])
             .arg(&out)
             .output()
             .unwrap();
         assert_eq!(again.status.code(), Some(1));
-        assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains("already exists"),
+            "{}",
+            stderr(&again)
+        );
     }
     // The zone-file line splits the RSA record into strings of at most 255 bytes.
     let txt = std::fs::read_to_string(out.join("example.com.s1.rsa.txt")).unwrap();
-    assert!(txt.starts_with("s1._domainkey.example.com. 3600 IN TXT ( \""), "{txt}");
+    assert!(
+        txt.starts_with("s1._domainkey.example.com. 3600 IN TXT ( \""),
+        "{txt}"
+    );
     for part in txt.split('"').skip(1).step_by(2) {
         assert!(part.len() <= 255);
     }
@@ -57,13 +107,42 @@ fn keygen_writes_0600_key_openssl_reads_and_refuses_overwrite() {
 fn keygen_usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        vec!["keygen", "--algorithm", "rsa", "--bits", "1024", "--domain", "example.com", "--selector", "s"],
+        vec![
+            "keygen",
+            "--algorithm",
+            "rsa",
+            "--bits",
+            "1024",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s",
+        ],
         vec!["keygen", "--domain", "bad_domain", "--selector", "s"],
-        vec!["keygen", "--domain", "example.com", "--selector", "bad selector"],
-        vec!["keygen", "--algorithm", "dsa", "--domain", "example.com", "--selector", "s"],
+        vec![
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "bad selector",
+        ],
+        vec![
+            "keygen",
+            "--algorithm",
+            "dsa",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s",
+        ],
         vec!["keygen", "--domain", "example.com"],
     ] {
-        let o = dkimd().args(&args).arg("--out").arg(dir.path()).output().unwrap();
+        let o = dkimd()
+            .args(&args)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
@@ -75,30 +154,82 @@ fn sign_refuses_bad_keys_with_one_line() {
     let (key, _) = keygen(dir.path(), "ed25519");
     // Readable by others.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = run_with_input(dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--key"]).arg(&key), MSG);
+    let o = run_with_input(
+        dkimd()
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--key",
+            ])
+            .arg(&key),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("must not be readable"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("must not be readable"),
+        "{}",
+        stderr(&o)
+    );
     // Not a key.
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "hello\n").unwrap();
     std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let o = run_with_input(dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--key"]).arg(&junk), MSG);
+    let o = run_with_input(
+        dkimd()
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--key",
+            ])
+            .arg(&junk),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a PEM file"), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     // A 1024-bit RSA key (RFC 8463's example key) is too small to sign with.
     let small = dir.path().join("small.pem");
     std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dkim/tests/data/rfc8463/rsa.key.pem"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../dkim/tests/data/rfc8463/rsa.key.pem"),
         &small,
     )
     .unwrap();
     std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let o = run_with_input(dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--key"]).arg(&small), MSG);
+    let o = run_with_input(
+        dkimd()
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--key",
+            ])
+            .arg(&small),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("too small"), "{}", stderr(&o));
     // Missing file.
-    let o = run_with_input(dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--key", "/nonexistent"]), MSG);
+    let o = run_with_input(
+        dkimd().args([
+            "sign",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s1",
+            "--key",
+            "/nonexistent",
+        ]),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent"), "{}", stderr(&o));
 }
@@ -113,7 +244,19 @@ fn sign_rejects_non_messages() {
         (b"Subject: no from\r\n\r\nbody\r\n", "no From"),
         (b"", "no message"),
     ] {
-        let o = run_with_input(dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--key"]).arg(&key), input);
+        let o = run_with_input(
+            dkimd()
+                .args([
+                    "sign",
+                    "--domain",
+                    "example.com",
+                    "--selector",
+                    "s1",
+                    "--key",
+                ])
+                .arg(&key),
+            input,
+        );
         assert_ne!(o.status.code(), Some(0), "{input:?}");
         assert!(stderr(&o).contains(want), "{input:?}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"));
@@ -127,7 +270,18 @@ fn sign_keeps_unix_line_ends_and_verify_accepts_them() {
     let (key, record) = keygen(dir.path(), "rsa");
     let unix = b"From: joe@example.com\nSubject: unix\n\nbody line\n";
     let o = run_with_input(
-        dkimd().args(["sign", "--domain", "example.com", "--selector", "s1", "--time", "1795500000", "--key"]).arg(&key),
+        dkimd()
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--time",
+                "1795500000",
+                "--key",
+            ])
+            .arg(&key),
         unix,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -136,7 +290,12 @@ fn sign_keeps_unix_line_ends_and_verify_accepts_them() {
     let dns = dir.path().join("dns.txt");
     write_dns_file(&dns, &[("s1._domainkey.example.com".into(), record)]);
     let v = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&dns), &o.stdout);
-    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 }
 
 #[test]
@@ -147,22 +306,53 @@ fn verify_exit_codes_json_and_time() {
     write_dns_file(&dns, &[("s1._domainkey.example.com".into(), record)]);
     let signed = run_with_input(
         dkimd()
-            .args(["sign", "--domain", "example.com", "--selector", "s1", "--time", "1000000000", "--expire", "86400", "--key"])
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--time",
+                "1000000000",
+                "--expire",
+                "86400",
+                "--key",
+            ])
             .arg(&key),
         MSG,
     )
     .stdout;
     // As of signing time: pass, exit 0.
     let o = run_with_input(
-        dkimd().args(["verify", "--time", "1000000100", "--authserv-id", "mx.test", "--dns-file"]).arg(&dns),
+        dkimd()
+            .args([
+                "verify",
+                "--time",
+                "1000000100",
+                "--authserv-id",
+                "mx.test",
+                "--dns-file",
+            ])
+            .arg(&dns),
         &signed,
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.starts_with("pass d=example.com s=s1 a=ed25519-sha256"), "{out}");
-    assert!(out.contains("Authentication-Results: mx.test;\r\n\tdkim=pass header.d=example.com header.s=s1"), "{out}");
+    assert!(
+        out.starts_with("pass d=example.com s=s1 a=ed25519-sha256"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "Authentication-Results: mx.test;\r\n\tdkim=pass header.d=example.com header.s=s1"
+        ),
+        "{out}"
+    );
     // Now: expired, exit 1.
-    let o = run_with_input(dkimd().args(["verify", "--json", "--dns-file"]).arg(&dns), &signed);
+    let o = run_with_input(
+        dkimd().args(["verify", "--json", "--dns-file"]).arg(&dns),
+        &signed,
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["result"], "fail");
@@ -181,9 +371,21 @@ fn verify_usage_errors_exit_2() {
     let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&bad), MSG);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.txt:3:"), "{}", stderr(&o));
-    let o = run_with_input(dkimd().args(["verify", "--dns-file", "/nonexistent", "--nameserver", "127.0.0.1:53"]), MSG);
+    let o = run_with_input(
+        dkimd().args([
+            "verify",
+            "--dns-file",
+            "/nonexistent",
+            "--nameserver",
+            "127.0.0.1:53",
+        ]),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(2));
-    let o = run_with_input(dkimd().args(["verify", "--nameserver", "not-an-address"]), MSG);
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", "not-an-address"]),
+        MSG,
+    );
     assert_eq!(o.status.code(), Some(2));
     let o = run_with_input(dkimd().args(["frobnicate"]), MSG);
     assert_eq!(o.status.code(), Some(2));

@@ -1,7 +1,13 @@
 //! dkimd against independent DKIM implementations: what dkimd signs, dkimpy
 //! and OpenDKIM accept; what dkimpy signs, dkimd accepts; tampering makes all
 //! of them fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod common;
 
@@ -17,11 +23,25 @@ struct Key {
 
 fn keygen(dir: &std::path::Path, alg: &str, selector: &'static str) -> Key {
     let out = dkimd()
-        .args(["keygen", "--algorithm", alg, "--domain", "example.com", "--selector", selector, "--json", "--out"])
+        .args([
+            "keygen",
+            "--algorithm",
+            alg,
+            "--domain",
+            "example.com",
+            "--selector",
+            selector,
+            "--json",
+            "--out",
+        ])
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     Key {
         path: PathBuf::from(v["private_key"].as_str().unwrap()),
@@ -31,9 +51,18 @@ fn keygen(dir: &std::path::Path, alg: &str, selector: &'static str) -> Key {
 }
 
 fn dkimd_verify(dns: &std::path::Path, msg: &[u8]) -> (bool, String) {
-    let out = run_with_input(dkimd().args(["verify", "--time", "1795500000", "--dns-file"]).arg(dns), msg);
+    let out = run_with_input(
+        dkimd()
+            .args(["verify", "--time", "1795500000", "--dns-file"])
+            .arg(dns),
+        msg,
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(matches!(out.status.code(), Some(0 | 1)), "dkimd verify crashed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "dkimd verify crashed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code() == Some(0), text)
 }
 
@@ -42,13 +71,21 @@ fn dkimd_signatures_pass_dkimpy_and_opendkim_and_tampering_fails() {
     let dkimpy = have_dkimpy();
     let opendkim = have_opendkim();
     let dir = tempfile::tempdir().unwrap();
-    let keys = [keygen(dir.path(), "rsa", "rsa2026"), keygen(dir.path(), "ed25519", "ed2026")];
+    let keys = [
+        keygen(dir.path(), "rsa", "rsa2026"),
+        keygen(dir.path(), "ed25519", "ed2026"),
+    ];
     let dns = dir.path().join("dns.txt");
     write_dns_file(
         &dns,
         &keys
             .iter()
-            .map(|k| (format!("{}._domainkey.example.com", k.selector), k.record.clone()))
+            .map(|k| {
+                (
+                    format!("{}._domainkey.example.com", k.selector),
+                    k.record.clone(),
+                )
+            })
             .collect::<Vec<_>>(),
     );
     let mut good = Vec::new();
@@ -59,13 +96,31 @@ fn dkimd_signatures_pass_dkimpy_and_opendkim_and_tampering_fails() {
                 let msg = test_message(name, &body);
                 let out = run_with_input(
                     dkimd()
-                        .args(["sign", "--domain", "example.com", "--selector", key.selector, "-c", canon, "--time", "1795500000", "--key"])
+                        .args([
+                            "sign",
+                            "--domain",
+                            "example.com",
+                            "--selector",
+                            key.selector,
+                            "-c",
+                            canon,
+                            "--time",
+                            "1795500000",
+                            "--key",
+                        ])
                         .arg(&key.path),
                     &msg,
                 );
-                assert!(out.status.success(), "sign {name}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "sign {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 let signed = out.stdout;
-                assert!(signed.ends_with(&msg), "the message follows the signature unchanged");
+                assert!(
+                    signed.ends_with(&msg),
+                    "the message follows the signature unchanged"
+                );
                 let tag = format!("{}-{}-{}", key.selector, canon.replace('/', "-"), name);
                 let f = dir.path().join(format!("{tag}.eml"));
                 std::fs::write(&f, &signed).unwrap();
@@ -118,15 +173,25 @@ fn dkimpy_signatures_pass_dkimd_and_tampering_fails() {
     let dir = tempfile::tempdir().unwrap();
     let mut records = Vec::new();
     let mut keys = Vec::new();
-    for (ktype, sel, alg) in [("rsa", "pyrsa", "rsa-sha256"), ("ed25519", "pyed", "ed25519-sha256")] {
+    for (ktype, sel, alg) in [
+        ("rsa", "pyrsa", "rsa-sha256"),
+        ("ed25519", "pyed", "ed25519-sha256"),
+    ] {
         let out = Command::new("/usr/bin/dknewkey")
             .current_dir(dir.path())
             .args(["--ktype", ktype, sel])
             .output()
             .unwrap();
-        assert!(out.status.success(), "dknewkey: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dknewkey: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let record = std::fs::read_to_string(dir.path().join(format!("{sel}.dns"))).unwrap();
-        records.push((format!("{sel}._domainkey.example.com"), record.trim().to_string()));
+        records.push((
+            format!("{sel}._domainkey.example.com"),
+            record.trim().to_string(),
+        ));
         keys.push((dir.path().join(format!("{sel}.key")), sel, alg));
     }
     let dns = dir.path().join("dns.txt");
@@ -137,7 +202,9 @@ fn dkimpy_signatures_pass_dkimd_and_tampering_fails() {
             for (name, body) in test_bodies() {
                 let input = dir.path().join(format!("{name}.in"));
                 std::fs::write(&input, test_message(name, &body)).unwrap();
-                let output = dir.path().join(format!("{sel}-{}-{name}.eml", canon.replace('/', "-")));
+                let output = dir
+                    .path()
+                    .join(format!("{sel}-{}-{name}.eml", canon.replace('/', "-")));
                 let st = Command::new("/usr/bin/python3")
                     .arg(dkimpy_tool())
                     .args(["sign"])
@@ -147,14 +214,22 @@ fn dkimpy_signatures_pass_dkimd_and_tampering_fails() {
                     .arg(&output)
                     .output()
                     .unwrap();
-                assert!(st.status.success(), "dkimpy sign: {}", String::from_utf8_lossy(&st.stderr));
+                assert!(
+                    st.status.success(),
+                    "dkimpy sign: {}",
+                    String::from_utf8_lossy(&st.stderr)
+                );
                 let signed = std::fs::read(&output).unwrap();
                 let (ok, text) = dkimd_verify(&dns, &signed);
                 assert!(ok, "dkimd rejects dkimpy's {}: {text}", output.display());
                 assert!(text.contains(&format!("a={alg}")), "{text}");
                 for (what, t) in tampered(&signed) {
                     let (ok, text) = dkimd_verify(&dns, &t);
-                    assert!(!ok, "dkimd accepts dkimpy's {} tampered in the {what}: {text}", output.display());
+                    assert!(
+                        !ok,
+                        "dkimd accepts dkimpy's {} tampered in the {what}: {text}",
+                        output.display()
+                    );
                 }
                 count += 1;
             }

@@ -57,7 +57,10 @@ pub fn have_dkimpy() -> bool {
 
 /// OpenDKIM's daemon binary (for `opendkim -t`).
 pub fn have_opendkim() -> bool {
-    require_peer("opendkim (Debian package opendkim)", Command::new("opendkim").arg("-V"))
+    require_peer(
+        "opendkim (Debian package opendkim)",
+        Command::new("opendkim").arg("-V"),
+    )
 }
 
 /// The dkimpy driver script.
@@ -68,9 +71,16 @@ pub fn dkimpy_tool() -> PathBuf {
 /// Verifies files with dkimpy; returns (file, passed, reason) per file.
 pub fn dkimpy_verify(dns_file: &Path, files: &[PathBuf]) -> Vec<(PathBuf, bool, String)> {
     let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(dkimpy_tool()).arg("verify").arg(dns_file).args(files);
+    cmd.arg(dkimpy_tool())
+        .arg("verify")
+        .arg(dns_file)
+        .args(files);
     let out = cmd.output().expect("run dkimpy");
-    assert!(out.status.success(), "dkimpy tool failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dkimpy tool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let res: Vec<_> = text
         .lines()
@@ -131,7 +141,11 @@ pub fn opendkim_verify(dir: &Path, dns_file: &Path, file: &Path) -> (bool, Strin
         .arg(&file)
         .output()
         .expect("run opendkim");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success() && text.contains("succeeded"), text)
 }
 
@@ -153,18 +167,30 @@ pub fn test_bodies() -> Vec<(&'static str, Vec<u8>)> {
     }
     vec![
         ("empty", Vec::new()),
-        ("no-final-crlf", b"Hello world, no line end at the end".to_vec()),
-        ("trailing-blank-lines", b"Hello\r\n\r\n\r\n \r\n\t\r\n\r\n".to_vec()),
+        (
+            "no-final-crlf",
+            b"Hello world, no line end at the end".to_vec(),
+        ),
+        (
+            "trailing-blank-lines",
+            b"Hello\r\n\r\n\r\n \r\n\t\r\n\r\n".to_vec(),
+        ),
         (
             "whitespace-runs",
             b"a  b\t\tc   \r\n   leading spaces\r\n\tTAB \t \r\nend \t\r\n".to_vec(),
         ),
         (
             "8bit",
-            "Gr\u{fc}\u{df}e aus K\u{f6}ln, \u{4f60}\u{597d} \u{1f600}\r\n".bytes().chain(b"raw \xff\xfe\x80 bytes\r\n".iter().copied()).collect(),
+            "Gr\u{fc}\u{df}e aus K\u{f6}ln, \u{4f60}\u{597d} \u{1f600}\r\n"
+                .bytes()
+                .chain(b"raw \xff\xfe\x80 bytes\r\n".iter().copied())
+                .collect(),
         ),
         ("1mb", big),
-        ("long-headers", b"Body of a message whose header lines are long.\r\n".to_vec()),
+        (
+            "long-headers",
+            b"Body of a message whose header lines are long.\r\n".to_vec(),
+        ),
     ]
 }
 
