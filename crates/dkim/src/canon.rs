@@ -268,6 +268,14 @@ fn has_byte(w: u64, b: u8) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// High bit set in exactly those bytes of `w` that equal `b`.
+#[inline]
+fn eq_mask(w: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ (LO * u64::from(b));
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
 #[inline]
 fn word_at(d: &[u8], j: usize) -> Option<u64> {
     let bytes: [u8; 8] = d.get(j..j + 8)?.try_into().ok()?;
@@ -284,8 +292,24 @@ fn plain_relaxed(b: u8) -> bool {
 /// followed by such a byte; CRLF followed by such a byte.
 fn fast_scan_relaxed(d: &[u8], mut j: usize) -> usize {
     loop {
+        // Eight bytes at a time while they hold no TAB or CR and every
+        // space is followed by a byte that is not white space or CR.
         while let Some(w) = word_at(d, j) {
-            if has_byte(w, b' ') | has_byte(w, b'\t') | has_byte(w, b'\r') != 0 {
+            // No byte below 0x21: nothing but plain bytes (SP, TAB and CR
+            // are all below it). The common case for encoded attachments.
+            if w.wrapping_sub(LO * 0x21) & !w & HI == 0 {
+                j += 8;
+                continue;
+            }
+            let bad = eq_mask(w, b'\t') | eq_mask(w, b'\r');
+            let sp = eq_mask(w, b' ');
+            // Byte i+1's flag moved onto byte i (little-endian).
+            let next_bad = (sp | bad) >> 8;
+            let last_sp = sp & (0x80 << 56) != 0;
+            if bad != 0
+                || sp & next_bad != 0
+                || (last_sp && !d.get(j + 8).is_some_and(|&c| plain_relaxed(c)))
+            {
                 break;
             }
             j += 8;

@@ -390,3 +390,30 @@ fn verify_usage_errors_exit_2() {
     let o = run_with_input(dkimd().args(["frobnicate"]), MSG);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Every subcommand and long flag that `--help` shows is in the man page.
+#[test]
+fn man_page_documents_every_flag() {
+    let man = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dkimd.1"),
+    )
+    .unwrap()
+    .replace("\\-", "-");
+    for sub in ["keygen", "sign", "verify"] {
+        assert!(
+            man.contains(&format!(".B {sub}")) || man.contains(&format!("dkimd {sub}")),
+            "{sub}"
+        );
+        let help = dkimd().args([sub, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        for word in text.split_whitespace() {
+            let flag = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            if flag.starts_with("--") && flag.len() > 2 {
+                assert!(
+                    man.contains(flag),
+                    "docs/dkimd.1 does not mention {sub} {flag}"
+                );
+            }
+        }
+    }
+}

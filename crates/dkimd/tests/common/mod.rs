@@ -1,6 +1,8 @@
 //! Helpers shared by dkimd's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bind;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
