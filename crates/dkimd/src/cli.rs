@@ -9,6 +9,15 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "dkimd", version, about, long_about = None)]
 pub struct Cli {
+    /// Configuration file (default /etc/dkimd/dkimd.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// State directory, overriding the configuration (store and keys live here).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -21,6 +30,115 @@ pub enum Command {
     Sign(SignArgs),
     /// Verify the DKIM signatures of a message read from standard input.
     Verify(VerifyArgs),
+    /// Manage domains: add, remove, rename, list, set.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Turn signing on: choose the selector, make or keep keys, publish records.
+    Enable(EnableArgs),
+    /// Turn signing off and remove the public key records from every domain.
+    Disable(DisableArgs),
+    /// Show the settings.
+    Settings,
+    /// Change one setting (see `dkimd settings` for the names).
+    Set(SetArgs),
+    /// Show, import, generate per-domain keys, or go back to the global key.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// One row per domain: signs or not and why, selector, keys, DNS state (live).
+    Status,
+    /// Write settings, domains and keys to a file (mode 0600).
+    Export(FileArg),
+    /// Restore settings, domains and keys from an export, and publish records.
+    Import(FileArg),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a domain (DNS and mail features on unless given).
+    Add {
+        name: String,
+        /// The domain has DNS hosted here.
+        #[arg(long, num_args = 0..=1, default_missing_value = "on", default_value = "on", value_parser = ["on", "off"])]
+        dns: String,
+        /// The domain has mail hosted here.
+        #[arg(long, num_args = 0..=1, default_missing_value = "on", default_value = "on", value_parser = ["on", "off"])]
+        mail: String,
+        /// Per-domain override of the signing rules.
+        #[arg(long, default_value = "default", value_parser = ["always", "never", "default"])]
+        dkim: String,
+    },
+    /// Remove a domain, its own keys and its records.
+    Remove { name: String },
+    /// Rename a domain; its records move with it.
+    Rename { from: String, to: String },
+    /// List the domains and whether they sign.
+    List,
+    /// Change a domain's features or override.
+    Set {
+        name: String,
+        #[arg(long, num_args = 0..=1, default_missing_value = "on", value_parser = ["on", "off"])]
+        dns: Option<String>,
+        #[arg(long, num_args = 0..=1, default_missing_value = "on", value_parser = ["on", "off"])]
+        mail: Option<String>,
+        #[arg(long, value_parser = ["always", "never", "default"])]
+        dkim: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EnableArgs {
+    /// Selector (default: the current one, or the year and month, e.g. 202611).
+    /// Ed25519 keys get SELECTOR-ed25519.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Key algorithms, comma-separated: rsa, ed25519 (default from the settings: both).
+    #[arg(long)]
+    pub algorithms: Option<String>,
+    /// RSA key size: 2048, 3072 or 4096.
+    #[arg(long)]
+    pub rsa_bits: Option<usize>,
+    /// Make new keys even when the current ones could stay.
+    #[arg(long)]
+    pub new_key: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DisableArgs {
+    /// Also delete the keys from the store.
+    #[arg(long)]
+    pub purge_keys: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// The public key, record name and record text of a domain's keys (never the private key).
+    Show { domain: String },
+    /// Give a domain its own key from a PEM file (PKCS#1 or PKCS#8, RSA or Ed25519).
+    Import {
+        domain: String,
+        file: PathBuf,
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// Generate own keys for one domain.
+    Generate {
+        domain: String,
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// Make a domain use the global key again.
+    Default { domain: String },
+}
+
+#[derive(Args, Debug)]
+pub struct FileArg {
+    pub file: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,9 +167,6 @@ pub struct KeygenArgs {
     /// Replace key files that already exist.
     #[arg(long)]
     pub force: bool,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -108,16 +223,18 @@ pub struct VerifyArgs {
     /// Check at most this many signatures.
     #[arg(long, default_value_t = 10)]
     pub max_signatures: usize,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
     match cli.command {
-        Command::Keygen(a) => crate::keygen::run(a),
+        Command::Keygen(a) => crate::keygen::run(a, json),
         Command::Sign(a) => crate::sign::run(a),
-        Command::Verify(a) => crate::verify::run(a),
+        Command::Verify(a) => crate::verify::run(a, json),
+        other => {
+            let cfg = crate::config::Config::load(cli.config.as_deref(), cli.state_dir.as_deref())?;
+            crate::commands::run(other, cfg, json)
+        }
     }
 }
 

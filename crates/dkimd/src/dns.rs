@@ -101,22 +101,24 @@ fn unquote(v: &str) -> String {
     out
 }
 
-/// A resolver that asks `server` (UDP, then TCP) or, without one, the
-/// system's configured resolvers. No cache: every lookup asks the server.
-pub fn resolver(server: Option<SocketAddr>, timeout: Duration) -> anyhow::Result<TokioResolver> {
-    let mut builder = match server {
-        Some(addr) => {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-            let config = ResolverConfig::from_parts(None, vec![], vec![ns]);
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-        }
-        None => {
-            TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?
-        }
+/// A resolver that asks `servers` (UDP, then TCP) or, with none, the
+/// system's configured resolvers. No cache: every lookup asks a server.
+pub fn resolver(servers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
+    let mut builder = if servers.is_empty() {
+        TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?
+    } else {
+        let ns = servers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let config = ResolverConfig::from_parts(None, vec![], ns);
+        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
     };
     let opts = builder.options_mut();
     opts.timeout = timeout;
@@ -153,6 +155,39 @@ pub async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Vec<Stri
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => Err(LookupError::NotFound),
         Err(e) => Err(LookupError::Temporary(e.to_string())),
     }
+}
+
+/// Runs a future to completion on a private single-threaded runtime (the
+/// manager's commands are synchronous; DNS is not).
+pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// Looks up TXT records synchronously.
+pub fn lookup_txt_blocking(
+    resolver: &TokioResolver,
+    name: &str,
+) -> Result<Vec<String>, LookupError> {
+    block_on(lookup_txt(resolver, name))
+        .unwrap_or_else(|e| Err(LookupError::Temporary(e.to_string())))
+}
+
+/// The SOA serial a server gives for `zone`.
+pub fn soa_serial_blocking(resolver: &TokioResolver, zone: &str) -> Option<u32> {
+    let fqdn = format!("{}.", zone.trim_end_matches('.'));
+    block_on(async {
+        let lookup = resolver.lookup(fqdn.as_str(), RecordType::SOA).await.ok()?;
+        lookup.answers().iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 
-pub fn run(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
     let domain: dkim::DomainName = match a.domain.parse() {
         Ok(d) => d,
         Err(e) => return usage(format!("--domain: {e}")),
@@ -49,7 +49,7 @@ pub fn run(a: KeygenArgs) -> anyhow::Result<ExitCode> {
     let zone_line = format!("{record_name}. 3600 IN TXT ( {} )", record.to_zone_rdata());
     write_atomic(&key_path, key.to_pem()?.as_bytes(), 0o600)?;
     write_atomic(&txt_path, format!("{zone_line}\n").as_bytes(), 0o644)?;
-    if a.json {
+    if json {
         let v = serde_json::json!({
             "private_key": key_path,
             "record_file": txt_path,

@@ -5,11 +5,19 @@
 //! signature passed" for `verify`), 2 usage or configuration error.
 
 mod cli;
+mod commands;
+mod config;
 mod dns;
 mod keyfile;
 mod keygen;
+mod manage;
+mod publish;
+mod rfc2136;
+mod settings;
 mod sign;
+mod store;
 mod verify;
+mod zonefile;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -7,7 +7,7 @@ use dkim::{DkimResult, VerificationResult};
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
     if a.max_signatures == 0 {
         return usage("--max-signatures must be at least 1");
     }
@@ -31,12 +31,12 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(t) => v.finish(&t),
         None => {
             let names = v.key_names();
+            let servers: Vec<_> = a.nameserver.into_iter().collect();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let table = rt.block_on(async {
-                let resolver =
-                    dns::resolver(a.nameserver, Duration::from_secs(a.dns_timeout.max(1)))?;
+                let resolver = dns::resolver(&servers, Duration::from_secs(a.dns_timeout.max(1)))?;
                 anyhow::Ok(KeyTable::resolve(&resolver, names).await)
             })?;
             v.finish(&table)
@@ -44,7 +44,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let authserv_id = a.authserv_id.clone().unwrap_or_else(hostname);
     let ar = dkim::authentication_results(&authserv_id, &results);
-    if a.json {
+    if json {
         let items: Vec<serde_json::Value> = results.iter().map(result_json).collect();
         let v = serde_json::json!({
             "results": items,

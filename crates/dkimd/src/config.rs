@@ -1,0 +1,285 @@
+//! The configuration file (TOML). Every field is documented in the sample
+//! `dkimd.toml` at the root of the repository, which a test parses.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where dkimd looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/dkimd/dkimd.toml";
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dkimd";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the store (SQLite) and other state, mode 0700.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// DNS lookups (live checks, verification).
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// How records are published, per zone.
+    #[serde(default)]
+    pub publish: PublishConfig,
+    /// Where the file was read from (not in the file).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Servers to ask, as "IP:PORT"; empty means the system's resolvers.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    /// Seconds to wait for one answer.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// Seconds to wait, after publishing, for DNS to serve the new record.
+    #[serde(default = "default_propagation")]
+    pub propagation_timeout: u64,
+}
+
+fn default_timeout() -> u64 {
+    5
+}
+
+fn default_propagation() -> u64 {
+    10
+}
+
+/// `[publish]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Backend for domains in no configured zone: only "manual" makes sense.
+    #[serde(default = "default_backend")]
+    pub default: String,
+    /// Zones dkimd may write to.
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            default: default_backend(),
+            zones: Vec::new(),
+        }
+    }
+}
+
+fn default_backend() -> String {
+    "manual".into()
+}
+
+/// `[[publish.zone]]`: one DNS zone and how to change it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The zone's apex, e.g. "example.com".
+    pub name: String,
+    /// "bind-zone-file", "rfc2136" or "manual".
+    pub backend: String,
+    /// bind-zone-file: the zone file.
+    pub file: Option<PathBuf>,
+    /// bind-zone-file: command run after the file changed (default: rndc reload ZONE).
+    pub reload_command: Option<Vec<String>>,
+    /// bind-zone-file: command that checks the new file first; "ZONE" and
+    /// "FILE" in it are replaced (default: named-checkzone ZONE FILE, when installed).
+    pub check_command: Option<Vec<String>>,
+    /// rfc2136: the primary server, "IP:PORT".
+    pub server: Option<SocketAddr>,
+    /// rfc2136: the TSIG key name.
+    pub tsig_key_name: Option<String>,
+    /// rfc2136: file holding the TSIG secret (base64, as in a BIND key statement), mode 0600.
+    pub tsig_secret_file: Option<PathBuf>,
+    /// rfc2136: hmac-sha256 (default), hmac-sha384 or hmac-sha512.
+    pub tsig_algorithm: Option<String>,
+    /// TTL of published records (default 3600).
+    pub ttl: Option<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: default_state_dir(),
+            dns: DnsConfig {
+                nameservers: Vec::new(),
+                timeout: default_timeout(),
+                propagation_timeout: default_propagation(),
+            },
+            publish: PublishConfig::default(),
+            source: None,
+        }
+    }
+}
+
+/// Line number (1-based) of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+}
+
+impl Config {
+    /// Parses configuration text; errors name the file and line.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let mut cfg: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                let line = e.span().map_or(1, |s| line_of(text, s.start));
+                let msg = e.message().to_string();
+                return crate::usage(format!("{}:{line}: {msg}", path.display()));
+            }
+        };
+        cfg.source = Some(path.to_path_buf());
+        if let Err(msg) = cfg.validate() {
+            return crate::usage(format!("{}: {msg}", path.display()));
+        }
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let backends = ["bind-zone-file", "rfc2136", "manual"];
+        if self.publish.default != "manual" {
+            return Err(format!(
+                "publish.default must be \"manual\" (zones with another backend are listed one by one), not {:?}",
+                self.publish.default
+            ));
+        }
+        for (i, z) in self.publish.zones.iter().enumerate() {
+            let at = format!("publish.zone[{}] ({})", i + 1, z.name);
+            if z.name.parse::<dkim::DomainName>().is_err() {
+                return Err(format!("{at}: name is not a domain name"));
+            }
+            if !backends.contains(&z.backend.as_str()) {
+                return Err(format!(
+                    "{at}: backend must be one of {}",
+                    backends.join(", ")
+                ));
+            }
+            match z.backend.as_str() {
+                "bind-zone-file" if z.file.is_none() => {
+                    return Err(format!("{at}: bind-zone-file needs file"))
+                }
+                "rfc2136"
+                    if z.server.is_none()
+                        || z.tsig_key_name.is_none()
+                        || z.tsig_secret_file.is_none() =>
+                {
+                    return Err(format!(
+                        "{at}: rfc2136 needs server, tsig_key_name and tsig_secret_file"
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(a) = &z.tsig_algorithm {
+                if !["hmac-sha256", "hmac-sha384", "hmac-sha512"].contains(&a.as_str()) {
+                    return Err(format!(
+                        "{at}: tsig_algorithm must be hmac-sha256, hmac-sha384 or hmac-sha512"
+                    ));
+                }
+            }
+            if self
+                .publish
+                .zones
+                .iter()
+                .filter(|o| o.name.eq_ignore_ascii_case(&z.name))
+                .count()
+                > 1
+            {
+                return Err(format!("{at}: zone listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the configuration: `path` when given (it must exist), else the
+    /// default file when it exists, else built-in defaults. `state_dir`
+    /// overrides the file's.
+    pub fn load(path: Option<&Path>, state_dir: Option<&Path>) -> anyhow::Result<Config> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    crate::UsageError(format!("cannot read configuration {}: {e}", p.display()))
+                })?;
+                Config::parse(&text, p)?
+            }
+            None => {
+                let p = Path::new(DEFAULT_CONFIG);
+                if p.exists() {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read configuration {}", p.display()))?;
+                    Config::parse(&text, p)?
+                } else {
+                    Config::default()
+                }
+            }
+        };
+        if let Some(s) = state_dir {
+            cfg.state_dir = s.to_path_buf();
+        }
+        Ok(cfg)
+    }
+
+    /// The zone configuration responsible for `domain`: the longest
+    /// configured zone that is `domain` or a parent of it.
+    pub fn zone_for(&self, domain: &dkim::DomainName) -> Option<&ZoneConfig> {
+        self.publish
+            .zones
+            .iter()
+            .filter(|z| {
+                z.name
+                    .parse::<dkim::DomainName>()
+                    .is_ok_and(|zn| domain.is_subdomain_of(&zn))
+            })
+            .max_by_key(|z| z.name.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_file_and_line() {
+        let e = Config::parse(
+            "state_dir = \"/x\"\n[dns]\nnameservers = [\"not an address\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
+        let e = Config::parse("\n\nbogus = 1\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse(
+            "[[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs file"), "{e}");
+    }
+
+    #[test]
+    fn zone_choice_is_longest_suffix() {
+        let cfg = Config::parse(
+            "[[publish.zone]]\nname = \"example.com\"\nbackend = \"manual\"\n[[publish.zone]]\nname = \"sub.example.com\"\nbackend = \"manual\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let d: dkim::DomainName = "a.sub.example.com".parse().unwrap();
+        assert_eq!(cfg.zone_for(&d).unwrap().name, "sub.example.com");
+        let d: dkim::DomainName = "example.com".parse().unwrap();
+        assert_eq!(cfg.zone_for(&d).unwrap().name, "example.com");
+        let d: dkim::DomainName = "example.org".parse().unwrap();
+        assert!(cfg.zone_for(&d).is_none());
+    }
+}

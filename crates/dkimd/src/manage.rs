@@ -1,0 +1,810 @@
+//! The manager: domains, keys, selectors, enable/disable, publishing and the
+//! live DNS check, over one store. Each command prints the steps it takes.
+
+use crate::config::Config;
+use crate::dns;
+use crate::publish::{self, Outcome};
+use crate::settings::{decide, Decision, Override};
+use crate::store::{
+    Change, Domain, KeyState, NewKey, PublishedRecord, SqliteStore, State, Store, StoredKey,
+};
+use anyhow::{anyhow, Context};
+use dkim::{KeyAlgorithm, SigningKey};
+use std::collections::BTreeSet;
+
+/// The store, the configuration and the step printer of one command.
+pub struct Manager {
+    pub cfg: Config,
+    pub store: Box<dyn Store>,
+    pub out: Steps,
+}
+
+/// Prints steps as they happen (text) or collects them (JSON).
+pub struct Steps {
+    json: bool,
+    steps: Vec<serde_json::Value>,
+    pub failures: usize,
+}
+
+impl Steps {
+    pub fn new(json: bool) -> Steps {
+        Steps {
+            json,
+            steps: Vec::new(),
+            failures: 0,
+        }
+    }
+
+    /// One step: `subject` (a domain, "key", "postfix", …) and what happened.
+    pub fn step(&mut self, subject: &str, what: &str, ok: bool) {
+        if !ok {
+            self.failures += 1;
+        }
+        if self.json {
+            self.steps
+                .push(serde_json::json!({ "subject": subject, "result": what, "ok": ok }));
+        } else if ok {
+            println!("  {subject}: {what}");
+        } else {
+            println!("  {subject}: failed: {what}");
+        }
+    }
+
+    /// A heading line (text mode only).
+    pub fn title(&mut self, what: &str) {
+        if !self.json {
+            println!("{what}");
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// The collected steps (JSON mode).
+    pub fn take(&mut self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut self.steps)
+    }
+}
+
+/// The selector a key of `alg` gets under the global selector `base`:
+/// RSA uses it as is, Ed25519 adds `-ed25519` (two keys need two names).
+pub fn selector_for(base: &str, alg: KeyAlgorithm) -> String {
+    match alg {
+        KeyAlgorithm::Rsa => base.to_string(),
+        KeyAlgorithm::Ed25519 => format!("{base}-ed25519"),
+    }
+}
+
+fn domain_name(s: &str) -> anyhow::Result<String> {
+    s.parse::<dkim::DomainName>()
+        .map(|d| d.to_lowercase())
+        .or_else(|e| crate::usage(format!("{e}")))
+}
+
+fn record_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._domainkey.{domain}")
+}
+
+fn key_of(k: &StoredKey) -> anyhow::Result<SigningKey> {
+    SigningKey::from_pem(k.pem.as_bytes())
+        .with_context(|| format!("stored key {} ({})", k.id, k.selector))
+}
+
+fn generate(alg: KeyAlgorithm, bits: usize) -> anyhow::Result<SigningKey> {
+    Ok(match alg {
+        KeyAlgorithm::Rsa => SigningKey::generate_rsa(bits)?,
+        KeyAlgorithm::Ed25519 => SigningKey::generate_ed25519()?,
+    })
+}
+
+/// Every domain that may need records, with its decision: the store's
+/// domains, concrete extra domains, and the parents of `*.` extras (mail
+/// from their subdomains is signed with the parent's d=).
+pub fn all_decisions(st: &State) -> Vec<(String, Decision)> {
+    let mut out: Vec<(String, Decision)> = st
+        .domains
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                decide(&st.settings, &d.name, Some((d.dns, d.mail, d.dkim))),
+            )
+        })
+        .collect();
+    for p in &st.settings.extra_domains {
+        let (name, why) = match p.strip_prefix("*.") {
+            Some(parent) => (parent.to_string(), format!("parent of extra domain {p}")),
+            None => (p.clone(), format!("extra domain {p}")),
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let excluded = st
+            .settings
+            .excluded_domains
+            .iter()
+            .any(|x| crate::settings::matches_pattern(x, &name));
+        out.push((
+            name,
+            Decision {
+                signs: !excluded,
+                why: if excluded {
+                    format!("excluded, although {why}")
+                } else {
+                    why
+                },
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The records a domain should have now: one per active key that signs for it.
+fn wanted_records(st: &State, domain: &str) -> anyhow::Result<Vec<(String, String)>> {
+    st.keys_for(domain)
+        .into_iter()
+        .map(|k| Ok((record_name(&k.selector, domain), key_of(k)?.dns_record())))
+        .collect()
+}
+
+/// Every record name dkimd may have put at a domain: those it remembers and
+/// those of every key it holds (a crash can leave one it does not remember).
+fn possible_names(st: &State, domain: &str) -> Vec<String> {
+    let mut names: BTreeSet<String> = st
+        .records
+        .iter()
+        .filter(|r| r.domain == domain)
+        .map(|r| r.name.clone())
+        .collect();
+    for k in &st.keys {
+        if k.domain.is_none() || k.domain.as_deref() == Some(domain) {
+            names.insert(record_name(&k.selector, domain));
+        }
+    }
+    names.into_iter().collect()
+}
+
+impl Manager {
+    pub fn open(cfg: Config, json: bool) -> anyhow::Result<Manager> {
+        let store = SqliteStore::open(&cfg.state_dir)?;
+        Ok(Manager {
+            cfg,
+            store: Box::new(store),
+            out: Steps::new(json),
+        })
+    }
+
+    pub fn load(&self) -> anyhow::Result<State> {
+        self.store.load()
+    }
+
+    /// Publishes a domain's wanted records; remembers what got published.
+    fn publish_domain(&mut self, st: &State, domain: &str) -> anyhow::Result<()> {
+        let wanted = match wanted_records(st, domain) {
+            Ok(w) => w,
+            Err(e) => {
+                self.out.step(domain, &format!("{e:#}"), false);
+                return Ok(());
+            }
+        };
+        if wanted.is_empty() {
+            self.out.step(domain, "no key to publish", false);
+            return Ok(());
+        }
+        let dn: dkim::DomainName = domain.parse().map_err(|e| anyhow!("{e}"))?;
+        let publisher = match publish::publisher_for(&self.cfg, &dn) {
+            Ok(p) => p,
+            Err(e) => {
+                self.out.step(domain, &format!("{e:#}"), false);
+                return Ok(());
+            }
+        };
+        let mut changes = Vec::new();
+        for (name, value) in wanted {
+            match publisher.set(&name, &value) {
+                Ok(outcome) => {
+                    let ok = outcome.is_published() || matches!(outcome, Outcome::Pending(_));
+                    self.out.step(
+                        domain,
+                        &format!(
+                            "{name}: {} ({} {})",
+                            outcome.describe(),
+                            publisher.backend(),
+                            publisher.target()
+                        ),
+                        ok,
+                    );
+                    if outcome.is_published() {
+                        changes.push(Change::PutRecord(PublishedRecord {
+                            domain: domain.to_string(),
+                            name,
+                            value,
+                            backend: publisher.backend().into(),
+                            published: i64::try_from(crate::cli::now()).unwrap_or(0),
+                        }));
+                    }
+                }
+                Err(e) => self.out.step(domain, &format!("{name}: {e:#}"), false),
+            }
+        }
+        self.store.apply(&changes)
+    }
+
+    /// Removes the given record names from a domain.
+    fn unpublish(&mut self, domain: &str, names: &[String]) -> anyhow::Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let dn: dkim::DomainName = domain.parse().map_err(|e| anyhow!("{e}"))?;
+        let publisher = match publish::publisher_for(&self.cfg, &dn) {
+            Ok(p) => p,
+            Err(e) => {
+                self.out.step(domain, &format!("{e:#}"), false);
+                return Ok(());
+            }
+        };
+        let mut changes = Vec::new();
+        for name in names {
+            match publisher.remove(name) {
+                Ok(outcome) => {
+                    let pending = matches!(outcome, Outcome::Pending(_));
+                    self.out.step(
+                        domain,
+                        &format!(
+                            "{name}: {} ({} {})",
+                            outcome.describe(),
+                            publisher.backend(),
+                            publisher.target()
+                        ),
+                        true,
+                    );
+                    if !pending {
+                        changes.push(Change::RemoveRecord {
+                            domain: domain.to_string(),
+                            name: name.clone(),
+                        });
+                    }
+                }
+                Err(e) => self.out.step(domain, &format!("{name}: {e:#}"), false),
+            }
+        }
+        self.store.apply(&changes)
+    }
+
+    /// Brings one domain's records in line with the rules (signing on only).
+    fn sync_domain(&mut self, domain: &str, signs: bool) -> anyhow::Result<()> {
+        let st = self.load()?;
+        if !st.settings.signing {
+            return Ok(());
+        }
+        if signs {
+            let wanted: Vec<String> = wanted_records(&st, domain)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            let stale: Vec<String> = st
+                .records
+                .iter()
+                .filter(|r| r.domain == domain && !wanted.contains(&r.name))
+                .filter(|r| {
+                    // Keep records of the global selector's older keys only
+                    // when they belong to keys that still exist.
+                    !st.keys
+                        .iter()
+                        .any(|k| record_name(&k.selector, domain) == r.name && k.domain.is_none())
+                })
+                .map(|r| r.name.clone())
+                .collect();
+            self.unpublish(domain, &stale)?;
+            self.publish_domain(&st, domain)
+        } else {
+            let names: Vec<String> = st
+                .records
+                .iter()
+                .filter(|r| r.domain == domain)
+                .map(|r| r.name.clone())
+                .collect();
+            self.unpublish(domain, &names)
+        }
+    }
+
+    /// Re-checks every domain after a rule change.
+    pub fn sync_all(&mut self) -> anyhow::Result<()> {
+        let st = self.load()?;
+        if !st.settings.signing {
+            return Ok(());
+        }
+        let published: BTreeSet<String> = st.records.iter().map(|r| r.domain.clone()).collect();
+        for (name, d) in all_decisions(&st) {
+            if d.signs != published.contains(&name) {
+                self.sync_domain(&name, d.signs)?;
+            }
+        }
+        // Domains whose records remain but that are no longer known at all.
+        let known: BTreeSet<String> = all_decisions(&st).into_iter().map(|(n, _)| n).collect();
+        for d in published.difference(&known) {
+            self.sync_domain(d, false)?;
+        }
+        Ok(())
+    }
+
+    // ---- domains -------------------------------------------------------
+
+    pub fn domain_add(
+        &mut self,
+        name: &str,
+        dns: bool,
+        mail: bool,
+        dkim: Override,
+    ) -> anyhow::Result<()> {
+        let name = domain_name(name)?;
+        let st = self.load()?;
+        if st.domain(&name).is_some() {
+            return crate::usage(format!(
+                "domain {name} already exists (change it with `dkimd domain set`)"
+            ));
+        }
+        let d = Domain {
+            name: name.clone(),
+            dns,
+            mail,
+            dkim,
+        };
+        self.store.apply(&[Change::PutDomain(d.clone())])?;
+        let decision = decide(&st.settings, &name, Some((dns, mail, dkim)));
+        self.out.step(
+            &name,
+            &format!(
+                "added (dns {}, mail {}, dkim {}); signs: {decision}",
+                onoff(dns),
+                onoff(mail),
+                dkim.as_str()
+            ),
+            true,
+        );
+        self.sync_domain(&name, decision.signs)
+    }
+
+    pub fn domain_set(
+        &mut self,
+        name: &str,
+        dns: Option<bool>,
+        mail: Option<bool>,
+        dkim: Option<Override>,
+    ) -> anyhow::Result<()> {
+        let name = domain_name(name)?;
+        let st = self.load()?;
+        let mut d = st.domain(&name).cloned().ok_or_else(|| {
+            crate::UsageError(format!(
+                "no domain {name}; add it with `dkimd domain add {name}`"
+            ))
+        })?;
+        if let Some(v) = dns {
+            d.dns = v;
+        }
+        if let Some(v) = mail {
+            d.mail = v;
+        }
+        if let Some(v) = dkim {
+            d.dkim = v;
+        }
+        self.store.apply(&[Change::PutDomain(d.clone())])?;
+        let decision = decide(&st.settings, &name, Some((d.dns, d.mail, d.dkim)));
+        self.out.step(
+            &name,
+            &format!(
+                "dns {}, mail {}, dkim {}; signs: {decision}",
+                onoff(d.dns),
+                onoff(d.mail),
+                d.dkim.as_str()
+            ),
+            true,
+        );
+        self.sync_domain(&name, decision.signs)
+    }
+
+    pub fn domain_remove(&mut self, name: &str) -> anyhow::Result<()> {
+        let name = domain_name(name)?;
+        let st = self.load()?;
+        if st.domain(&name).is_none() {
+            return crate::usage(format!("no domain {name}"));
+        }
+        if st.settings.signing {
+            let names = possible_names(&st, &name);
+            self.unpublish(&name, &names)?;
+        }
+        self.store.apply(&[Change::RemoveDomain(name.clone())])?;
+        self.out.step(&name, "removed, with its own keys", true);
+        Ok(())
+    }
+
+    pub fn domain_rename(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        let from = domain_name(from)?;
+        let to = domain_name(to)?;
+        let st = self.load()?;
+        if st.domain(&from).is_none() {
+            return crate::usage(format!("no domain {from}"));
+        }
+        if st.domain(&to).is_some() {
+            return crate::usage(format!("domain {to} already exists"));
+        }
+        if st.settings.signing {
+            let names = possible_names(&st, &from);
+            self.unpublish(&from, &names)?;
+        }
+        self.store.apply(&[Change::RenameDomain {
+            from: from.clone(),
+            to: to.clone(),
+        }])?;
+        self.out.step(&from, &format!("renamed to {to}"), true);
+        let st = self.load()?;
+        let d = st
+            .domain(&to)
+            .cloned()
+            .ok_or_else(|| anyhow!("renamed domain vanished"))?;
+        let decision = decide(&st.settings, &to, Some((d.dns, d.mail, d.dkim)));
+        self.sync_domain(&to, decision.signs)
+    }
+
+    // ---- enable / disable -------------------------------------------------
+
+    pub fn enable(
+        &mut self,
+        selector: Option<&str>,
+        algorithms: Option<&str>,
+        rsa_bits: Option<usize>,
+        new_key: bool,
+    ) -> anyhow::Result<()> {
+        let st = self.load()?;
+        let mut settings = st.settings.clone();
+        if let Some(a) = algorithms {
+            settings
+                .set("algorithms", a, false)
+                .map_err(crate::UsageError)?;
+        }
+        if let Some(b) = rsa_bits {
+            settings
+                .set("rsa-bits", &b.to_string(), false)
+                .map_err(crate::UsageError)?;
+        }
+        let current = st.settings.selector.clone();
+        let wanted = match selector {
+            Some(s) => s.to_string(),
+            None if !current.is_empty() && !new_key => current.clone(),
+            None => publish::year_month(),
+        };
+        for alg in &settings.algorithms {
+            selector_for(&wanted, *alg)
+                .parse::<dkim::Selector>()
+                .map_err(|e| crate::UsageError(format!("--selector: {e}")))?;
+        }
+        if st.settings.signing && !current.is_empty() && wanted != current && !new_key {
+            return crate::usage(format!(
+                "signing is on with selector {current}; changing the selector needs a new key: dkimd enable --selector {wanted} --new-key"
+            ));
+        }
+        self.out
+            .title(&format!("Enabling DKIM signing with selector {wanted}"));
+        let decisions = all_decisions(&st);
+        let signing: Vec<&(String, Decision)> = decisions.iter().filter(|(_, d)| d.signs).collect();
+        let extras = signing
+            .iter()
+            .filter(|(n, _)| st.domain(n).is_none())
+            .count();
+        self.out.step(
+            "domains",
+            &format!(
+                "{} found, {} sign ({} extra), {} do not sign",
+                decisions.len(),
+                signing.len(),
+                extras,
+                decisions.len() - signing.len()
+            ),
+            true,
+        );
+
+        // Keys: keep those that match, generate the rest, retire the replaced.
+        let mut changes: Vec<Change> = Vec::new();
+        for alg in &settings.algorithms {
+            let sel = selector_for(&wanted, *alg);
+            let bits = if *alg == KeyAlgorithm::Rsa {
+                settings.rsa_bits
+            } else {
+                256
+            };
+            let active: Vec<&StoredKey> = st
+                .global_keys()
+                .into_iter()
+                .filter(|k| k.algorithm == *alg)
+                .collect();
+            let keep = active.iter().find(|k| {
+                k.selector == sel && !new_key && (*alg != KeyAlgorithm::Rsa || k.bits == bits)
+            });
+            if let Some(k) = keep {
+                self.out.step(
+                    "key",
+                    &format!("kept {} {} bits, selector {}", alg, k.bits, k.selector),
+                    true,
+                );
+                for other in active.iter().filter(|o| o.id != k.id) {
+                    changes.push(Change::KeyState(other.id, KeyState::Retired));
+                }
+                continue;
+            }
+            let key = generate(*alg, bits)?;
+            for old in &active {
+                changes.push(Change::KeyState(old.id, KeyState::Retired));
+                self.out.step(
+                    "key",
+                    &format!("retired {} key of selector {}", old.algorithm, old.selector),
+                    true,
+                );
+            }
+            changes.push(Change::AddKey(NewKey {
+                domain: None,
+                algorithm: *alg,
+                bits: key.bits(),
+                selector: sel.clone(),
+                pem: key.to_pem()?,
+            }));
+            self.out.step(
+                "key",
+                &format!(
+                    "generated {} {} bits, selector {} (in {})",
+                    alg,
+                    key.bits(),
+                    sel,
+                    self.cfg.state_dir.display()
+                ),
+                true,
+            );
+        }
+        for k in st.global_keys() {
+            if !settings.algorithms.contains(&k.algorithm) {
+                changes.push(Change::KeyState(k.id, KeyState::Retired));
+                self.out.step(
+                    "key",
+                    &format!("retired {} key (algorithm no longer used)", k.algorithm),
+                    true,
+                );
+            }
+        }
+        settings.signing = true;
+        settings.selector = wanted.clone();
+        for (k, v) in settings.to_pairs() {
+            changes.push(Change::Setting(k.to_string(), v));
+        }
+        self.store.apply(&changes)?;
+
+        let st = self.load()?;
+        for (name, _) in all_decisions(&st).into_iter().filter(|(_, d)| d.signs) {
+            self.publish_domain(&st, &name)?;
+        }
+        self.out.step(
+            "postfix",
+            "not changed: the Postfix hook-up (dkimd install) comes with the milter daemon",
+            true,
+        );
+        self.out.step(
+            "daemon",
+            "no dkimd daemon is running; nothing to reload",
+            true,
+        );
+        Ok(())
+    }
+
+    pub fn disable(&mut self, purge_keys: bool) -> anyhow::Result<()> {
+        let st = self.load()?;
+        self.out.title("Disabling DKIM signing");
+        self.store
+            .apply(&[Change::Setting("signing".into(), "off".into())])?;
+        self.out.step(
+            "signing",
+            if st.settings.signing {
+                "turned off"
+            } else {
+                "was already off"
+            },
+            true,
+        );
+        let mut domains: BTreeSet<String> = st.records.iter().map(|r| r.domain.clone()).collect();
+        for (n, _) in all_decisions(&st) {
+            domains.insert(n);
+        }
+        for d in domains {
+            let names = possible_names(&st, &d);
+            self.unpublish(&d, &names)?;
+        }
+        if purge_keys {
+            let changes: Vec<Change> = st.keys.iter().map(|k| Change::DeleteKey(k.id)).collect();
+            self.store.apply(&changes)?;
+            self.out
+                .step("keys", &format!("{} deleted", st.keys.len()), true);
+        } else {
+            self.out.step(
+                "keys",
+                &format!(
+                    "{} kept in the store (--purge-keys deletes them)",
+                    st.keys.len()
+                ),
+                true,
+            );
+        }
+        self.out.step(
+            "daemon",
+            "no dkimd daemon is running; nothing to reload",
+            true,
+        );
+        Ok(())
+    }
+
+    // ---- keys ----------------------------------------------------------------
+
+    /// Gives a domain its own keys (generated or imported) and publishes them.
+    fn own_keys(
+        &mut self,
+        domain: &str,
+        keys: Vec<SigningKey>,
+        selector: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let st = self.load()?;
+        if st.domain(domain).is_none() {
+            return crate::usage(format!("no domain {domain}"));
+        }
+        let base = selector
+            .map(str::to_string)
+            .or_else(|| Some(st.settings.selector.clone()).filter(|s| !s.is_empty()))
+            .unwrap_or_else(publish::year_month);
+        let before = possible_names(&st, domain);
+        let mut changes = Vec::new();
+        for key in keys {
+            let sel = selector_for(&base, key.algorithm());
+            sel.parse::<dkim::Selector>()
+                .map_err(|e| crate::UsageError(format!("selector: {e}")))?;
+            for old in st.keys.iter().filter(|k| {
+                k.domain.as_deref() == Some(domain)
+                    && k.state == KeyState::Active
+                    && k.algorithm == key.algorithm()
+            }) {
+                changes.push(Change::KeyState(old.id, KeyState::Retired));
+            }
+            self.out.step(
+                domain,
+                &format!(
+                    "own {} key, {} bits, selector {sel}",
+                    key.algorithm(),
+                    key.bits()
+                ),
+                true,
+            );
+            changes.push(Change::AddKey(NewKey {
+                domain: Some(domain.to_string()),
+                algorithm: key.algorithm(),
+                bits: key.bits(),
+                selector: sel,
+                pem: key.to_pem()?,
+            }));
+        }
+        self.store.apply(&changes)?;
+        self.republish(domain, &before)
+    }
+
+    /// After a key change: publish the wanted records, remove old names no longer wanted.
+    fn republish(&mut self, domain: &str, before: &[String]) -> anyhow::Result<()> {
+        let st = self.load()?;
+        if !st.settings.signing {
+            self.out
+                .step(domain, "signing is off: nothing published", true);
+            return Ok(());
+        }
+        let Some(d) = st.domain(domain) else {
+            return Ok(());
+        };
+        if !decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs {
+            return Ok(());
+        }
+        let wanted: Vec<String> = wanted_records(&st, domain)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let stale: Vec<String> = before
+            .iter()
+            .filter(|n| !wanted.contains(n) && st.records.iter().any(|r| &r.name == *n))
+            .cloned()
+            .collect();
+        self.publish_domain(&st, domain)?;
+        self.unpublish(domain, &stale)
+    }
+
+    pub fn key_generate(&mut self, domain: &str, selector: Option<&str>) -> anyhow::Result<()> {
+        let domain = domain_name(domain)?;
+        let st = self.load()?;
+        let keys = st
+            .settings
+            .algorithms
+            .iter()
+            .map(|a| generate(*a, st.settings.rsa_bits))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.own_keys(&domain, keys, selector)
+    }
+
+    pub fn key_import(
+        &mut self,
+        domain: &str,
+        file: &std::path::Path,
+        selector: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let domain = domain_name(domain)?;
+        let key = crate::keyfile::load_private_key(file)?;
+        self.own_keys(&domain, vec![key], selector)
+    }
+
+    pub fn key_default(&mut self, domain: &str) -> anyhow::Result<()> {
+        let domain = domain_name(domain)?;
+        let st = self.load()?;
+        let own: Vec<&StoredKey> = st
+            .keys
+            .iter()
+            .filter(|k| k.domain.as_deref() == Some(&domain) && k.state == KeyState::Active)
+            .collect();
+        if own.is_empty() {
+            self.out.step(&domain, "already uses the global key", true);
+            return Ok(());
+        }
+        let before = possible_names(&st, &domain);
+        let changes: Vec<Change> = own
+            .iter()
+            .map(|k| Change::KeyState(k.id, KeyState::Retired))
+            .collect();
+        self.store.apply(&changes)?;
+        self.out.step(
+            &domain,
+            &format!("{} own key(s) retired; the global key signs", own.len()),
+            true,
+        );
+        self.republish(&domain, &before)
+    }
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// What DNS serves for one key, compared with the key.
+pub fn live_state(resolver: &hickory_resolver::TokioResolver, name: &str, record: &str) -> String {
+    let want = dkim::KeyRecord::parse(record)
+        .map(|r| r.public_key)
+        .unwrap_or_default();
+    match dns::lookup_txt_blocking(resolver, name) {
+        Err(dkim::LookupError::NotFound) => "missing".into(),
+        Err(e) => format!("lookup failed: {e:?}"),
+        Ok(records) => {
+            let keys: Vec<Option<Vec<u8>>> = records
+                .iter()
+                .map(|r| dkim::KeyRecord::parse(r).ok().map(|k| k.public_key))
+                .collect();
+            let matching = keys.iter().filter(|k| k.as_ref() == Some(&want)).count();
+            match (records.len(), matching) {
+                (1, 1) => "ok".into(),
+                (n, m) if n > 1 && m > 0 => format!("multiple records ({n})"),
+                (n, _) if n > 1 => format!("multiple records ({n}), none matches"),
+                _ => "mismatch".into(),
+            }
+        }
+    }
+}
+
+/// Parses on/off flags.
+pub fn parse_onoff(v: &str) -> anyhow::Result<bool> {
+    match v {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => crate::usage(format!("{v:?} is not on or off")),
+    }
+}

@@ -1,0 +1,349 @@
+//! Publishing DKIM key records: into BIND zone files, by RFC 2136 dynamic
+//! update, or by telling the admin what to publish (manual).
+
+use crate::config::{Config, ZoneConfig};
+use crate::dns;
+use crate::zonefile;
+use anyhow::{anyhow, bail, Context};
+use hickory_resolver::TokioResolver;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What publishing or removing one record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Added,
+    AlreadyPresent,
+    /// Stale records at the same name (this many) were replaced.
+    Replaced(usize),
+    Removed(usize),
+    Absent,
+    /// Manual backend: DNS does not serve the record yet; the admin must publish it.
+    Pending(String),
+}
+
+impl Outcome {
+    /// The words `enable` and friends print.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Added => "record added".into(),
+            Outcome::AlreadyPresent => "already present".into(),
+            Outcome::Replaced(1) => "replaced a stale record".into(),
+            Outcome::Replaced(n) => format!("replaced {n} stale records"),
+            Outcome::Removed(1) => "record removed".into(),
+            Outcome::Removed(n) => format!("{n} records removed"),
+            Outcome::Absent => "no record to remove".into(),
+            Outcome::Pending(what) => format!("publish by hand: {what}"),
+        }
+    }
+
+    /// True when DNS holds the record afterwards (for publishing).
+    pub fn is_published(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Added | Outcome::AlreadyPresent | Outcome::Replaced(_)
+        )
+    }
+}
+
+/// One way of changing DNS.
+pub trait Publisher {
+    /// `bind-zone-file`, `rfc2136` or `manual`.
+    fn backend(&self) -> &'static str;
+    /// Where, in words (file, server).
+    fn target(&self) -> String;
+    /// Makes `value` the only TXT record at `name`.
+    fn set(&self, name: &str, value: &str) -> anyhow::Result<Outcome>;
+    /// Removes every TXT record at `name`.
+    fn remove(&self, name: &str) -> anyhow::Result<Outcome>;
+}
+
+/// The publisher responsible for `domain`'s records.
+pub fn publisher_for(
+    cfg: &Config,
+    domain: &dkim::DomainName,
+) -> anyhow::Result<Box<dyn Publisher>> {
+    let resolver = live_resolver(cfg)?;
+    match cfg.zone_for(domain) {
+        Some(z) if z.backend == "bind-zone-file" => Ok(Box::new(ZoneFile::new(cfg, z, resolver)?)),
+        Some(z) if z.backend == "rfc2136" => Ok(Box::new(crate::rfc2136::Rfc2136::new(cfg, z)?)),
+        _ => Ok(Box::new(Manual { resolver })),
+    }
+}
+
+/// The resolver of live checks (configured nameservers, no cache).
+pub fn live_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
+    dns::resolver(
+        &cfg.dns.nameservers,
+        Duration::from_secs(cfg.dns.timeout.max(1)),
+    )
+}
+
+/// Manual publishing: nothing is changed; a record counts as published when
+/// DNS serves it.
+pub struct Manual {
+    resolver: TokioResolver,
+}
+
+impl Publisher for Manual {
+    fn backend(&self) -> &'static str {
+        "manual"
+    }
+
+    fn target(&self) -> String {
+        "by hand".into()
+    }
+
+    fn set(&self, name: &str, value: &str) -> anyhow::Result<Outcome> {
+        match dns::lookup_txt_blocking(&self.resolver, name) {
+            Ok(records) if records.len() == 1 && records.first().is_some_and(|r| r == value) => {
+                Ok(Outcome::AlreadyPresent)
+            }
+            _ => Ok(Outcome::Pending(format!(
+                "{name}. IN TXT ( {} )",
+                dkim::split_txt_strings(value)
+                    .iter()
+                    .map(|s| format!("\"{s}\""))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))),
+        }
+    }
+
+    fn remove(&self, name: &str) -> anyhow::Result<Outcome> {
+        match dns::lookup_txt_blocking(&self.resolver, name) {
+            Ok(records) if !records.is_empty() => {
+                Ok(Outcome::Pending(format!("remove the TXT record at {name}")))
+            }
+            _ => Ok(Outcome::Absent),
+        }
+    }
+}
+
+/// Editing a BIND zone file and reloading the zone.
+pub struct ZoneFile {
+    zone: String,
+    file: PathBuf,
+    ttl: u32,
+    reload: Vec<String>,
+    check: Option<Vec<String>>,
+    resolver: TokioResolver,
+    /// Poll DNS for the new serial only when servers are configured.
+    poll: bool,
+    propagation: Duration,
+    lock: PathBuf,
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd).arg("-v").output().is_ok()
+}
+
+fn run(cmd: &[String], what: &str) -> anyhow::Result<()> {
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or_else(|| anyhow!("{what}: empty command"))?;
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("{what}: cannot run {prog}"))?;
+    if !out.status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!(
+            "{what} failed ({}): {}",
+            cmd.join(" "),
+            text.trim().replace('\n', "; ")
+        );
+    }
+    Ok(())
+}
+
+fn today() -> u32 {
+    // Days since the epoch to a civil date (proleptic Gregorian).
+    let days = i64::try_from(crate::cli::now() / 86_400).unwrap_or(0);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    u32::try_from(y * 10_000 + m * 100 + d).unwrap_or(0)
+}
+
+/// The current year and month, e.g. 202611: the default selector.
+pub fn year_month() -> String {
+    (today() / 100).to_string()
+}
+
+impl ZoneFile {
+    fn new(cfg: &Config, z: &ZoneConfig, resolver: TokioResolver) -> anyhow::Result<ZoneFile> {
+        let file = z
+            .file
+            .clone()
+            .ok_or_else(|| anyhow!("zone {}: no file configured", z.name))?;
+        let reload = z
+            .reload_command
+            .clone()
+            .unwrap_or_else(|| vec!["rndc".into(), "reload".into(), z.name.clone()]);
+        let check = match &z.check_command {
+            Some(c) => Some(c.clone()),
+            None if have("named-checkzone") => {
+                Some(vec!["named-checkzone".into(), "ZONE".into(), "FILE".into()])
+            }
+            None => None,
+        };
+        Ok(ZoneFile {
+            zone: z.name.to_ascii_lowercase(),
+            file,
+            ttl: z.ttl.unwrap_or(3600),
+            reload,
+            check,
+            resolver,
+            poll: !cfg.dns.nameservers.is_empty(),
+            propagation: Duration::from_secs(cfg.dns.propagation_timeout),
+            lock: cfg.state_dir.join("zone-edit.lock"),
+        })
+    }
+
+    fn change(&self, name: &str, value: Option<&str>) -> anyhow::Result<Outcome> {
+        // One dkimd at a time edits zone files.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .with_context(|| format!("cannot open lock file {}", self.lock.display()))?;
+        lock.lock().context("cannot lock the zone edit lock")?;
+        let text = std::fs::read_to_string(&self.file)
+            .with_context(|| format!("cannot read zone file {}", self.file.display()))?;
+        let served = if self.poll {
+            dns::soa_serial_blocking(&self.resolver, &self.zone)
+        } else {
+            None
+        };
+        let edit = zonefile::edit(&text, &self.zone, name, value, self.ttl, served, today())
+            .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
+        let Some(new_text) = edit.text else {
+            return Ok(match edit.outcome {
+                zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
+                _ => Outcome::Absent,
+            });
+        };
+        self.write_checked(&new_text)?;
+        run(&self.reload, "reload")?;
+        if self.poll {
+            self.wait_for_serial(edit.new_serial)?;
+        }
+        Ok(match edit.outcome {
+            zonefile::Outcome::Added => Outcome::Added,
+            zonefile::Outcome::Replaced(n) => Outcome::Replaced(n),
+            zonefile::Outcome::Removed(n) => Outcome::Removed(n),
+            zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
+            zonefile::Outcome::Absent => Outcome::Absent,
+        })
+    }
+
+    /// Writes the new zone next to the old one with the old owner and mode,
+    /// checks it, and renames it into place.
+    fn write_checked(&self, text: &str) -> anyhow::Result<()> {
+        let meta = std::fs::metadata(&self.file)?;
+        let dir = self
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.dkimd{}", std::process::id()));
+        let result = (|| -> anyhow::Result<()> {
+            std::fs::write(&tmp, text)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::set_permissions(
+                &tmp,
+                std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+            )?;
+            std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))
+                .with_context(|| format!("cannot give {} the zone file's owner", tmp.display()))?;
+            if let Some(check) = &self.check {
+                let cmd: Vec<String> = check
+                    .iter()
+                    .map(|a| {
+                        a.replace("ZONE", &self.zone)
+                            .replace("FILE", &tmp.to_string_lossy())
+                    })
+                    .collect();
+                run(&cmd, "zone check")?;
+            }
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.file)
+                .with_context(|| format!("cannot replace {}", self.file.display()))?;
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn wait_for_serial(&self, serial: u32) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.propagation;
+        let mut last = None;
+        loop {
+            last = dns::soa_serial_blocking(&self.resolver, &self.zone).or(last);
+            if last.is_some_and(|s| s == serial || zonefile::serial_gt(s, serial)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the zone file was updated (serial {serial}) but DNS still serves serial {}; see the name server's log",
+                    last.map_or("nothing".to_string(), |s| s.to_string())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Publisher for ZoneFile {
+    fn backend(&self) -> &'static str {
+        "bind-zone-file"
+    }
+
+    fn target(&self) -> String {
+        self.file.display().to_string()
+    }
+
+    fn set(&self, name: &str, value: &str) -> anyhow::Result<Outcome> {
+        self.change(name, Some(value))
+    }
+
+    fn remove(&self, name: &str) -> anyhow::Result<Outcome> {
+        self.change(name, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn today_is_a_date() {
+        let t = today();
+        assert!((20_260_101..=21_000_101).contains(&t), "{t}");
+        assert_eq!(year_month().len(), 6);
+    }
+}
