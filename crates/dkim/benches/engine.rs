@@ -54,11 +54,15 @@ fn text_body() -> Vec<u8> {
         let mut line = String::new();
         while line.len() < 70 {
             line.push_str(words[i % words.len()]);
-            line.push_str(if i % 17 == 0 { "  " } else { " " });
+            line.push_str(if i.is_multiple_of(17) { "  " } else { " " });
             i += 1;
         }
         out.extend_from_slice(line.trim_end().as_bytes());
-        out.extend_from_slice(if i % 5 == 0 { b" \r\n" } else { b"\r\n" });
+        out.extend_from_slice(if i.is_multiple_of(5) {
+            b" \r\n"
+        } else {
+            b"\r\n"
+        });
     }
     out
 }

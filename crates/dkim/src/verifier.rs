@@ -108,6 +108,15 @@ pub enum LookupError {
     Temporary(String),
 }
 
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LookupError::NotFound => f.write_str("no such record"),
+            LookupError::Temporary(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Where the verifier gets key records from: DNS in the daemon, a file on the
 /// command line, a table in tests. `name` is `selector._domainkey.domain`
 /// without a final dot; the answer is the TXT records found, each with its

@@ -1,4 +1,7 @@
 //! The manager's subcommands: argument handling and output.
+// Indexing here is serde_json::Value["key"], which yields Null for a missing
+// key and never panics.
+#![allow(clippy::indexing_slicing)]
 
 use crate::cli::{Command, DomainCmd, KeyCmd};
 use crate::config::Config;
@@ -257,8 +260,8 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
             if st.settings.verify { "on" } else { "off" }
         );
         println!(
-            "{:<28} {:<5} {:<20} {:<18} {:<9} DNS",
-            "DOMAIN", "SIGNS", "WHY", "SELECTOR", "KEY"
+            "{:<28} {:<5} {:<18} {:<12} {:<20} WHY",
+            "DOMAIN", "SIGNS", "SELECTOR", "KEY", "DNS"
         );
         for r in &rows {
             let signs = if r["signs"].as_bool() == Some(true) {
@@ -266,19 +269,18 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
             } else {
                 "no"
             };
+            let domain = r["domain"].as_str().unwrap_or("");
             let why = r["why"].as_str().unwrap_or("");
             let keys = r["keys"].as_array().cloned().unwrap_or_default();
             if keys.is_empty() {
                 println!(
-                    "{:<28} {signs:<5} {why}",
-                    r["domain"].as_str().unwrap_or("")
+                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
+                    "-", "-", "-"
                 );
             }
             for k in keys {
                 println!(
-                    "{:<28} {signs:<5} {:<20} {:<18} {:<9} {}",
-                    r["domain"].as_str().unwrap_or(""),
-                    why,
+                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
                     k["selector"].as_str().unwrap_or(""),
                     format!("{}-{}", k["algorithm"].as_str().unwrap_or(""), k["bits"]),
                     k["dns"].as_str().unwrap_or("")

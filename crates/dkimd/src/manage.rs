@@ -208,12 +208,7 @@ impl Manager {
                     let ok = outcome.is_published() || matches!(outcome, Outcome::Pending(_));
                     self.out.step(
                         domain,
-                        &format!(
-                            "{name}: {} ({} {})",
-                            outcome.describe(),
-                            publisher.backend(),
-                            publisher.target()
-                        ),
+                        &format!("{name}: {}", where_(&outcome, publisher.as_ref())),
                         ok,
                     );
                     if outcome.is_published() {
@@ -252,12 +247,7 @@ impl Manager {
                     let pending = matches!(outcome, Outcome::Pending(_));
                     self.out.step(
                         domain,
-                        &format!(
-                            "{name}: {} ({} {})",
-                            outcome.describe(),
-                            publisher.backend(),
-                            publisher.target()
-                        ),
+                        &format!("{name}: {}", where_(&outcome, publisher.as_ref())),
                         true,
                     );
                     if !pending {
@@ -768,6 +758,14 @@ impl Manager {
     }
 }
 
+/// An outcome with the backend that produced it (manual needs no more words).
+fn where_(outcome: &Outcome, p: &dyn publish::Publisher) -> String {
+    match outcome {
+        Outcome::Pending(_) => outcome.describe(),
+        _ => format!("{} ({} {})", outcome.describe(), p.backend(), p.target()),
+    }
+}
+
 fn onoff(b: bool) -> &'static str {
     if b {
         "on"
@@ -783,7 +781,7 @@ pub fn live_state(resolver: &hickory_resolver::TokioResolver, name: &str, record
         .unwrap_or_default();
     match dns::lookup_txt_blocking(resolver, name) {
         Err(dkim::LookupError::NotFound) => "missing".into(),
-        Err(e) => format!("lookup failed: {e:?}"),
+        Err(e) => format!("lookup failed: {e}"),
         Ok(records) => {
             let keys: Vec<Option<Vec<u8>>> = records
                 .iter()

@@ -545,6 +545,7 @@ mod tests {
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(true)
             .mode(0o600)
             .open(SqliteStore::path_in(&other))
             .unwrap();

@@ -77,8 +77,16 @@ fn is_ttl(t: &str) -> bool {
             .all(|c| c.is_ascii_digit() || "sSmMhHdDwW".contains(c))
 }
 
+/// A parsed zone file: its entries and the SOA serial (where it stands, its value).
+#[derive(Debug)]
+struct Parsed {
+    entries: Vec<Entry>,
+    serial_span: Option<Range<usize>>,
+    serial: u32,
+}
+
 /// Splits the file into entries. Errors name the line.
-fn parse(text: &str, zone: &str) -> Result<(Vec<Entry>, Option<Range<usize>>, u32), String> {
+fn parse(text: &str, zone: &str) -> Result<Parsed, String> {
     let bytes = text.as_bytes();
     let mut entries = Vec::new();
     let mut origin = format!("{}.", zone.trim_end_matches('.').to_ascii_lowercase());
@@ -93,8 +101,7 @@ fn parse(text: &str, zone: &str) -> Result<(Vec<Entry>, Option<Range<usize>>, u3
         let mut depth = 0usize;
         let blank_owner = matches!(bytes.get(pos), Some(b' ' | b'\t'));
         // Read physical lines until the parentheses close.
-        loop {
-            let Some(&b) = bytes.get(pos) else { break };
+        while let Some(&b) = bytes.get(pos) {
             match b {
                 b'\n' => {
                     pos += 1;
@@ -234,11 +241,15 @@ fn parse(text: &str, zone: &str) -> Result<(Vec<Entry>, Option<Range<usize>>, u3
             rdata,
         });
     }
-    let (span, value) = match serial {
+    let (serial_span, serial) = match serial {
         Some((s, v)) => (Some(s), v),
         None => (None, 0),
     };
-    Ok((entries, span, value))
+    Ok(Parsed {
+        entries,
+        serial_span,
+        serial,
+    })
 }
 
 fn txt_value(e: &Entry) -> String {
@@ -251,7 +262,7 @@ fn txt_value(e: &Entry) -> String {
 /// The TXT records at `name` in a zone file, each with its strings joined.
 #[cfg(test)]
 pub fn txt_records(text: &str, zone: &str, name: &str) -> Result<Vec<String>, String> {
-    let (entries, _, _) = parse(text, zone)?;
+    let entries = parse(text, zone)?.entries;
     let want = abs_name(name, ".");
     Ok(entries
         .iter()
@@ -263,8 +274,9 @@ pub fn txt_records(text: &str, zone: &str, name: &str) -> Result<Vec<String>, St
 /// The SOA serial of a zone file.
 #[cfg(test)]
 pub fn serial(text: &str, zone: &str) -> Result<u32, String> {
-    let (_, span, value) = parse(text, zone)?;
-    span.map(|_| value)
+    let p = parse(text, zone)?;
+    p.serial_span
+        .map(|_| p.serial)
         .ok_or_else(|| "the zone file has no SOA record".to_string())
 }
 
@@ -306,7 +318,11 @@ pub fn edit(
     served_serial: Option<u32>,
     today_yyyymmdd: u32,
 ) -> Result<Edit, String> {
-    let (entries, serial_span, old_serial) = parse(text, zone)?;
+    let Parsed {
+        entries,
+        serial_span,
+        serial: old_serial,
+    } = parse(text, zone)?;
     let serial_span = serial_span.ok_or_else(|| "the zone file has no SOA record".to_string())?;
     let want = abs_name(name, ".");
     let zone_abs = abs_name(zone, ".");

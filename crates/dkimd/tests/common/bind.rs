@@ -12,8 +12,24 @@ pub struct Named {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// rndc configuration file for `rndc -c`.
+    pub rndc_conf: PathBuf,
+    /// File with the TSIG secret of key `dkimd-key` (hmac-sha256), mode 0600.
+    pub tsig_secret_file: PathBuf,
     _tmp: tempfile::TempDir,
 }
+
+/// A zone to serve.
+pub struct Zone {
+    pub name: String,
+    pub text: String,
+    /// Open to TSIG-signed dynamic updates with key `dkimd-key`.
+    pub dynamic: bool,
+}
+
+/// Fixed test secrets (loopback only).
+const RNDC_SECRET: &str = "c2VjcmV0LWZvci1ybmRjLWluLWRraW1kLXRlc3RzLTAwMQ==";
+pub const TSIG_SECRET: &str = "dGhpcyBpcyB0aGUgZGtpbWQgdGVzdCB0c2lnIHNlY3JldCE=";
 
 /// True when named is installed (see `common::require_peer`).
 pub fn have_named() -> bool {
@@ -37,21 +53,58 @@ fn free_port() -> u16 {
 impl Named {
     /// Starts named serving each `(zone, zone file text)` as a primary zone.
     pub fn start(zones: &[(&str, String)]) -> Named {
+        let zones: Vec<Zone> = zones
+            .iter()
+            .map(|(n, t)| Zone {
+                name: n.to_string(),
+                text: t.clone(),
+                dynamic: false,
+            })
+            .collect();
+        Self::start_zones(&zones)
+    }
+
+    /// Starts named with file-backed and dynamic zones, an rndc control
+    /// channel and the TSIG key `dkimd-key`.
+    pub fn start_zones(zones: &[Zone]) -> Named {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let port = free_port();
+        let rndc_port = free_port();
         let mut conf = format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n",
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\n\
+             key \"rndc-key\" {{ algorithm hmac-sha256; secret \"{RNDC_SECRET}\"; }};\n\
+             key \"dkimd-key\" {{ algorithm hmac-sha256; secret \"{TSIG_SECRET}\"; }};\n\
+             controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ \"rndc-key\"; }}; }};\n",
             d = dir.display()
         );
-        for (zone, text) in zones {
-            let file = dir.join(format!("{zone}.zone"));
-            std::fs::write(&file, text).unwrap();
+        for z in zones {
+            let file = dir.join(format!("{}.zone", z.name));
+            std::fs::write(&file, &z.text).unwrap();
+            let update = if z.dynamic {
+                " allow-update { key \"dkimd-key\"; };"
+            } else {
+                ""
+            };
             conf.push_str(&format!(
-                "zone \"{zone}\" {{ type primary; file \"{}\"; }};\n",
+                "zone \"{}\" {{ type primary; file \"{}\";{update} }};\n",
+                z.name,
                 file.display()
             ));
         }
+        let rndc_conf = dir.join("rndc.conf");
+        std::fs::write(
+            &rndc_conf,
+            format!(
+                "key \"rndc-key\" {{ algorithm hmac-sha256; secret \"{RNDC_SECRET}\"; }};\noptions {{ default-key \"rndc-key\"; default-server 127.0.0.1; default-port {rndc_port}; }};\n"
+            ),
+        )
+        .unwrap();
+        let tsig_secret_file = dir.join("tsig.secret");
+        std::fs::write(&tsig_secret_file, format!("{TSIG_SECRET}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tsig_secret_file, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         let conf_path = dir.join("named.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let mut child = Command::new("named")
@@ -98,8 +151,73 @@ impl Named {
             child,
             port,
             dir,
+            rndc_conf,
+            tsig_secret_file,
             _tmp: tmp,
         }
+    }
+
+    /// The command that reloads a file-backed zone.
+    pub fn rndc_reload(&self, zone: &str) -> Vec<String> {
+        vec![
+            "rndc".into(),
+            "-c".into(),
+            path_str(&self.rndc_conf),
+            "reload".into(),
+            zone.into(),
+        ]
+    }
+
+    /// The zone file of a zone.
+    pub fn zone_file(&self, zone: &str) -> PathBuf {
+        self.dir.join(format!("{zone}.zone"))
+    }
+
+    /// The SOA serial served for a zone.
+    pub fn serial(&self, zone: &str) -> Option<u32> {
+        let out = Command::new("dig")
+            .args([
+                "+short",
+                "+tries=2",
+                "+time=2",
+                "-p",
+                &self.port.to_string(),
+                "@127.0.0.1",
+                zone,
+                "SOA",
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()
+    }
+
+    /// Sends a TSIG-signed update with `nsupdate` (the test's independent client).
+    pub fn nsupdate(&self, commands: &str) {
+        use std::io::Write;
+        let mut child = Command::new("nsupdate")
+            .args(["-y", &format!("hmac-sha256:dkimd-key:{TSIG_SECRET}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsupdate");
+        let script = format!("server 127.0.0.1 {}\n{commands}\nsend\n", self.port);
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nsupdate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn addr(&self) -> String {
