@@ -30,6 +30,8 @@ pub enum Command {
     Sign(SignArgs),
     /// Verify the DKIM signatures of a message read from standard input.
     Verify(VerifyArgs),
+    /// Run the milter daemon Postfix calls for every message.
+    Run(RunArgs),
     /// Manage domains: add, remove, rename, list, set.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -83,6 +85,13 @@ pub enum DomainCmd {
         #[arg(long, value_parser = ["always", "never", "default"])]
         dkim: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Check the configuration and the store, print a summary, and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Args, Debug)]
@@ -231,6 +240,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => crate::keygen::run(a, json),
         Command::Sign(a) => crate::sign::run(a),
         Command::Verify(a) => crate::verify::run(a, json),
+        Command::Run(a) => {
+            let cfg = crate::config::Config::load(cli.config.as_deref(), cli.state_dir.as_deref())?;
+            crate::daemon::run(cfg, a.check_config)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => {
             let cfg = crate::config::Config::load(cli.config.as_deref(), cli.state_dir.as_deref())?;
             crate::commands::run(other, cfg, json)

@@ -95,7 +95,7 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         Command::Status => return status(&m),
         Command::Export(f) => export(&mut m, &f.file)?,
         Command::Import(f) => import(&mut m, &f.file)?,
-        Command::Keygen(_) | Command::Sign(_) | Command::Verify(_) => {
+        Command::Keygen(_) | Command::Sign(_) | Command::Verify(_) | Command::Run(_) => {
             return Err(anyhow!("internal: command routed to the manager"))
         }
     }

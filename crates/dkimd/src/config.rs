@@ -24,6 +24,9 @@ pub struct Config {
     /// How records are published, per zone.
     #[serde(default)]
     pub publish: PublishConfig,
+    /// The milter daemon (`dkimd run`).
+    #[serde(default)]
+    pub milter: MilterConfig,
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -54,6 +57,90 @@ fn default_timeout() -> u64 {
 
 fn default_propagation() -> u64 {
     10
+}
+
+/// `[milter]`: the daemon Postfix calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilterConfig {
+    /// Where to listen: "unix:/path" or "inet:IP:PORT" (Postfix's notation).
+    #[serde(default = "default_socket")]
+    pub socket: String,
+    /// Mode of a Unix socket, octal text (Postfix must be able to connect).
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// Clients whose mail is signed (CIDR). SASL-authenticated clients and
+    /// the signing daemons below are trusted as well.
+    #[serde(default = "default_trusted")]
+    pub trusted_networks: Vec<String>,
+    /// Postfix services whose mail is signed: the `{daemon_name}` macro, set
+    /// with `-o milter_macro_daemon_name=ORIGINATING` on the submission service.
+    #[serde(default = "default_daemons")]
+    pub signing_daemons: Vec<String>,
+    /// The authserv-id of Authentication-Results (default: the host name).
+    #[serde(default)]
+    pub authserv_id: Option<String>,
+    /// What Postfix is told when dkimd itself fails on a message: "tempfail"
+    /// (the sender keeps the message and retries), "accept" or "reject".
+    #[serde(default = "default_on_error")]
+    pub on_error: String,
+    /// At most this many signatures are checked per message.
+    #[serde(default = "default_max_signatures")]
+    pub max_signatures: usize,
+    /// Seconds for all key lookups of one message.
+    #[serde(default = "default_lookup_timeout")]
+    pub lookup_timeout: u64,
+    /// Seconds connections in flight get to finish on SIGTERM.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: u64,
+    /// "info" (one line per message) or "warn" (problems only).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_socket() -> String {
+    "unix:/run/dkimd/dkimd.sock".into()
+}
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+fn default_trusted() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+fn default_daemons() -> Vec<String> {
+    vec!["ORIGINATING".into()]
+}
+fn default_on_error() -> String {
+    "tempfail".into()
+}
+fn default_max_signatures() -> usize {
+    10
+}
+fn default_lookup_timeout() -> u64 {
+    10
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            socket: default_socket(),
+            socket_mode: default_socket_mode(),
+            trusted_networks: default_trusted(),
+            signing_daemons: default_daemons(),
+            authserv_id: None,
+            on_error: default_on_error(),
+            max_signatures: default_max_signatures(),
+            lookup_timeout: default_lookup_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+            log_level: default_log_level(),
+        }
+    }
 }
 
 /// `[publish]`
@@ -118,6 +205,7 @@ impl Default for Config {
                 propagation_timeout: default_propagation(),
             },
             publish: PublishConfig::default(),
+            milter: MilterConfig::default(),
             source: None,
         }
     }
@@ -148,6 +236,34 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let m = &self.milter;
+        m.socket
+            .parse::<milter::server::ListenAddr>()
+            .map_err(|e| format!("milter.socket: {e}"))?;
+        u32::from_str_radix(&m.socket_mode, 8)
+            .map_err(|_| format!("milter.socket_mode {:?} is not octal", m.socket_mode))?;
+        for n in &m.trusted_networks {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("milter.trusted_networks: {n:?} is not an address or CIDR network")
+                })?;
+        }
+        if !["tempfail", "accept", "reject"].contains(&m.on_error.as_str()) {
+            return Err(format!(
+                "milter.on_error must be tempfail, accept or reject, not {:?}",
+                m.on_error
+            ));
+        }
+        if !["info", "warn"].contains(&m.log_level.as_str()) {
+            return Err(format!(
+                "milter.log_level must be info or warn, not {:?}",
+                m.log_level
+            ));
+        }
+        if m.max_signatures == 0 {
+            return Err("milter.max_signatures must be at least 1".into());
+        }
         let backends = ["bind-zone-file", "rfc2136", "manual"];
         if self.publish.default != "manual" {
             return Err(format!(

@@ -67,6 +67,18 @@ impl KeyTable {
     }
 }
 
+impl KeyTable {
+    /// A table in which every name failed temporarily.
+    pub fn temporary(names: &[String], why: &str) -> KeyTable {
+        KeyTable(
+            names
+                .iter()
+                .map(|n| (n.clone(), Err(LookupError::Temporary(why.to_string()))))
+                .collect(),
+        )
+    }
+}
+
 impl dkim::KeyLookup for KeyTable {
     fn lookup_txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
         self.0
@@ -101,31 +113,55 @@ fn unquote(v: &str) -> String {
     out
 }
 
-/// A resolver that asks `servers` (UDP, then TCP) or, with none, the
-/// system's configured resolvers. No cache: every lookup asks a server.
-pub fn resolver(servers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
-    let mut builder = if servers.is_empty() {
-        TokioResolver::builder_tokio().context("cannot read the system's DNS configuration")?
-    } else {
-        let ns = servers
-            .iter()
-            .map(|addr| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let config = ResolverConfig::from_parts(None, vec![], ns);
-        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-    };
-    let opts = builder.options_mut();
+fn builder(
+    servers: &[SocketAddr],
+) -> anyhow::Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>> {
+    if servers.is_empty() {
+        return TokioResolver::builder_tokio()
+            .context("cannot read the system's DNS configuration");
+    }
+    let ns = servers
+        .iter()
+        .map(|addr| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    let config = ResolverConfig::from_parts(None, vec![], ns);
+    Ok(TokioResolver::builder_with_config(
+        config,
+        TokioRuntimeProvider::default(),
+    ))
+}
+
+fn build(
+    servers: &[SocketAddr],
+    timeout: Duration,
+    cache_size: u64,
+) -> anyhow::Result<TokioResolver> {
+    let mut b = builder(servers)?;
+    let opts = b.options_mut();
     opts.timeout = timeout;
     opts.attempts = 2;
-    opts.cache_size = 0;
+    opts.cache_size = cache_size;
     opts.ndots = 0;
-    builder.build().context("cannot set up the DNS resolver")
+    b.build().context("cannot set up the DNS resolver")
+}
+
+/// A resolver that asks `servers` (UDP, then TCP) or, with none, the
+/// system's configured resolvers. No cache: every lookup asks a server, as
+/// the live check and publishing need.
+pub fn resolver(servers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
+    build(servers, timeout, 0)
+}
+
+/// A resolver with a cache that honours record TTLs and negative answers,
+/// for the daemon's verification.
+pub fn resolver_cached(servers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
+    build(servers, timeout, 4096)
 }
 
 /// Looks up the TXT records at `name`, joining each record's strings.

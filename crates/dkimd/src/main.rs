@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod config;
+mod daemon;
 mod dns;
 mod keyfile;
 mod keygen;

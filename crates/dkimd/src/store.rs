@@ -297,6 +297,32 @@ impl SqliteStore {
     }
 }
 
+/// Notices commits other processes make to the store (SQLite's
+/// `data_version`), so that the daemon picks up `enable`, `disable` and key
+/// changes without a restart.
+pub struct ChangeWatcher {
+    conn: Connection,
+    last: i64,
+}
+
+impl ChangeWatcher {
+    pub fn open(state_dir: &Path) -> anyhow::Result<ChangeWatcher> {
+        let conn = Connection::open(SqliteStore::path_in(state_dir))?;
+        let last = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(ChangeWatcher { conn, last })
+    }
+
+    /// True when another connection committed since the last call.
+    pub fn changed(&mut self) -> anyhow::Result<bool> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let changed = v != self.last;
+        self.last = v;
+        Ok(changed)
+    }
+}
+
 fn alg(s: &str) -> anyhow::Result<KeyAlgorithm> {
     s.parse::<KeyAlgorithm>().map_err(|e| anyhow!("{e}"))
 }

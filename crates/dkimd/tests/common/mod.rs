@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bind;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,636 @@
+//! `dkimd run`: the milter daemon Postfix calls for every message.
+//!
+//! Each connection takes the current [`Snapshot`] (settings, keys, rules) and
+//! keeps it for its life; SIGHUP and store changes build a new one and swap
+//! it in whole. SIGTERM stops accepting and lets messages in flight finish.
+
+use crate::config::{Config, MilterConfig};
+use crate::dns::KeyTable;
+use crate::settings::{matches_pattern, Action, Settings};
+use crate::store::{SqliteStore, State, Store};
+use anyhow::{anyhow, Context};
+use dkim::{DkimResult, HeaderField, SignerConfig, VerificationResult};
+use hickory_resolver::TokioResolver;
+use milter::server::{ListenAddr, Listener, Stats};
+use milter::{EomResult, Handler, Macros, Modification, Negotiated, Response};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// What a connection works with; replaced whole on reload.
+pub struct Snapshot {
+    pub settings: Settings,
+    /// Signing configurations per signing domain (lower case).
+    signers: HashMap<String, Vec<SignerConfig>>,
+    /// `*.parent` extras: pattern and parent domain.
+    wildcard_extras: Vec<(String, String)>,
+    trusted: Vec<ipnet::IpNet>,
+    signing_daemons: Vec<String>,
+    pub authserv_id: String,
+    on_error: Response,
+    max_signatures: usize,
+    lookup_timeout: Duration,
+    info: bool,
+}
+
+fn error_response(s: &str) -> Response {
+    match s {
+        "accept" => Response::Continue,
+        "reject" => Response::ReplyCode("550 5.7.1 DKIM processing failed".into()),
+        _ => Response::ReplyCode("451 4.7.1 DKIM processing failed, try again later".into()),
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the store's state and the configuration.
+    pub fn build(st: &State, m: &MilterConfig) -> anyhow::Result<Snapshot> {
+        let mut signers = HashMap::new();
+        if st.settings.signing {
+            for (domain, d) in crate::manage::all_decisions(st) {
+                if !d.signs {
+                    continue;
+                }
+                let dn: dkim::DomainName = domain.parse().map_err(|e| anyhow!("{e}"))?;
+                let mut cfgs = Vec::new();
+                for k in st.keys_for(&domain) {
+                    let key = dkim::SigningKey::from_pem(k.pem.as_bytes())
+                        .with_context(|| format!("stored key {} for {domain}", k.id))?;
+                    let sel: dkim::Selector = k.selector.parse().map_err(|e| anyhow!("{e}"))?;
+                    cfgs.push(SignerConfig::new(dn.clone(), sel, key));
+                }
+                if !cfgs.is_empty() {
+                    signers.insert(domain, cfgs);
+                }
+            }
+        }
+        let wildcard_extras = st
+            .settings
+            .extra_domains
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix("*.")
+                    .map(|parent| (p.clone(), parent.to_string()))
+            })
+            .collect();
+        let trusted = m
+            .trusted_networks
+            .iter()
+            .filter_map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| n.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect();
+        Ok(Snapshot {
+            settings: st.settings.clone(),
+            signers,
+            wildcard_extras,
+            trusted,
+            signing_daemons: m.signing_daemons.clone(),
+            authserv_id: m
+                .authserv_id
+                .clone()
+                .unwrap_or_else(crate::verify::hostname),
+            on_error: error_response(&m.on_error),
+            max_signatures: m.max_signatures,
+            lookup_timeout: Duration::from_secs(m.lookup_timeout.max(1)),
+            info: m.log_level == "info",
+        })
+    }
+
+    /// The signing configurations for mail whose author domain is `domain`.
+    pub fn signers_for(&self, domain: &str) -> Option<&Vec<SignerConfig>> {
+        if let Some(s) = self.signers.get(domain) {
+            return Some(s);
+        }
+        if self
+            .settings
+            .excluded_domains
+            .iter()
+            .any(|p| matches_pattern(p, domain))
+        {
+            return None;
+        }
+        self.wildcard_extras
+            .iter()
+            .find(|(p, _)| matches_pattern(p, domain))
+            .and_then(|(_, parent)| self.signers.get(parent))
+    }
+
+    /// Is this client trusted to have its mail signed?
+    fn trusted(&self, addr: Option<IpAddr>, macros: &Macros) -> Option<&'static str> {
+        if macros.get("auth_authen").is_some_and(|a| !a.is_empty()) {
+            return Some("authenticated");
+        }
+        if macros
+            .get("daemon_name")
+            .is_some_and(|d| self.signing_daemons.iter().any(|s| s == d))
+        {
+            return Some("signing service");
+        }
+        if addr.is_some_and(|a| self.trusted.iter().any(|n| n.contains(&a))) {
+            return Some("trusted network");
+        }
+        None
+    }
+}
+
+/// The author domain: the domain of the (single) From address.
+pub fn author_domain(headers: &[HeaderField]) -> Option<String> {
+    let mut froms = headers.iter().filter(|h| h.is("From"));
+    let from = froms.next()?;
+    if froms.next().is_some() {
+        return None;
+    }
+    let v = String::from_utf8_lossy(from.value()).into_owned();
+    let addr = match (v.rfind('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => v.get(a + 1..b).unwrap_or("").to_string(),
+        _ => v.split('(').next().unwrap_or("").to_string(),
+    };
+    let domain = addr
+        .trim()
+        .rsplit_once('@')?
+        .1
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    domain
+        .parse::<dkim::DomainName>()
+        .ok()
+        .map(|d| d.to_lowercase())
+}
+
+/// True when an Authentication-Results value claims `authserv_id`.
+fn claims(value: &[u8], authserv_id: &str) -> bool {
+    let v = String::from_utf8_lossy(value);
+    let first = v
+        .trim_start()
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .next()
+        .unwrap_or("");
+    first.eq_ignore_ascii_case(authserv_id)
+}
+
+enum Mode {
+    None,
+    Sign(Box<dkim::Signing>, String),
+    Verify(Box<dkim::Verification>),
+}
+
+/// One connection.
+pub struct DkimHandler {
+    snap: Arc<Snapshot>,
+    resolver: TokioResolver,
+    negotiated: Negotiated,
+    client: Option<IpAddr>,
+    headers: Vec<HeaderField>,
+    bad_header: bool,
+    mode: Mode,
+    why_trusted: Option<&'static str>,
+}
+
+impl DkimHandler {
+    pub fn new(snap: Arc<Snapshot>, resolver: TokioResolver) -> Self {
+        DkimHandler {
+            snap,
+            resolver,
+            negotiated: Negotiated::default(),
+            client: None,
+            headers: Vec::new(),
+            bad_header: false,
+            mode: Mode::None,
+            why_trusted: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.headers.clear();
+        self.bad_header = false;
+        self.mode = Mode::None;
+        self.why_trusted = None;
+    }
+
+    fn log(&self, macros: &Macros, what: &str) {
+        if self.snap.info {
+            eprintln!("dkimd: queue_id={} {what}", macros.get("i").unwrap_or("-"));
+        }
+    }
+
+    fn header_value(&self, value: &str) -> Vec<u8> {
+        // Postfix writes "Name:" + value with HDR_LEADSPC, "Name: " + value
+        // without; folds are LF + TAB in either case.
+        let v = value.replace("\r\n", "\n");
+        if self.negotiated.leading_space() {
+            format!(" {v}").into_bytes()
+        } else {
+            v.into_bytes()
+        }
+    }
+
+    fn verify_outcome(&self, results: &[VerificationResult]) -> (Action, &'static str, String) {
+        if results.iter().any(|r| r.result == DkimResult::Pass) {
+            return (Action::Accept, "pass", String::new());
+        }
+        let s = &self.snap.settings;
+        let has = |x: DkimResult| results.iter().find(|r| r.result == x);
+        if let Some(r) = has(DkimResult::Fail) {
+            return (s.policy_fail, "fail", r.reason.clone().unwrap_or_default());
+        }
+        if let Some(r) = has(DkimResult::PermError).or_else(|| has(DkimResult::Policy)) {
+            return (
+                s.policy_permerror,
+                "permerror",
+                r.reason.clone().unwrap_or_default(),
+            );
+        }
+        if let Some(r) = has(DkimResult::TempError) {
+            return (
+                s.policy_temperror,
+                "temperror",
+                r.reason.clone().unwrap_or_default(),
+            );
+        }
+        (s.policy_none, "none", "no valid signature".into())
+    }
+}
+
+impl Handler for DkimHandler {
+    fn negotiated(&mut self, n: &Negotiated) {
+        self.negotiated = *n;
+    }
+
+    fn connect(&mut self, _hostname: &str, addr: Option<IpAddr>, _macros: &Macros) -> Response {
+        self.client = addr;
+        Response::Continue
+    }
+
+    fn mail(&mut self, _args: &[String], _macros: &Macros) -> Response {
+        self.reset();
+        Response::Continue
+    }
+
+    fn header(&mut self, name: &str, value: &[u8]) -> Response {
+        let mut v = Vec::with_capacity(value.len() + 1);
+        if !self.negotiated.leading_space() {
+            v.push(b' ');
+        }
+        v.extend_from_slice(value);
+        match HeaderField::from_name_value(name, &v) {
+            Ok(f) => self.headers.push(f),
+            Err(_) => self.bad_header = true,
+        }
+        Response::Continue
+    }
+
+    fn eoh(&mut self, macros: &Macros) -> Response {
+        let snap = self.snap.clone();
+        self.why_trusted = snap.trusted(self.client, macros);
+        if let (Some(_), Some(domain)) = (self.why_trusted, author_domain(&self.headers)) {
+            if let Some(cfgs) = snap.signers_for(&domain) {
+                match dkim::Signer::new(cfgs.clone(), crate::cli::now()).start(&self.headers) {
+                    Ok(s) => {
+                        self.mode = Mode::Sign(Box::new(s), domain);
+                        return Response::Continue;
+                    }
+                    Err(e) => self.log(
+                        macros,
+                        &format!("mode=none domain={domain} not signed: {e}"),
+                    ),
+                }
+            }
+        }
+        if snap.settings.verify && self.why_trusted.is_none() {
+            let v = dkim::Verifier::new(
+                dkim::VerifierConfig::default().with_max_signatures(snap.max_signatures),
+            )
+            .start(&self.headers, crate::cli::now());
+            self.mode = Mode::Verify(Box::new(v));
+        }
+        Response::Continue
+    }
+
+    fn body(&mut self, chunk: &[u8]) -> Response {
+        match &mut self.mode {
+            Mode::Sign(s, _) => {
+                s.body(chunk);
+                Response::Continue
+            }
+            Mode::Verify(v) => {
+                v.body(chunk);
+                if v.body_done() {
+                    Response::Skip
+                } else {
+                    Response::Continue
+                }
+            }
+            Mode::None => Response::Skip,
+        }
+    }
+
+    async fn eom(&mut self, macros: &Macros) -> EomResult {
+        let mode = std::mem::replace(&mut self.mode, Mode::None);
+        let result = match mode {
+            Mode::None => {
+                self.log(macros, "mode=none action=continue");
+                EomResult {
+                    modifications: vec![],
+                    response: Response::Continue,
+                }
+            }
+            Mode::Sign(s, domain) => match s.finish() {
+                Ok(sigs) => {
+                    let selectors: Vec<&str> = sigs.iter().map(|s| s.selector.as_str()).collect();
+                    self.log(
+                        macros,
+                        &format!(
+                            "mode=sign trust={} d={domain} s={} action=continue",
+                            self.why_trusted.unwrap_or("-"),
+                            selectors.join(",")
+                        ),
+                    );
+                    let modifications = sigs
+                        .iter()
+                        .rev()
+                        .map(|s| Modification::InsertHeader {
+                            index: 0,
+                            name: dkim::SignedHeader::NAME.into(),
+                            value: self.header_value(&s.value),
+                        })
+                        .collect();
+                    EomResult {
+                        modifications,
+                        response: Response::Continue,
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "dkimd: queue_id={} error: signing failed: {e}",
+                        macros.get("i").unwrap_or("-")
+                    );
+                    EomResult {
+                        modifications: vec![],
+                        response: self.snap.on_error.clone(),
+                    }
+                }
+            },
+            Mode::Verify(v) => {
+                let names = v.key_names();
+                let table = tokio::time::timeout(
+                    self.snap.lookup_timeout,
+                    KeyTable::resolve(&self.resolver, names.clone()),
+                )
+                .await
+                .unwrap_or_else(|_| KeyTable::temporary(&names, "key lookups timed out"));
+                let results = v.finish(&table);
+                let ar = dkim::authentication_results(&self.snap.authserv_id, &results);
+                let mut modifications = Vec::new();
+                // Remove forged results that claim our authserv-id, last first
+                // so that the indices stay right.
+                let ars: Vec<&HeaderField> = self
+                    .headers
+                    .iter()
+                    .filter(|h| h.is("Authentication-Results"))
+                    .collect();
+                for (i, h) in ars.iter().enumerate().rev() {
+                    if claims(h.value(), &self.snap.authserv_id) {
+                        modifications.push(Modification::ChangeHeader {
+                            index: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                            name: "Authentication-Results".into(),
+                            value: Vec::new(),
+                        });
+                    }
+                }
+                modifications.push(Modification::InsertHeader {
+                    index: 0,
+                    name: "Authentication-Results".into(),
+                    value: self.header_value(&ar),
+                });
+                let (action, class, reason) = self.verify_outcome(&results);
+                let summary: Vec<String> = results
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}{}",
+                            r.result,
+                            r.domain
+                                .as_ref()
+                                .map(|d| format!("({d})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let response = match action {
+                    Action::Accept => Response::Continue,
+                    Action::Reject => Response::ReplyCode(format!(
+                        "550 5.7.1 DKIM {class}: {}",
+                        reason.replace(['\r', '\n'], " ")
+                    )),
+                    Action::Tempfail => Response::ReplyCode(format!(
+                        "451 4.7.1 DKIM {class}: {}; try again later",
+                        reason.replace(['\r', '\n'], " ")
+                    )),
+                };
+                self.log(
+                    macros,
+                    &format!(
+                        "mode=verify results={} class={class} action={}",
+                        summary.join(","),
+                        action.as_str()
+                    ),
+                );
+                EomResult {
+                    modifications,
+                    response,
+                }
+            }
+        };
+        self.reset();
+        result
+    }
+
+    fn abort(&mut self) {
+        self.reset();
+    }
+}
+
+/// Shared, swappable snapshot.
+pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
+
+fn load_snapshot(cfg: &Config) -> anyhow::Result<Arc<Snapshot>> {
+    let store = SqliteStore::open(&cfg.state_dir)?;
+    let st = store.load()?;
+    Ok(Arc::new(Snapshot::build(&st, &cfg.milter)?))
+}
+
+/// A resolver for verification: the configured servers, with a cache that
+/// honours TTLs (positive and negative).
+pub fn verify_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
+    crate::dns::resolver_cached(
+        &cfg.dns.nameservers,
+        Duration::from_secs(cfg.dns.timeout.max(1)),
+    )
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<()> {
+    let addr: ListenAddr = cfg
+        .milter
+        .socket
+        .parse()
+        .map_err(|e: String| crate::UsageError(format!("milter.socket: {e}")))?;
+    let snap = load_snapshot(&cfg)?;
+    if check_only {
+        println!(
+            "configuration ok: socket {}, state {}, signing {} ({} domains), verification {}",
+            cfg.milter.socket,
+            cfg.state_dir.display(),
+            if snap.settings.signing { "on" } else { "off" },
+            snap.signers.len(),
+            if snap.settings.verify { "on" } else { "off" }
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(serve(cfg, addr, snap))
+}
+
+async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let addr = match addr {
+        ListenAddr::Unix(p, _) => {
+            let mode = u32::from_str_radix(&cfg.milter.socket_mode, 8).unwrap_or(0o660);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            ListenAddr::Unix(p, mode)
+        }
+        other => other,
+    };
+    let listener = Listener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.milter.socket))?;
+    let shared: Shared = Arc::new(RwLock::new(snap));
+    let resolver = verify_resolver(&cfg)?;
+    eprintln!(
+        "dkimd: listening on {} (signing {}, verification {}); Postfix: smtpd_milters = {}",
+        listener.postfix_addr(),
+        if shared.read().map(|s| s.settings.signing).unwrap_or(false) {
+            "on"
+        } else {
+            "off"
+        },
+        if shared.read().map(|s| s.settings.verify).unwrap_or(false) {
+            "on"
+        } else {
+            "off"
+        },
+        listener.postfix_addr()
+    );
+
+    // Reload on SIGHUP and when the store changes.
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let reload_cfg = cfg.clone();
+    let reload_shared = shared.clone();
+    tokio::spawn(async move {
+        let mut watcher = crate::store::ChangeWatcher::open(&reload_cfg.state_dir).ok();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let why = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                _ = tick.tick() => {
+                    match watcher.as_mut().map(|w| w.changed()) {
+                        Some(Ok(true)) => "store changed",
+                        _ => continue,
+                    }
+                }
+            };
+            match load_snapshot(&reload_cfg) {
+                Ok(s) => {
+                    if let Ok(mut w) = reload_shared.write() {
+                        *w = s;
+                    }
+                    eprintln!("dkimd: reloaded ({why})");
+                }
+                Err(e) => {
+                    eprintln!("dkimd: reload ({why}) failed, keeping the previous state: {e:#}")
+                }
+            }
+        }
+    });
+
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        eprintln!("dkimd: shutting down; finishing messages in flight");
+    };
+    let factory_shared = shared.clone();
+    let factory = move || {
+        let snap = factory_shared
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        DkimHandler::new(snap, resolver.clone())
+    };
+    let on_error = |e: milter::codec::FrameError| eprintln!("dkimd: connection ended: {e}");
+    milter::server::serve(
+        listener,
+        milter::ServerConfig::default(),
+        factory,
+        on_error,
+        shutdown,
+        Duration::from_secs(cfg.milter.shutdown_grace),
+        Stats::default(),
+    )
+    .await
+    .context("milter server")?;
+    eprintln!("dkimd: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hf(s: &str) -> HeaderField {
+        HeaderField::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn author_domains() {
+        assert_eq!(
+            author_domain(&[hf("From: Joe <joe@Example.COM>")]).as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            author_domain(&[hf("From: joe@example.org (Joe)")]).as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            author_domain(&[hf("From: \"a@b\" <joe@c.net>")]).as_deref(),
+            Some("c.net")
+        );
+        assert_eq!(author_domain(&[hf("From: nobody")]), None);
+        assert_eq!(
+            author_domain(&[hf("From: a@x.com"), hf("From: b@y.com")]),
+            None
+        );
+        assert_eq!(author_domain(&[hf("Subject: x")]), None);
+    }
+
+    #[test]
+    fn authserv_id_claims() {
+        assert!(claims(b" mx.example.net; dkim=pass", "mx.example.net"));
+        assert!(claims(b" MX.example.net 1; dkim=pass", "mx.example.net"));
+        assert!(!claims(b" other.example; dkim=pass", "mx.example.net"));
+        assert!(!claims(b" mx.example.network; dkim=pass", "mx.example.net"));
+    }
+}

@@ -1,0 +1,465 @@
+//! `dkimd run` driven over the milter protocol by the milter crate's client:
+//! signing, verifying, policies, ABORT, connection reuse, chunking, garbage.
+//! Keys are published into a real BIND by `dkimd enable` and read back from
+//! it by the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use common::bind::{have_named, zone_file, Named};
+use common::daemon::{free_port, Daemon};
+use common::*;
+use milter::client::{Client, Message};
+use milter::server::ListenAddr;
+use milter::Reply;
+use std::path::{Path, PathBuf};
+
+struct Env {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    named: Named,
+    port: u16,
+}
+
+fn setup() -> Env {
+    let named = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = tmp.path().join("dkimd.toml");
+    let reload: Vec<String> = named
+        .rndc_reload("example.com")
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
+             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\n\
+             [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
+            state = tmp.path().join("state").display(),
+            addr = named.addr(),
+            zf = named.zone_file("example.com").display(),
+            reload = reload.join(", "),
+        ),
+    )
+    .unwrap();
+    let env = Env {
+        tmp,
+        config,
+        named,
+        port,
+    };
+    env.ok(&["domain", "add", "example.com"]);
+    env.ok(&["enable", "--selector", "m1"]);
+    env
+}
+
+impl Env {
+    fn ok(&self, args: &[&str]) -> String {
+        let o = dkimd()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn addr(&self) -> ListenAddr {
+        ListenAddr::Tcp(format!("127.0.0.1:{}", self.port).parse().unwrap())
+    }
+
+    fn dns_file(&self) -> PathBuf {
+        // The records as DNS serves them, for dkimd verify and dkimpy.
+        let mut recs = Vec::new();
+        for sel in ["m1", "m1-ed25519"] {
+            let name = format!("{sel}._domainkey.example.com");
+            for v in self.named.dig_txt(&name) {
+                recs.push((name.clone(), v));
+            }
+        }
+        let p = self.tmp.path().join("dns.txt");
+        write_dns_file(&p, &recs);
+        p
+    }
+}
+
+const RAW: &[u8] = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: milter test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\n\r\nHello from the milter test.\r\nSecond  line \r\n";
+
+/// Splits a raw message into what Postfix sends: headers with the leading
+/// space kept (HDR_LEADSPC), folds as LF, and the body in chunks.
+fn as_milter(raw: &[u8], chunk: usize) -> Message {
+    let msg = dkim::Message::parse(raw).unwrap();
+    let headers = msg
+        .headers()
+        .iter()
+        .map(|h| {
+            let name = String::from_utf8_lossy(h.name()).into_owned();
+            let value = String::from_utf8_lossy(h.value())
+                .replace("\r\n", "\n")
+                .into_bytes();
+            (name, value)
+        })
+        .collect();
+    let body = if msg.body().is_empty() {
+        vec![]
+    } else {
+        msg.body()
+            .chunks(chunk.max(1))
+            .map(|c| c.to_vec())
+            .collect()
+    };
+    Message {
+        macros: vec![(b'M', vec![("i".into(), "QID1".into())])],
+        mail_from: vec!["<joe@example.com>".into()],
+        rcpt_to: vec!["<suzie@example.net>".into()],
+        headers,
+        body,
+    }
+}
+
+/// Applies the milter's header changes the way Postfix does and returns the
+/// resulting message.
+fn apply(raw: &[u8], mods: &[Reply]) -> Vec<u8> {
+    let msg = dkim::Message::parse(raw).unwrap();
+    let mut headers: Vec<(String, String)> = msg
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                String::from_utf8_lossy(h.name()).into_owned(),
+                String::from_utf8_lossy(h.value()).into_owned(),
+            )
+        })
+        .collect();
+    for m in mods {
+        match m {
+            Reply::InsertHeader { index, name, value } => {
+                let v = String::from_utf8_lossy(value).replace('\n', "\r\n");
+                headers.insert(*index as usize, (name.clone(), v));
+            }
+            Reply::ChangeHeader { index, name, value } => {
+                let pos = headers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, _))| n.eq_ignore_ascii_case(name))
+                    .nth(*index as usize - 1)
+                    .map(|(i, _)| i)
+                    .unwrap();
+                if value.is_empty() {
+                    headers.remove(pos);
+                } else {
+                    headers[pos].1 = String::from_utf8_lossy(value).replace('\n', "\r\n");
+                }
+            }
+            other => panic!("unexpected modification {other:?}"),
+        }
+    }
+    let mut out = Vec::new();
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}:{v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(msg.body());
+    out
+}
+
+/// The modifications as text (values as strings).
+fn mods_text(mods: &[Reply]) -> String {
+    mods.iter()
+        .map(|m| match m {
+            Reply::InsertHeader { index, name, value } => {
+                format!("insert {index} {name}:{}", String::from_utf8_lossy(value))
+            }
+            Reply::ChangeHeader { index, name, value } => {
+                format!("change {index} {name}:{}", String::from_utf8_lossy(value))
+            }
+            other => format!("{other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn send(env: &Env, client_ip: &str, raw: &[u8], chunk: usize) -> milter::client::Outcome {
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    let n = c.negotiate().await.unwrap();
+    assert!(n.leading_space());
+    let m = as_milter(raw, chunk);
+    c.connect_stage(&m, "client.test", client_ip).await.unwrap();
+    let out = c.message(&m).await.unwrap();
+    c.quit().await.unwrap();
+    out
+}
+
+fn verify_with_dkimd(dns: &Path, msg: &[u8]) -> (bool, String) {
+    let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(dns), msg);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_trusted_mail_and_verifies_the_rest() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let daemon = Daemon::start(&env.config, env.port);
+    let dns = env.dns_file();
+
+    // Trusted client: two signatures inserted at the top, and they verify
+    // with dkimd and dkimpy as the message Postfix would deliver.
+    let out = send(&env, "127.0.0.1", RAW, 65535).await;
+    assert_eq!(out.reply, Reply::Continue);
+    assert_eq!(out.modifications.len(), 2, "{:?}", out.modifications);
+    for m in &out.modifications {
+        let Reply::InsertHeader { index, name, value } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!((*index, name.as_str()), (0, "DKIM-Signature"));
+        assert!(
+            value.starts_with(b" v=1; a="),
+            "leading space for HDR_LEADSPC: {value:?}"
+        );
+        assert!(!value.contains(&b'\r'), "folds are LF for Postfix");
+    }
+    let signed = apply(RAW, &out.modifications);
+    let (ok, text) = verify_with_dkimd(&dns, &signed);
+    assert!(ok, "{text}");
+    assert_eq!(text.matches("pass").count(), 2 + 2, "{text}");
+    if have_dkimpy() {
+        let f = env.tmp.path().join("signed.eml");
+        std::fs::write(&f, &signed).unwrap();
+        let r = dkimpy_verify(&dns, &[f]);
+        assert!(r[0].1, "dkimpy: {}", r[0].2);
+    }
+    assert!(
+        daemon.wait_log(
+            "mode=sign trust=trusted network d=example.com s=m1,m1-ed25519",
+            5
+        ),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Every chunk size gives a good signature.
+    for chunk in [1, 2, 3, 7, 16, 64] {
+        let out = send(&env, "127.0.0.1", RAW, chunk).await;
+        let (ok, text) = verify_with_dkimd(&dns, &apply(RAW, &out.modifications));
+        assert!(ok, "chunk {chunk}: {text}");
+    }
+
+    // An outside client with a good signature: Authentication-Results pass.
+    let out = send(&env, "192.0.2.10", &signed, 65535).await;
+    assert_eq!(out.reply, Reply::Continue);
+    let ar: Vec<&Reply> = out
+        .modifications
+        .iter()
+        .filter(
+            |m| matches!(m, Reply::InsertHeader { name, .. } if name == "Authentication-Results"),
+        )
+        .collect();
+    assert_eq!(ar.len(), 1);
+    let Reply::InsertHeader { value, .. } = ar[0] else {
+        unreachable!()
+    };
+    let v = String::from_utf8_lossy(value);
+    assert!(v.starts_with(" mx.test;"), "{v}");
+    assert_eq!(v.matches("dkim=pass").count(), 2, "{v}");
+
+    // An outside client cannot get its mail signed even with our From.
+    let out = send(&env, "192.0.2.10", RAW, 65535).await;
+    assert!(out
+        .modifications
+        .iter()
+        .all(|m| !matches!(m, Reply::InsertHeader { name, .. } if name == "DKIM-Signature")));
+    let text = mods_text(&out.modifications);
+    assert!(text.contains("dkim=none"), "{text}");
+
+    // Forged results that claim our authserv-id are removed; others stay.
+    let mut forged = b"Authentication-Results: mx.test; dkim=pass header.d=example.com\r\nAuthentication-Results: other.example; spf=pass\r\n".to_vec();
+    forged.extend_from_slice(RAW);
+    let out = send(&env, "192.0.2.10", &forged, 65535).await;
+    assert!(
+        out.modifications.contains(&Reply::ChangeHeader {
+            index: 1,
+            name: "Authentication-Results".into(),
+            value: vec![]
+        }),
+        "{:?}",
+        out.modifications
+    );
+    assert!(!out
+        .modifications
+        .iter()
+        .any(|m| matches!(m, Reply::ChangeHeader { index: 2, .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_for_bad_signatures() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let _daemon = Daemon::start(&env.config, env.port);
+    let out = send(&env, "127.0.0.1", RAW, 65535).await;
+    let signed = apply(RAW, &out.modifications);
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("Second  line", "Second  lime")
+        .into_bytes();
+
+    // Default: accept, marked fail.
+    let out = send(&env, "192.0.2.10", &tampered, 65535).await;
+    assert_eq!(out.reply, Reply::Continue);
+    assert!(
+        mods_text(&out.modifications).contains("dkim=fail"),
+        "{}",
+        mods_text(&out.modifications)
+    );
+    // Reject: 550; tempfail: 451. The daemon sees the store change itself.
+    env.ok(&["set", "policy-fail", "reject"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = send(&env, "192.0.2.10", &tampered, 65535).await;
+    match &out.reply {
+        Reply::ReplyCode(c) => assert!(
+            c.starts_with("550 5.7.1 DKIM fail: body hash did not verify"),
+            "{c}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    env.ok(&["set", "policy-fail", "tempfail"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = send(&env, "192.0.2.10", &tampered, 65535).await;
+    match &out.reply {
+        Reply::ReplyCode(c) => assert!(c.starts_with("451 4.7.1 DKIM fail"), "{c}"),
+        other => panic!("{other:?}"),
+    }
+    // Unsigned mail with policy-none reject.
+    env.ok(&["set", "policy-none", "reject"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = send(
+        &env,
+        "192.0.2.10",
+        b"From: x@example.org\r\nSubject: unsigned\r\n\r\nbody\r\n",
+        100,
+    )
+    .await;
+    assert!(
+        matches!(&out.reply, Reply::ReplyCode(c) if c.starts_with("550 5.7.1 DKIM none")),
+        "{:?}",
+        out.reply
+    );
+    // Disabling signing reaches the daemon too: trusted mail goes out unsigned.
+    env.ok(&["set", "policy-none", "accept"]);
+    env.ok(&["disable"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = send(&env, "127.0.0.1", RAW, 65535).await;
+    assert!(out.modifications.is_empty(), "{:?}", out.modifications);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_reuse_and_garbage() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let daemon = Daemon::start(&env.config, env.port);
+    let dns = env.dns_file();
+
+    // Many messages on one connection, with an ABORT in the middle of one.
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    let m = as_milter(RAW, 10);
+    c.connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    for i in 0..5 {
+        if i == 2 {
+            // Headers of a message that never ends.
+            c.stage(&milter::Command::Mail(vec!["<x@example.com>".into()]))
+                .await
+                .unwrap();
+            c.stage(&milter::Command::Header {
+                name: "From".into(),
+                value: b" x@example.com".to_vec(),
+            })
+            .await
+            .unwrap();
+            c.stage(&milter::Command::EndOfHeaders).await.unwrap();
+            c.stage(&milter::Command::Body(b"half a body".to_vec()))
+                .await
+                .unwrap();
+            c.abort().await.unwrap();
+        }
+        let out = c.message(&m).await.unwrap();
+        let (ok, text) = verify_with_dkimd(&dns, &apply(RAW, &out.modifications));
+        assert!(ok, "message {i}: {text}");
+    }
+    c.quit().await.unwrap();
+
+    // Garbage, a truncated frame and an oversized frame: those connections
+    // end, the daemon keeps serving.
+    for bad in [
+        b"this is not a milter frame at all".to_vec(),
+        vec![0, 0, 0, 10, b'O', 0, 0],
+        vec![0x7f, 0xff, 0xff, 0xff, b'B'],
+        vec![0, 0, 0, 1, b'Z'],
+    ] {
+        let mut c = Client::connect(&env.addr()).await.unwrap();
+        c.send_raw(&bad).await.unwrap();
+        drop(c);
+    }
+    let out = send(&env, "127.0.0.1", RAW, 65535).await;
+    assert_eq!(out.modifications.len(), 2);
+    assert!(
+        daemon.wait_log("connection ended", 5),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn sigterm_finishes_and_exits() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let mut daemon = Daemon::start(&env.config, env.port);
+    let o = dkimd()
+        .arg("--config")
+        .arg(&env.config)
+        .args(["run", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("signing on (1 domains)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    daemon.signal("HUP");
+    assert!(
+        daemon.wait_log("reloaded (SIGHUP)", 5),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.signal("TERM");
+    let st = daemon.wait_exit(10).expect("dkimd exits after SIGTERM");
+    assert!(st.success(), "{st}");
+    assert!(daemon.log_text().contains("dkimd: stopped"));
+}

@@ -1,0 +1,692 @@
+//! Frames and the commands and replies in them.
+//!
+//! A frame is a 4-byte big-endian length (counting the command byte and the
+//! data), the command byte, and the data. Every read below goes through a
+//! bounded [`Reader`]: a short or malformed frame is a [`FrameError`].
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The default largest frame accepted (Postfix sends body chunks of at most
+/// 64 KiB; header values are bounded by its header_size_limit).
+pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
+
+/// Malformed peer input or a broken connection.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The connection failed or closed in the middle of a frame.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame with length 0.
+    #[error("empty frame")]
+    Empty,
+    /// A frame larger than allowed.
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The announced size.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A frame whose data does not match its command's layout.
+    #[error("malformed {command} frame: {reason}")]
+    Malformed {
+        /// The command letter.
+        command: char,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A command letter this implementation does not know.
+    #[error("unknown command {0:?}")]
+    Unknown(char),
+}
+
+/// A bounded cursor over frame data.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    command: char,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `data` of frame `command` (for error messages).
+    pub fn new(command: char, data: &'a [u8]) -> Self {
+        Reader { data, command }
+    }
+
+    fn err(&self, reason: &'static str) -> FrameError {
+        FrameError::Malformed {
+            command: self.command,
+            reason,
+        }
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        let (head, rest) = self
+            .data
+            .split_at_checked(n)
+            .ok_or_else(|| self.err("too short"))?;
+        self.data = rest;
+        Ok(head)
+    }
+
+    /// A big-endian u32.
+    pub fn u32(&mut self) -> Result<u32, FrameError> {
+        let b = self.take(4)?;
+        let arr: [u8; 4] = b.try_into().map_err(|_| self.err("too short"))?;
+        Ok(u32::from_be_bytes(arr))
+    }
+
+    /// A big-endian u16.
+    pub fn u16(&mut self) -> Result<u16, FrameError> {
+        let b = self.take(2)?;
+        let arr: [u8; 2] = b.try_into().map_err(|_| self.err("too short"))?;
+        Ok(u16::from_be_bytes(arr))
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+
+    /// A NUL-terminated string (bytes without the NUL).
+    pub fn cstr(&mut self) -> Result<&'a [u8], FrameError> {
+        let end = self
+            .data
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| self.err("string without NUL"))?;
+        let s = self.take(end)?;
+        self.take(1)?;
+        Ok(s)
+    }
+
+    /// All remaining bytes.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.data)
+    }
+
+    /// True when nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Fails when bytes are left over.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if self.data.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err("trailing data"))
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A command from the MTA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `O`: option negotiation.
+    OptNeg {
+        /// Protocol version (6).
+        version: u32,
+        /// Actions the MTA allows.
+        actions: u32,
+        /// Protocol steps the MTA can skip.
+        protocol: u32,
+    },
+    /// `D`: macros for the stage named by `stage`.
+    Macros {
+        /// The command letter the macros belong to.
+        stage: u8,
+        /// Name/value pairs.
+        pairs: Vec<(String, String)>,
+    },
+    /// `C`: a client connected.
+    Connect {
+        /// The client's host name.
+        hostname: String,
+        /// `4`, `6`, `L` (Unix) or `U` (unknown).
+        family: u8,
+        /// Port (0 when not IP).
+        port: u16,
+        /// The client address as text.
+        address: String,
+    },
+    /// `H`: HELO/EHLO.
+    Helo(String),
+    /// `M`: MAIL FROM and its ESMTP arguments.
+    Mail(Vec<String>),
+    /// `R`: RCPT TO and its arguments.
+    Rcpt(Vec<String>),
+    /// `T`: DATA.
+    Data,
+    /// `L`: one header field: name and value (value bytes as sent).
+    Header {
+        /// Field name.
+        name: String,
+        /// Field value (with its leading space when HDR_LEADSPC was negotiated).
+        value: Vec<u8>,
+    },
+    /// `N`: end of headers.
+    EndOfHeaders,
+    /// `B`: a body chunk.
+    Body(Vec<u8>),
+    /// `E`: end of message, with a last body chunk (Sendmail may send one;
+    /// Postfix sends none).
+    EndOfMessage(Vec<u8>),
+    /// `A`: abort the current message.
+    Abort,
+    /// `Q`: close the connection.
+    Quit,
+    /// `K`: end this connection's session but keep the connection for a new one.
+    QuitNewConnection,
+    /// `U`: an unknown SMTP command.
+    Unknown(String),
+}
+
+fn strings(r: &mut Reader<'_>) -> Result<Vec<String>, FrameError> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(text(r.cstr()?));
+    }
+    Ok(out)
+}
+
+impl Command {
+    /// Parses one frame's command byte and data.
+    pub fn parse(command: u8, data: &[u8]) -> Result<Command, FrameError> {
+        let c = char::from(command);
+        let mut r = Reader::new(c, data);
+        let cmd = match command {
+            b'O' => {
+                let version = r.u32()?;
+                let actions = r.u32()?;
+                let protocol = r.u32()?;
+                // Later fields may follow; they are ignored.
+                r.rest();
+                Command::OptNeg {
+                    version,
+                    actions,
+                    protocol,
+                }
+            }
+            b'D' => {
+                let stage = r.u8()?;
+                let mut pairs = Vec::new();
+                while !r.is_empty() {
+                    let k = text(r.cstr()?);
+                    let v = text(r.cstr()?);
+                    pairs.push((k, v));
+                }
+                Command::Macros { stage, pairs }
+            }
+            b'C' => {
+                let hostname = text(r.cstr()?);
+                let family = r.u8()?;
+                let (port, address) = match family {
+                    b'4' | b'6' | b'L' => {
+                        let port = r.u16()?;
+                        (port, text(r.cstr()?))
+                    }
+                    _ => (0, String::new()),
+                };
+                r.finish()?;
+                Command::Connect {
+                    hostname,
+                    family,
+                    port,
+                    address,
+                }
+            }
+            b'H' => {
+                let h = text(r.cstr()?);
+                Command::Helo(h)
+            }
+            b'M' => Command::Mail(strings(&mut r)?),
+            b'R' => Command::Rcpt(strings(&mut r)?),
+            b'T' => Command::Data,
+            b'L' => {
+                let name = text(r.cstr()?);
+                let value = r.cstr()?.to_vec();
+                r.finish()?;
+                if name.is_empty() {
+                    return Err(FrameError::Malformed {
+                        command: c,
+                        reason: "header without a name",
+                    });
+                }
+                Command::Header { name, value }
+            }
+            b'N' => Command::EndOfHeaders,
+            b'B' => Command::Body(r.rest().to_vec()),
+            b'E' => Command::EndOfMessage(r.rest().to_vec()),
+            b'A' => Command::Abort,
+            b'Q' => Command::Quit,
+            b'K' => Command::QuitNewConnection,
+            b'U' => Command::Unknown(text(r.cstr().unwrap_or_default())),
+            other => return Err(FrameError::Unknown(char::from(other))),
+        };
+        Ok(cmd)
+    }
+
+    /// The frame for this command (used by the client).
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        let mut d = Vec::new();
+        let cstr = |d: &mut Vec<u8>, s: &[u8]| {
+            d.extend_from_slice(s);
+            d.push(0);
+        };
+        let c = match self {
+            Command::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => {
+                d.extend_from_slice(&version.to_be_bytes());
+                d.extend_from_slice(&actions.to_be_bytes());
+                d.extend_from_slice(&protocol.to_be_bytes());
+                b'O'
+            }
+            Command::Macros { stage, pairs } => {
+                d.push(*stage);
+                for (k, v) in pairs {
+                    cstr(&mut d, k.as_bytes());
+                    cstr(&mut d, v.as_bytes());
+                }
+                b'D'
+            }
+            Command::Connect {
+                hostname,
+                family,
+                port,
+                address,
+            } => {
+                cstr(&mut d, hostname.as_bytes());
+                d.push(*family);
+                if matches!(family, b'4' | b'6' | b'L') {
+                    d.extend_from_slice(&port.to_be_bytes());
+                    cstr(&mut d, address.as_bytes());
+                }
+                b'C'
+            }
+            Command::Helo(h) => {
+                cstr(&mut d, h.as_bytes());
+                b'H'
+            }
+            Command::Mail(args) | Command::Rcpt(args) => {
+                for a in args {
+                    cstr(&mut d, a.as_bytes());
+                }
+                if matches!(self, Command::Mail(_)) {
+                    b'M'
+                } else {
+                    b'R'
+                }
+            }
+            Command::Data => b'T',
+            Command::Header { name, value } => {
+                cstr(&mut d, name.as_bytes());
+                cstr(&mut d, value);
+                b'L'
+            }
+            Command::EndOfHeaders => b'N',
+            Command::Body(b) => {
+                d.extend_from_slice(b);
+                b'B'
+            }
+            Command::EndOfMessage(last) => {
+                d.extend_from_slice(last);
+                b'E'
+            }
+            Command::Abort => b'A',
+            Command::Quit => b'Q',
+            Command::QuitNewConnection => b'K',
+            Command::Unknown(s) => {
+                cstr(&mut d, s.as_bytes());
+                b'U'
+            }
+        };
+        (c, d)
+    }
+}
+
+/// A reply from the milter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// `O`: the milter's side of option negotiation, with macro requests.
+    OptNeg {
+        /// Version.
+        version: u32,
+        /// Actions the milter will use.
+        actions: u32,
+        /// Protocol steps.
+        protocol: u32,
+        /// (stage, space-separated macro names).
+        macros: Vec<(u32, String)>,
+    },
+    /// `c`
+    Continue,
+    /// `a`
+    Accept,
+    /// `r`
+    Reject,
+    /// `t`
+    Tempfail,
+    /// `d`
+    Discard,
+    /// `s`
+    Skip,
+    /// `y`: an SMTP reply, e.g. `550 5.7.1 text`.
+    ReplyCode(String),
+    /// `h`: add a header at the end.
+    AddHeader {
+        /// Name.
+        name: String,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// `i`: insert a header at an index (0 = top).
+    InsertHeader {
+        /// Index.
+        index: u32,
+        /// Name.
+        name: String,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// `m`: change (or, with an empty value, delete) the index-th (1-based)
+    /// field of this name.
+    ChangeHeader {
+        /// Index among fields of this name, from 1.
+        index: u32,
+        /// Name.
+        name: String,
+        /// New value; empty deletes.
+        value: Vec<u8>,
+    },
+    /// `p`: progress (keeps the MTA waiting).
+    Progress,
+}
+
+impl Reply {
+    /// The frame for this reply.
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        let mut d = Vec::new();
+        let cstr = |d: &mut Vec<u8>, s: &[u8]| {
+            d.extend_from_slice(s);
+            d.push(0);
+        };
+        let c = match self {
+            Reply::OptNeg {
+                version,
+                actions,
+                protocol,
+                macros,
+            } => {
+                d.extend_from_slice(&version.to_be_bytes());
+                d.extend_from_slice(&actions.to_be_bytes());
+                d.extend_from_slice(&protocol.to_be_bytes());
+                for (stage, names) in macros {
+                    d.extend_from_slice(&stage.to_be_bytes());
+                    cstr(&mut d, names.as_bytes());
+                }
+                b'O'
+            }
+            Reply::Continue => b'c',
+            Reply::Accept => b'a',
+            Reply::Reject => b'r',
+            Reply::Tempfail => b't',
+            Reply::Discard => b'd',
+            Reply::Skip => b's',
+            Reply::Progress => b'p',
+            Reply::ReplyCode(s) => {
+                cstr(&mut d, s.as_bytes());
+                b'y'
+            }
+            Reply::AddHeader { name, value } => {
+                cstr(&mut d, name.as_bytes());
+                cstr(&mut d, value);
+                b'h'
+            }
+            Reply::InsertHeader { index, name, value } => {
+                d.extend_from_slice(&index.to_be_bytes());
+                cstr(&mut d, name.as_bytes());
+                cstr(&mut d, value);
+                b'i'
+            }
+            Reply::ChangeHeader { index, name, value } => {
+                d.extend_from_slice(&index.to_be_bytes());
+                cstr(&mut d, name.as_bytes());
+                cstr(&mut d, value);
+                b'm'
+            }
+        };
+        (c, d)
+    }
+
+    /// Parses a reply frame (used by the client).
+    pub fn parse(command: u8, data: &[u8]) -> Result<Reply, FrameError> {
+        let c = char::from(command);
+        let mut r = Reader::new(c, data);
+        let reply = match command {
+            b'O' => {
+                let version = r.u32()?;
+                let actions = r.u32()?;
+                let protocol = r.u32()?;
+                let mut macros = Vec::new();
+                while !r.is_empty() {
+                    let stage = r.u32()?;
+                    macros.push((stage, text(r.cstr()?)));
+                }
+                Reply::OptNeg {
+                    version,
+                    actions,
+                    protocol,
+                    macros,
+                }
+            }
+            b'c' => Reply::Continue,
+            b'a' => Reply::Accept,
+            b'r' => Reply::Reject,
+            b't' => Reply::Tempfail,
+            b'd' => Reply::Discard,
+            b's' => Reply::Skip,
+            b'p' => Reply::Progress,
+            b'y' => Reply::ReplyCode(text(r.cstr()?)),
+            b'h' => Reply::AddHeader {
+                name: text(r.cstr()?),
+                value: r.cstr()?.to_vec(),
+            },
+            b'i' => Reply::InsertHeader {
+                index: r.u32()?,
+                name: text(r.cstr()?),
+                value: r.cstr()?.to_vec(),
+            },
+            b'm' => Reply::ChangeHeader {
+                index: r.u32()?,
+                name: text(r.cstr()?),
+                value: r.cstr()?.to_vec(),
+            },
+            other => return Err(FrameError::Unknown(char::from(other))),
+        };
+        Ok(reply)
+    }
+}
+
+/// Reads one frame: (command byte, data). `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    if size == 0 {
+        return Err(FrameError::Empty);
+    }
+    if size > max {
+        return Err(FrameError::TooLarge { size, limit: max });
+    }
+    let mut buf = vec![0u8; size];
+    r.read_exact(&mut buf).await?;
+    let (cmd, data) = buf.split_first().ok_or(FrameError::Empty)?;
+    Ok(Some((*cmd, data.to_vec())))
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    cmd: u8,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let len =
+        u32::try_from(data.len() + 1).map_err(|_| std::io::Error::other("frame too large"))?;
+    let mut out = Vec::with_capacity(data.len() + 5);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(cmd);
+    out.extend_from_slice(data);
+    w.write_all(&out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip() {
+        let cmds = vec![
+            Command::OptNeg {
+                version: 6,
+                actions: 0x1ff,
+                protocol: 0x1fffff,
+            },
+            Command::Macros {
+                stage: b'C',
+                pairs: vec![
+                    ("j".into(), "mx".into()),
+                    ("{daemon_name}".into(), "smtpd".into()),
+                ],
+            },
+            Command::Connect {
+                hostname: "localhost".into(),
+                family: b'4',
+                port: 25,
+                address: "127.0.0.1".into(),
+            },
+            Command::Connect {
+                hostname: "x".into(),
+                family: b'U',
+                port: 0,
+                address: String::new(),
+            },
+            Command::Helo("client.example".into()),
+            Command::Mail(vec!["<a@b>".into(), "SIZE=10".into()]),
+            Command::Rcpt(vec!["<c@d>".into()]),
+            Command::Data,
+            Command::Header {
+                name: "Subject".into(),
+                value: b" hi".to_vec(),
+            },
+            Command::EndOfHeaders,
+            Command::Body(b"body\r\n".to_vec()),
+            Command::EndOfMessage(Vec::new()),
+            Command::Abort,
+            Command::Quit,
+            Command::QuitNewConnection,
+        ];
+        for c in cmds {
+            let (b, d) = c.encode();
+            assert_eq!(Command::parse(b, &d).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let replies = vec![
+            Reply::OptNeg {
+                version: 6,
+                actions: 0x111,
+                protocol: 0x100702,
+                macros: vec![(0, "j {daemon_name}".into())],
+            },
+            Reply::Continue,
+            Reply::Accept,
+            Reply::Skip,
+            Reply::ReplyCode("550 5.7.1 no".into()),
+            Reply::InsertHeader {
+                index: 0,
+                name: "DKIM-Signature".into(),
+                value: b" v=1".to_vec(),
+            },
+            Reply::ChangeHeader {
+                index: 2,
+                name: "Authentication-Results".into(),
+                value: Vec::new(),
+            },
+            Reply::AddHeader {
+                name: "X".into(),
+                value: b"y".to_vec(),
+            },
+        ];
+        for r in replies {
+            let (b, d) = r.encode();
+            assert_eq!(Reply::parse(b, &d).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        assert!(Command::parse(b'O', &[0, 0, 0, 6]).is_err());
+        assert!(Command::parse(b'L', b"Subject\0no nul").is_err());
+        assert!(Command::parse(b'L', b"Subject\0v\0extra").is_err());
+        assert!(Command::parse(b'L', b"\0v\0").is_err());
+        assert!(Command::parse(b'C', b"host\0").is_err());
+        assert!(Command::parse(b'C', b"host\x004\x00").is_err());
+        assert!(Command::parse(b'D', b"C").is_ok());
+        assert!(Command::parse(b'D', b"Cname-without-value\0").is_err());
+        assert!(matches!(
+            Command::parse(b'Z', b""),
+            Err(FrameError::Unknown('Z'))
+        ));
+        assert!(Command::parse(b'M', b"<a@b>").is_err());
+    }
+
+    #[tokio::test]
+    async fn frame_limits() {
+        let mut data: &[u8] = &[0, 0, 0, 0];
+        assert!(matches!(
+            read_frame(&mut data, 100).await,
+            Err(FrameError::Empty)
+        ));
+        let mut data: &[u8] = &[0, 0, 1, 0, b'B'];
+        assert!(matches!(
+            read_frame(&mut data, 100).await,
+            Err(FrameError::TooLarge {
+                size: 256,
+                limit: 100
+            })
+        ));
+        let mut data: &[u8] = &[0, 0, 0, 5, b'B', 1];
+        assert!(matches!(
+            read_frame(&mut data, 100).await,
+            Err(FrameError::Io(_))
+        ));
+        let mut data: &[u8] = &[];
+        assert!(read_frame(&mut data, 100).await.unwrap().is_none());
+        let mut data: &[u8] = &[0, 0, 0, 2, b'B', 7];
+        assert_eq!(
+            read_frame(&mut data, 100).await.unwrap(),
+            Some((b'B', vec![7]))
+        );
+    }
+}
