@@ -32,6 +32,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run the milter daemon Postfix calls for every message.
     Run(RunArgs),
+    /// Hook dkimd into Postfix (smtpd_milters, non_smtpd_milters), write the systemd unit, create the service user.
+    Install(InstallArgs),
+    /// Undo exactly what install changed.
+    Uninstall(InstallArgs),
     /// Manage domains: add, remove, rename, list, set.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -85,6 +89,25 @@ pub enum DomainCmd {
         #[arg(long, value_parser = ["always", "never", "default"])]
         dkim: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Postfix's configuration directory.
+    #[arg(long, default_value = "/etc/postfix")]
+    pub postfix_config: PathBuf,
+    /// Directory for the systemd unit.
+    #[arg(long, default_value = "/etc/systemd/system")]
+    pub systemd_dir: PathBuf,
+    /// Do not write a systemd unit.
+    #[arg(long)]
+    pub no_systemd: bool,
+    /// The service user (created when missing).
+    #[arg(long, default_value = "dkimd")]
+    pub user: String,
+    /// Run as root: create no service user.
+    #[arg(long)]
+    pub no_user: bool,
 }
 
 #[derive(Args, Debug)]

@@ -93,6 +93,10 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Key(KeyCmd::Default { domain }) => m.key_default(&domain)?,
         Command::Status => return status(&m),
+        Command::Install(a) => crate::install::install(&m.cfg.clone(), &targets(&a)?, &mut m.out)?,
+        Command::Uninstall(a) => {
+            crate::install::uninstall(&m.cfg.clone(), &targets(&a)?, &mut m.out)?
+        }
         Command::Export(f) => export(&mut m, &f.file)?,
         Command::Import(f) => import(&mut m, &f.file)?,
         Command::Keygen(_) | Command::Sign(_) | Command::Verify(_) | Command::Run(_) => {
@@ -100,6 +104,15 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     finish(&mut m, serde_json::json!({}))
+}
+
+fn targets(a: &crate::cli::InstallArgs) -> anyhow::Result<crate::install::Targets> {
+    Ok(crate::install::Targets {
+        postfix_dir: a.postfix_config.clone(),
+        systemd_dir: (!a.no_systemd).then(|| a.systemd_dir.clone()),
+        user: (!a.no_user).then(|| a.user.clone()),
+        binary: std::env::current_exe().context("cannot find the dkimd binary")?,
+    })
 }
 
 fn print_json(v: &serde_json::Value) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod daemon;
 mod dns;
+mod install;
 mod keyfile;
 mod keygen;
 mod manage;

@@ -572,16 +572,9 @@ impl Manager {
         for (name, _) in all_decisions(&st).into_iter().filter(|(_, d)| d.signs) {
             self.publish_domain(&st, &name)?;
         }
-        self.out.step(
-            "postfix",
-            "not changed: the Postfix hook-up (dkimd install) comes with the milter daemon",
-            true,
-        );
-        self.out.step(
-            "daemon",
-            "no dkimd daemon is running; nothing to reload",
-            true,
-        );
+        let pf = crate::install::postfix_state(&self.cfg);
+        self.out.step("postfix", &pf, true);
+        self.out.step("daemon", &reload_daemon(), true);
         Ok(())
     }
 
@@ -622,11 +615,7 @@ impl Manager {
                 true,
             );
         }
-        self.out.step(
-            "daemon",
-            "no dkimd daemon is running; nothing to reload",
-            true,
-        );
+        self.out.step("daemon", &reload_daemon(), true);
         Ok(())
     }
 
@@ -755,6 +744,21 @@ impl Manager {
             true,
         );
         self.republish(&domain, &before)
+    }
+}
+
+/// Running daemons notice store changes within a second on their own;
+/// this says whether one is running.
+fn reload_daemon() -> String {
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", "dkimd.* run"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if running {
+        "a running dkimd picks up the change within a second (it watches the store)".into()
+    } else {
+        "no dkimd daemon is running (start it with `dkimd run` or systemctl start dkimd)".into()
     }
 }
 

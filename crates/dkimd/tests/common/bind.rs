@@ -39,16 +39,7 @@ pub fn have_named() -> bool {
     )
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use super::free_port;
 
 impl Named {
     /// Starts named serving each `(zone, zone file text)` as a primary zone.
@@ -129,9 +120,12 @@ impl Named {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    let done = line.contains("running");
                     log.push(line);
-                    if done {
+                    // "running" can come before the zones are loaded; queries
+                    // before "all zones loaded" get SERVFAIL.
+                    let running = log.iter().any(|l| l.contains("running"));
+                    let loaded = log.iter().any(|l| l.contains("all zones loaded"));
+                    if running && loaded {
                         break;
                     }
                 }

@@ -13,13 +13,7 @@ pub struct Daemon {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 impl Daemon {
     /// Starts `dkimd --config CONFIG run` and waits until it listens on `port`.

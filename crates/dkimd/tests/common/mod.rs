@@ -3,9 +3,32 @@
 
 pub mod bind;
 pub mod daemon;
+pub mod postfix;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+/// A port free for TCP and UDP on 127.0.0.1, chosen outside the kernel's
+/// ephemeral range (32768–60999) so that sockets other tests bind to port 0
+/// cannot take it between this check and the server's bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 10_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 22_000) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+}
 
 /// The dkimd binary under test.
 pub fn dkimd() -> Command {

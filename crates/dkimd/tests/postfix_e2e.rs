@@ -1,0 +1,406 @@
+//! End to end through a real Postfix: mail submitted on the ORIGINATING
+//! service arrives signed and passes dkimpy and dkimd; mail from an outside
+//! client gets Authentication-Results and the policy for bad signatures;
+//! Postfix falls back to its default action when dkimd is down; `dkimd
+//! install` hooks the milter into Postfix's configuration and `uninstall`
+//! takes it out again.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use common::bind::{have_named, zone_file, Named};
+use common::daemon::{free_port, Daemon};
+use common::postfix::{have_postfix, smtp_send, Postfix};
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Env {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    named: Named,
+    port: u16,
+}
+
+fn setup() -> Env {
+    let named = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = tmp.path().join("dkimd.toml");
+    let reload: Vec<String> = named
+        .rndc_reload("example.com")
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
+             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = []\nsigning_daemons = [\"ORIGINATING\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\n\
+             [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
+            state = tmp.path().join("state").display(),
+            addr = named.addr(),
+            zf = named.zone_file("example.com").display(),
+            reload = reload.join(", "),
+        ),
+    )
+    .unwrap();
+    let env = Env {
+        tmp,
+        config,
+        named,
+        port,
+    };
+    env.ok(&["domain", "add", "example.com"]);
+    env.ok(&["enable", "--selector", "pf"]);
+    env
+}
+
+impl Env {
+    fn ok(&self, args: &[&str]) -> String {
+        let o = dkimd()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn dns_file(&self) -> PathBuf {
+        let mut recs = Vec::new();
+        for sel in ["pf", "pf-ed25519"] {
+            let name = format!("{sel}._domainkey.example.com");
+            for v in self.named.dig_txt(&name) {
+                recs.push((name.clone(), v));
+            }
+        }
+        let p = self.tmp.path().join("dns.txt");
+        write_dns_file(&p, &recs);
+        p
+    }
+}
+
+const RAW: &[u8] = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: through postfix\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <pf1@example.com>\r\n\r\nHello through Postfix.\r\n.leading dot line\r\n";
+
+fn header_count(msg: &[u8], name: &str) -> usize {
+    let m = dkim::Message::parse(msg).unwrap();
+    m.headers().iter().filter(|h| h.is(name)).count()
+}
+
+fn ar_values(msg: &[u8]) -> Vec<String> {
+    let m = dkim::Message::parse(msg).unwrap();
+    m.headers()
+        .iter()
+        .filter(|h| h.is("Authentication-Results"))
+        .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_postfix_signs_verifies_and_applies_policy() {
+    if !have_named() || !have_postfix() {
+        return;
+    }
+    let env = setup();
+    let daemon = Daemon::start(&env.config, env.port);
+    let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port), "tempfail");
+    let dns = env.dns_file();
+
+    // Submission service (ORIGINATING): signed twice.
+    let a = smtp_send(
+        pf.submission_port,
+        "127.0.0.1",
+        "joe@example.com",
+        "suzie@example.net",
+        RAW,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}\n{}", pf.log());
+    let signed = pf
+        .delivered(20)
+        .unwrap_or_else(|| panic!("nothing delivered\n{}\n{}", pf.log(), daemon.log_text()));
+    assert_eq!(
+        header_count(&signed, "DKIM-Signature"),
+        2,
+        "{}",
+        String::from_utf8_lossy(&signed)
+    );
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", &env.named.addr()]),
+        &signed,
+    );
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("pass")).count(),
+        2,
+        "{text}"
+    );
+    if have_dkimpy() {
+        let f = env.tmp.path().join("delivered.eml");
+        std::fs::write(&f, &signed).unwrap();
+        let r = dkimpy_verify(&dns, &[f]);
+        assert!(r[0].1, "dkimpy rejects what Postfix delivered: {}", r[0].2);
+    }
+    assert!(
+        daemon.wait_log("mode=sign trust=signing service d=example.com", 5),
+        "{}",
+        daemon.log_text()
+    );
+
+    // The plain service from an outside address: verified, not signed.
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &signed,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    let got = pf.delivered(20).expect("delivered");
+    assert_eq!(
+        header_count(&got, "DKIM-Signature"),
+        2,
+        "no third signature for an outside client"
+    );
+    let ar = ar_values(&got);
+    assert_eq!(ar.len(), 1, "{ar:?}");
+    assert!(ar[0].starts_with(" mx.test;"), "{ar:?}");
+    assert_eq!(ar[0].matches("dkim=pass").count(), 2, "{ar:?}");
+
+    // From our domain but from outside and unsigned: not signed, dkim=none.
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        RAW,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    let got = pf.delivered(20).expect("delivered");
+    assert_eq!(header_count(&got, "DKIM-Signature"), 0);
+    assert!(
+        ar_values(&got)[0].contains("dkim=none"),
+        "{:?}",
+        ar_values(&got)
+    );
+
+    // Tampered: accepted and marked by default; 550 when the policy says reject.
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("Hello through", "Hello thru")
+        .into_bytes();
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &tampered,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    let got = pf.delivered(20).expect("delivered");
+    assert!(
+        ar_values(&got)[0].contains("dkim=fail reason=\"body hash did not verify\""),
+        "{:?}",
+        ar_values(&got)
+    );
+    env.ok(&["set", "policy-fail", "reject"]);
+    assert!(daemon.wait_log("reloaded (store changed)", 5));
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &tampered,
+    )
+    .await;
+    assert!(a.starts_with("550 5.7.1"), "{a}");
+    env.ok(&["set", "policy-fail", "tempfail"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &tampered,
+    )
+    .await;
+    assert!(a.starts_with("451 4.7.1"), "{a}");
+    assert!(pf.delivered(2).is_none(), "rejected mail is not delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_falls_back_when_dkimd_is_down() {
+    if !have_named() || !have_postfix() {
+        return;
+    }
+    let env = setup();
+    let port = env.port;
+    let pf = Postfix::start(&format!("inet:127.0.0.1:{port}"), "tempfail");
+    // dkimd is not running: tempfail keeps the message with the sender.
+    let a = smtp_send(
+        pf.submission_port,
+        "127.0.0.1",
+        "joe@example.com",
+        "suzie@example.net",
+        RAW,
+    )
+    .await;
+    assert!(a.starts_with("451"), "{a}");
+    assert!(pf.delivered(2).is_none());
+    // With accept, mail flows unsigned.
+    pf.postconf("milter_default_action=accept");
+    let a = smtp_send(
+        pf.submission_port,
+        "127.0.0.1",
+        "joe@example.com",
+        "suzie@example.net",
+        RAW,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    let got = pf.delivered(20).expect("delivered");
+    assert_eq!(header_count(&got, "DKIM-Signature"), 0);
+    // dkimd back: signed again.
+    let _daemon = Daemon::start(&env.config, port);
+    let a = smtp_send(
+        pf.submission_port,
+        "127.0.0.1",
+        "joe@example.com",
+        "suzie@example.net",
+        RAW,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    assert_eq!(
+        header_count(&pf.delivered(20).expect("delivered"), "DKIM-Signature"),
+        2
+    );
+}
+
+#[test]
+fn install_hooks_into_postfix_and_uninstall_undoes_it() {
+    if !have_named() || !have_postfix() {
+        return;
+    }
+    let env = setup();
+    let pf = Postfix::start("inet:127.0.0.1:9999", "tempfail");
+    let postconf_n = || {
+        String::from_utf8(
+            Command::new("postconf")
+                .arg("-c")
+                .arg(&pf.dir)
+                .arg("-n")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    // The admin's own milter stays; the admin's default action stays.
+    let units = env.tmp.path().join("systemd");
+    let args = |cmd: &str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            "--postfix-config".into(),
+            pf.dir.display().to_string(),
+            "--systemd-dir".into(),
+            units.display().to_string(),
+            "--no-user".into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let o = dkimd()
+            .arg("--config")
+            .arg(&env.config)
+            .args(&a)
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{a:?}: {t}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        t
+    };
+    let out = run(args("install"));
+    let want = format!("inet:127.0.0.1:9999, inet:127.0.0.1:{}", env.port);
+    assert!(
+        out.contains(&format!(
+            "smtpd_milters: \"inet:127.0.0.1:9999\" → \"{want}\""
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("milter_default_action stays tempfail"),
+        "{out}"
+    );
+    assert!(out.contains("postfix: reloaded"), "{out}");
+    let n = postconf_n();
+    assert!(n.contains(&format!("smtpd_milters = {want}")), "{n}");
+    assert!(n.contains(&format!("non_smtpd_milters = {want}")), "{n}");
+    let unit = std::fs::read_to_string(units.join("dkimd.service")).unwrap();
+    assert!(
+        unit.contains("ExecReload=/bin/kill -HUP $MAINPID"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("--config {} run", env.config.display())),
+        "{unit}"
+    );
+    // Twice: nothing changes.
+    let out = run(args("install"));
+    assert!(out.contains("smtpd_milters already has"), "{out}");
+    assert!(out.contains("configuration unchanged"), "{out}");
+    assert_eq!(postconf_n(), n);
+    // enable reports the hook-up.
+    let out = env.ok(&["enable"]);
+    assert!(
+        out.contains(&format!(
+            "postfix: smtpd_milters has inet:127.0.0.1:{}",
+            env.port
+        )),
+        "{out}"
+    );
+    // Uninstall: back to what it was.
+    let out = run(args("uninstall"));
+    assert!(out.contains("removed"), "{out}");
+    let after = postconf_n();
+    assert!(
+        after.contains("smtpd_milters = inet:127.0.0.1:9999\n"),
+        "{after}"
+    );
+    assert!(!units.join("dkimd.service").exists());
+    // A fresh default: milter_default_action is set to accept and removed again.
+    Command::new("postconf")
+        .arg("-c")
+        .arg(&pf.dir)
+        .args(["-X", "milter_default_action"])
+        .output()
+        .unwrap();
+    let out = run(args("install"));
+    assert!(
+        out.contains("milter_default_action: (default) → \"accept\""),
+        "{out}"
+    );
+    assert!(postconf_n().contains("milter_default_action = accept"));
+    run(args("uninstall"));
+    assert!(!postconf_n().contains("milter_default_action"));
+}
