@@ -96,6 +96,13 @@ pub struct MilterConfig {
     /// "info" (one line per message) or "warn" (problems only).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Group that owns a Unix socket (Postfix's user must be in it); unset:
+    /// the daemon's own group.
+    #[serde(default)]
+    pub socket_group: Option<String>,
+    /// Prometheus metrics over HTTP on this loopback "IP:PORT"; unset: off.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn default_socket() -> String {
@@ -139,6 +146,8 @@ impl Default for MilterConfig {
             lookup_timeout: default_lookup_timeout(),
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
+            socket_group: None,
+            metrics: None,
         }
     }
 }
@@ -260,6 +269,11 @@ impl Config {
                 "milter.log_level must be info or warn, not {:?}",
                 m.log_level
             ));
+        }
+        if m.metrics.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(
+                "milter.metrics must be a loopback address (127.0.0.1:PORT or [::1]:PORT)".into(),
+            );
         }
         if m.max_signatures == 0 {
             return Err("milter.max_signatures must be at least 1".into());

@@ -15,6 +15,7 @@ use milter::server::{ListenAddr, Listener, Stats};
 use milter::{EomResult, Handler, Macros, Modification, Negotiated, Response};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -181,6 +182,7 @@ enum Mode {
 /// One connection.
 pub struct DkimHandler {
     snap: Arc<Snapshot>,
+    metrics: Arc<Metrics>,
     resolver: TokioResolver,
     negotiated: Negotiated,
     client: Option<IpAddr>,
@@ -191,9 +193,10 @@ pub struct DkimHandler {
 }
 
 impl DkimHandler {
-    pub fn new(snap: Arc<Snapshot>, resolver: TokioResolver) -> Self {
+    pub fn new(snap: Arc<Snapshot>, resolver: TokioResolver, metrics: Arc<Metrics>) -> Self {
         DkimHandler {
             snap,
+            metrics,
             resolver,
             negotiated: Negotiated::default(),
             client: None,
@@ -340,6 +343,10 @@ impl Handler for DkimHandler {
             }
             Mode::Sign(s, domain) => match s.finish() {
                 Ok(sigs) => {
+                    self.metrics.signed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .signatures_made
+                        .fetch_add(u64::try_from(sigs.len()).unwrap_or(0), Ordering::Relaxed);
                     let selectors: Vec<&str> = sigs.iter().map(|s| s.selector.as_str()).collect();
                     self.log(
                         macros,
@@ -364,6 +371,7 @@ impl Handler for DkimHandler {
                     }
                 }
                 Err(e) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!(
                         "dkimd: queue_id={} error: signing failed: {e}",
                         macros.get("i").unwrap_or("-")
@@ -376,13 +384,24 @@ impl Handler for DkimHandler {
             },
             Mode::Verify(v) => {
                 let names = v.key_names();
+                let started = std::time::Instant::now();
                 let table = tokio::time::timeout(
                     self.snap.lookup_timeout,
                     KeyTable::resolve(&self.resolver, names.clone()),
                 )
                 .await
                 .unwrap_or_else(|_| KeyTable::temporary(&names, "key lookups timed out"));
+                if !names.is_empty() {
+                    self.metrics.lookups.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.lookup_micros.fetch_add(
+                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                }
                 let results = v.finish(&table);
+                for r in &results {
+                    self.metrics.verified(r.result);
+                }
                 let ar = dkim::authentication_results(&self.snap.authserv_id, &results);
                 let mut modifications = Vec::new();
                 // Remove forged results that claim our authserv-id, last first
@@ -407,6 +426,7 @@ impl Handler for DkimHandler {
                     value: self.header_value(&ar),
                 });
                 let (action, class, reason) = self.verify_outcome(&results);
+                self.metrics.action(action);
                 let summary: Vec<String> = results
                     .iter()
                     .map(|r| {
@@ -454,6 +474,139 @@ impl Handler for DkimHandler {
     }
 }
 
+/// Counters for the metrics endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    signed: AtomicU64,
+    signatures_made: AtomicU64,
+    verified: [AtomicU64; 7],
+    actions: [AtomicU64; 3],
+    errors: AtomicU64,
+    lookups: AtomicU64,
+    lookup_micros: AtomicU64,
+    active: Arc<AtomicUsize>,
+}
+
+const RESULTS: [DkimResult; 7] = [
+    DkimResult::None,
+    DkimResult::Pass,
+    DkimResult::Fail,
+    DkimResult::Neutral,
+    DkimResult::Policy,
+    DkimResult::TempError,
+    DkimResult::PermError,
+];
+
+impl Metrics {
+    fn verified(&self, r: DkimResult) {
+        if let Some(i) = RESULTS.iter().position(|x| *x == r) {
+            if let Some(c) = self.verified.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn action(&self, a: Action) {
+        let i = match a {
+            Action::Accept => 0,
+            Action::Reject => 1,
+            Action::Tempfail => 2,
+        };
+        if let Some(c) = self.actions.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = String::new();
+        s.push_str("# HELP dkimd_messages_signed_total Messages signed.\n# TYPE dkimd_messages_signed_total counter\n");
+        s.push_str(&format!(
+            "dkimd_messages_signed_total {}\n",
+            g(&self.signed)
+        ));
+        s.push_str("# HELP dkimd_signatures_made_total DKIM-Signature fields added.\n# TYPE dkimd_signatures_made_total counter\n");
+        s.push_str(&format!(
+            "dkimd_signatures_made_total {}\n",
+            g(&self.signatures_made)
+        ));
+        s.push_str("# HELP dkimd_signatures_verified_total Verification results, one per signature (none: unsigned message).\n# TYPE dkimd_signatures_verified_total counter\n");
+        for (r, c) in RESULTS.iter().zip(self.verified.iter()) {
+            s.push_str(&format!(
+                "dkimd_signatures_verified_total{{result=\"{r}\"}} {}\n",
+                g(c)
+            ));
+        }
+        s.push_str("# HELP dkimd_policy_actions_total What verified messages got.\n# TYPE dkimd_policy_actions_total counter\n");
+        for (a, c) in ["accept", "reject", "tempfail"]
+            .iter()
+            .zip(self.actions.iter())
+        {
+            s.push_str(&format!(
+                "dkimd_policy_actions_total{{action=\"{a}\"}} {}\n",
+                g(c)
+            ));
+        }
+        s.push_str("# HELP dkimd_errors_total Messages dkimd failed on (answered with milter.on_error).\n# TYPE dkimd_errors_total counter\n");
+        s.push_str(&format!("dkimd_errors_total {}\n", g(&self.errors)));
+        s.push_str("# HELP dkimd_key_lookup_seconds Time to fetch the keys of one message.\n# TYPE dkimd_key_lookup_seconds summary\n");
+        s.push_str(&format!(
+            "dkimd_key_lookup_seconds_sum {:.6}\ndkimd_key_lookup_seconds_count {}\n",
+            g(&self.lookup_micros) as f64 / 1e6,
+            g(&self.lookups)
+        ));
+        s.push_str("# HELP dkimd_active_connections Milter connections open now.\n# TYPE dkimd_active_connections gauge\n");
+        s.push_str(&format!(
+            "dkimd_active_connections {}\n",
+            self.active.load(Ordering::Relaxed)
+        ));
+        s
+    }
+}
+
+/// Serves `GET /metrics` (HTTP/1.0, one request per connection). Requests
+/// are read with a size limit and a timeout.
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while n < buf.len() {
+                let read = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    conn.read(buf.get_mut(n..).unwrap_or_default()),
+                )
+                .await;
+                match read {
+                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                    Ok(Ok(k)) => n += k,
+                }
+                if buf
+                    .get(..n)
+                    .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
+                {
+                    break;
+                }
+            }
+            let req = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+            let response = if req.starts_with("GET /metrics ") || req.starts_with("GET /metrics\r")
+            {
+                let body = metrics.render();
+                format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            let _ = conn.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
 /// Shared, swappable snapshot.
 pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 
@@ -470,6 +623,18 @@ pub fn verify_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
         &cfg.dns.nameservers,
         Duration::from_secs(cfg.dns.timeout.max(1)),
     )
+}
+
+/// The id of a group, from /etc/group (or a number).
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -514,6 +679,12 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     let listener = Listener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.milter.socket))?;
+    if let (ListenAddr::Unix(path, _), Some(group)) = (&addr, &cfg.milter.socket_group) {
+        let gid =
+            group_id(group).ok_or_else(|| anyhow!("milter.socket_group: no group {group:?}"))?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+    }
     let shared: Shared = Arc::new(RwLock::new(snap));
     let resolver = verify_resolver(&cfg)?;
     eprintln!(
@@ -572,13 +743,25 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         }
         eprintln!("dkimd: shutting down; finishing messages in flight");
     };
+    let metrics = Arc::new(Metrics::default());
+    let stats = Stats {
+        active: metrics.active.clone(),
+    };
+    if let Some(addr) = cfg.milter.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        eprintln!("dkimd: metrics on http://{addr}/metrics");
+        tokio::spawn(serve_metrics(l, metrics.clone()));
+    }
     let factory_shared = shared.clone();
+    let factory_metrics = metrics.clone();
     let factory = move || {
         let snap = factory_shared
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        DkimHandler::new(snap, resolver.clone())
+        DkimHandler::new(snap, resolver.clone(), factory_metrics.clone())
     };
     let on_error = |e: milter::codec::FrameError| eprintln!("dkimd: connection ended: {e}");
     milter::server::serve(
@@ -588,7 +771,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         on_error,
         shutdown,
         Duration::from_secs(cfg.milter.shutdown_grace),
-        Stats::default(),
+        stats,
     )
     .await
     .context("milter server")?;

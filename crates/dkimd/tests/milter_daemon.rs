@@ -25,12 +25,23 @@ struct Env {
     config: PathBuf,
     named: Named,
     port: u16,
+    mport: u16,
+}
+
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 fn setup() -> Env {
     let named = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
+    let mport = free_port();
     let config = tmp.path().join("dkimd.toml");
     let reload: Vec<String> = named
         .rndc_reload("example.com")
@@ -41,7 +52,7 @@ fn setup() -> Env {
         &config,
         format!(
             "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
-             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\n\
+             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\"\n\
              [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
             state = tmp.path().join("state").display(),
             addr = named.addr(),
@@ -55,6 +66,7 @@ fn setup() -> Env {
         config,
         named,
         port,
+        mport,
     };
     env.ok(&["domain", "add", "example.com"]);
     env.ok(&["enable", "--selector", "m1"]);
@@ -257,7 +269,7 @@ async fn signs_trusted_mail_and_verifies_the_rest() {
     );
 
     // Every chunk size gives a good signature.
-    for chunk in [1, 2, 3, 7, 16, 64] {
+    for chunk in 1..=RAW.len() - 150 {
         let out = send(&env, "127.0.0.1", RAW, chunk).await;
         let (ok, text) = verify_with_dkimd(&dns, &apply(RAW, &out.modifications));
         assert!(ok, "chunk {chunk}: {text}");
@@ -462,4 +474,59 @@ fn sigterm_finishes_and_exits() {
     let st = daemon.wait_exit(10).expect("dkimd exits after SIGTERM");
     assert!(st.success(), "{st}");
     assert!(daemon.log_text().contains("dkimd: stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_with_mode_replaces_a_stale_socket() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let sock = env.tmp.path().join("run").join("dkimd.sock");
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    // A stale socket file from a crashed daemon.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("socket = \"inet:127.0.0.1:{}\"", env.port),
+        &format!(
+            "socket = \"unix:{}\"\nsocket_mode = \"0660\"",
+            sock.display()
+        ),
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let daemon = Daemon::start_unix(&env.config, &sock);
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let mut c = Client::connect(&ListenAddr::Unix(sock.clone(), 0))
+        .await
+        .unwrap();
+    c.negotiate().await.unwrap();
+    let m = as_milter(RAW, 100);
+    c.connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    let out = c.message(&m).await.unwrap();
+    assert_eq!(out.modifications.len(), 2);
+    assert!(
+        daemon
+            .log_text()
+            .contains(&format!("smtpd_milters = unix:{}", sock.display())),
+        "{}",
+        daemon.log_text()
+    );
+    // A second daemon on the same live socket refuses to start.
+    let o = dkimd()
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

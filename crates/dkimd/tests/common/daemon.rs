@@ -18,6 +18,20 @@ pub use super::free_port;
 impl Daemon {
     /// Starts `dkimd --config CONFIG run` and waits until it listens on `port`.
     pub fn start(config: &Path, port: u16) -> Daemon {
+        Self::start_with(config, port, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    /// Starts it listening on a Unix socket.
+    pub fn start_unix(config: &Path, socket: &Path) -> Daemon {
+        let s = socket.to_path_buf();
+        Self::start_with(config, 0, move || {
+            std::os::unix::net::UnixStream::connect(&s).is_ok()
+        })
+    }
+
+    fn start_with(config: &Path, port: u16, ready: impl Fn() -> bool) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dkimd"))
             .arg("--config")
             .arg(config)
@@ -36,7 +50,7 @@ impl Daemon {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !ready() {
             if let Some(st) = child.try_wait().unwrap() {
                 panic!("dkimd run exited ({st}): {:?}", log.lock().unwrap());
             }
