@@ -319,6 +319,28 @@ async fn signs_trusted_mail_and_verifies_the_rest() {
         .modifications
         .iter()
         .any(|m| matches!(m, Reply::ChangeHeader { index: 2, .. })));
+
+    // The metrics endpoint counts what happened.
+    let m = metrics(env.mport);
+    assert!(m.starts_with("HTTP/1.0 200 OK"), "{m}");
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value("dkimd_messages_signed_total ") >= 2, "{m}");
+    assert!(
+        value("dkimd_signatures_verified_total{result=\"pass\"}") >= 2,
+        "{m}"
+    );
+    assert!(
+        value("dkimd_signatures_verified_total{result=\"none\"}") >= 1,
+        "{m}"
+    );
+    assert!(m.contains("dkimd_active_connections "), "{m}");
+    assert!(value("dkimd_key_lookup_seconds_count ") >= 1, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
