@@ -100,6 +100,10 @@ pub struct MilterConfig {
     /// the daemon's own group.
     #[serde(default)]
     pub socket_group: Option<String>,
+    /// Which header names the author whose domain decides signing: "from",
+    /// or "sender" (the Sender field when there is one, else From).
+    #[serde(default = "default_author_header")]
+    pub author_header: String,
     /// Prometheus metrics over HTTP on this loopback "IP:PORT"; unset: off.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,
@@ -129,6 +133,9 @@ fn default_lookup_timeout() -> u64 {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_author_header() -> String {
+    "from".into()
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -147,6 +154,7 @@ impl Default for MilterConfig {
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
             socket_group: None,
+            author_header: default_author_header(),
             metrics: None,
         }
     }
@@ -274,6 +282,12 @@ impl Config {
             return Err(
                 "milter.metrics must be a loopback address (127.0.0.1:PORT or [::1]:PORT)".into(),
             );
+        }
+        if !["from", "sender"].contains(&m.author_header.as_str()) {
+            return Err(format!(
+                "milter.author_header must be from or sender, not {:?}",
+                m.author_header
+            ));
         }
         if m.max_signatures == 0 {
             return Err("milter.max_signatures must be at least 1".into());

@@ -33,6 +33,7 @@ pub struct Snapshot {
     max_signatures: usize,
     lookup_timeout: Duration,
     info: bool,
+    use_sender: bool,
 }
 
 fn error_response(s: &str) -> Response {
@@ -97,6 +98,7 @@ impl Snapshot {
             max_signatures: m.max_signatures,
             lookup_timeout: Duration::from_secs(m.lookup_timeout.max(1)),
             info: m.log_level == "info",
+            use_sender: m.author_header == "sender",
         })
     }
 
@@ -137,9 +139,18 @@ impl Snapshot {
     }
 }
 
-/// The author domain: the domain of the (single) From address.
-pub fn author_domain(headers: &[HeaderField]) -> Option<String> {
-    let mut froms = headers.iter().filter(|h| h.is("From"));
+/// The author domain: the domain of the (single) From address, or of the
+/// Sender address when `use_sender` and there is one.
+pub fn author_domain_of(headers: &[HeaderField], use_sender: bool) -> Option<String> {
+    if use_sender && headers.iter().any(|h| h.is("Sender")) {
+        return address_domain(headers, "Sender");
+    }
+    address_domain(headers, "From")
+}
+
+/// The domain of the address in the single field called `name`.
+fn address_domain(headers: &[HeaderField], name: &str) -> Option<String> {
+    let mut froms = headers.iter().filter(|h| h.is(name));
     let from = froms.next()?;
     if froms.next().is_some() {
         return None;
@@ -289,7 +300,10 @@ impl Handler for DkimHandler {
     fn eoh(&mut self, macros: &Macros) -> Response {
         let snap = self.snap.clone();
         self.why_trusted = snap.trusted(self.client, macros);
-        if let (Some(_), Some(domain)) = (self.why_trusted, author_domain(&self.headers)) {
+        if let (Some(_), Some(domain)) = (
+            self.why_trusted,
+            author_domain_of(&self.headers, snap.use_sender),
+        ) {
             if let Some(cfgs) = snap.signers_for(&domain) {
                 match dkim::Signer::new(cfgs.clone(), crate::cli::now()).start(&self.headers) {
                     Ok(s) => {
@@ -790,23 +804,39 @@ mod tests {
     #[test]
     fn author_domains() {
         assert_eq!(
-            author_domain(&[hf("From: Joe <joe@Example.COM>")]).as_deref(),
+            author_domain_of(&[hf("From: Joe <joe@Example.COM>")], false).as_deref(),
             Some("example.com")
         );
         assert_eq!(
-            author_domain(&[hf("From: joe@example.org (Joe)")]).as_deref(),
+            author_domain_of(&[hf("From: joe@example.org (Joe)")], false).as_deref(),
             Some("example.org")
         );
         assert_eq!(
-            author_domain(&[hf("From: \"a@b\" <joe@c.net>")]).as_deref(),
+            author_domain_of(&[hf("From: \"a@b\" <joe@c.net>")], false).as_deref(),
             Some("c.net")
         );
-        assert_eq!(author_domain(&[hf("From: nobody")]), None);
+        assert_eq!(author_domain_of(&[hf("From: nobody")], false), None);
         assert_eq!(
-            author_domain(&[hf("From: a@x.com"), hf("From: b@y.com")]),
+            author_domain_of(&[hf("From: a@x.com"), hf("From: b@y.com")], false),
             None
         );
-        assert_eq!(author_domain(&[hf("Subject: x")]), None);
+        assert_eq!(author_domain_of(&[hf("Subject: x")], false), None);
+        let both = [
+            hf("From: a@list.example"),
+            hf("Sender: bounces@example.com"),
+        ];
+        assert_eq!(
+            author_domain_of(&both, true).as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            author_domain_of(&both, false).as_deref(),
+            Some("list.example")
+        );
+        assert_eq!(
+            author_domain_of(&both[..1], true).as_deref(),
+            Some("list.example")
+        );
     }
 
     #[test]

@@ -615,6 +615,12 @@ impl Manager {
                 true,
             );
         }
+        let pf = crate::install::postfix_state(&self.cfg);
+        self.out.step(
+            "postfix",
+            &format!("{pf}; with signing off dkimd only verifies"),
+            true,
+        );
         self.out.step("daemon", &reload_daemon(), true);
         Ok(())
     }

@@ -302,6 +302,33 @@ async fn signs_trusted_mail_and_verifies_the_rest() {
     let text = mods_text(&out.modifications);
     assert!(text.contains("dkim=none"), "{text}");
 
+    // A SASL-authenticated client is trusted wherever it comes from.
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    let mut m = as_milter(RAW, 100);
+    m.macros
+        .push((b'M', vec![("{auth_authen}".into(), "joe".into())]));
+    m.macros
+        .retain(|(st, pairs)| *st != b'M' || pairs.iter().any(|(k, _)| k == "{auth_authen}"));
+    c.connect_stage(&m, "client.test", "192.0.2.20")
+        .await
+        .unwrap();
+    let out = c.message(&m).await.unwrap();
+    assert_eq!(
+        out.modifications
+            .iter()
+            .filter(|x| matches!(x, Reply::InsertHeader { name, .. } if name == "DKIM-Signature"))
+            .count(),
+        2,
+        "{}",
+        mods_text(&out.modifications)
+    );
+    assert!(
+        daemon.wait_log("mode=sign trust=authenticated", 5),
+        "{}",
+        daemon.log_text()
+    );
+
     // Forged results that claim our authserv-id are removed; others stay.
     let mut forged = b"Authentication-Results: mx.test; dkim=pass header.d=example.com\r\nAuthentication-Results: other.example; spf=pass\r\n".to_vec();
     forged.extend_from_slice(RAW);

@@ -29,8 +29,27 @@ struct Env {
 }
 
 fn setup() -> Env {
-    let named = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
     let tmp = tempfile::tempdir().unwrap();
+    // An Ed25519 key made by dkimpy's dknewkey, published beside dkimd's.
+    let mut extra = Vec::new();
+    if have_dkimpy() {
+        let o = Command::new("/usr/bin/dknewkey")
+            .current_dir(tmp.path())
+            .args(["--ktype", "ed25519", "py"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "dknewkey: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let record = std::fs::read_to_string(tmp.path().join("py.dns")).unwrap();
+        extra.push(format!(
+            "py._domainkey.example.com. 300 IN TXT \"{}\"",
+            record.trim()
+        ));
+    }
+    let named = Named::start(&[("example.com", zone_file("example.com", 1, &extra))]);
     let port = free_port();
     let config = tmp.path().join("dkimd.toml");
     let reload: Vec<String> = named
@@ -181,6 +200,40 @@ async fn real_postfix_signs_verifies_and_applies_policy() {
     assert_eq!(ar.len(), 1, "{ar:?}");
     assert!(ar[0].starts_with(" mx.test;"), "{ar:?}");
     assert_eq!(ar[0].matches("dkim=pass").count(), 2, "{ar:?}");
+
+    // A message dkimpy signed, from outside: dkim=pass for dkimpy's signature.
+    if have_dkimpy() {
+        let input = env.tmp.path().join("py-in.eml");
+        let output = env.tmp.path().join("py-out.eml");
+        let raw = b"From: Ann <ann@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: signed by dkimpy\r\nDate: Tue, 24 Nov 2026 11:00:00 +0000\r\nMessage-ID: <py1@example.com>\r\n\r\nSigned elsewhere.\r\n";
+        std::fs::write(&input, raw).unwrap();
+        let o = Command::new("/usr/bin/python3")
+            .arg(dkimpy_tool())
+            .arg("sign")
+            .arg(env.tmp.path().join("py.key"))
+            .args(["example.com", "py", "ed25519-sha256", "relaxed/relaxed"])
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let a = smtp_send(
+            pf.port,
+            "127.0.0.2",
+            "ann@example.com",
+            "suzie@example.net",
+            &std::fs::read(&output).unwrap(),
+        )
+        .await;
+        assert!(a.starts_with("250"), "{a}");
+        let got = pf.delivered(20).expect("delivered");
+        let ar = ar_values(&got);
+        assert!(ar[0].contains("dkim=pass header.d=example.com"), "{ar:?}");
+        assert!(
+            ar[0].contains("header.s=py header.a=ed25519-sha256"),
+            "{ar:?}"
+        );
+    }
 
     // From our domain but from outside and unsigned: not signed, dkim=none.
     let a = smtp_send(
