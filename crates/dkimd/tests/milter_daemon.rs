@@ -12,20 +12,25 @@
 
 mod common;
 
-use common::bind::{have_named, zone_file, Named};
+use common::bind::have_named;
 use common::daemon::{free_port, Daemon};
+use common::env::SigningEnv;
 use common::*;
 use milter::client::{Client, Message};
 use milter::server::ListenAddr;
 use milter::Reply;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 struct Env {
-    tmp: tempfile::TempDir,
-    config: PathBuf,
-    named: Named,
-    port: u16,
+    base: SigningEnv,
     mport: u16,
+}
+
+impl std::ops::Deref for Env {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.base
+    }
 }
 
 fn metrics(port: u16) -> String {
@@ -38,74 +43,17 @@ fn metrics(port: u16) -> String {
 }
 
 fn setup() -> Env {
-    let named = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mport = free_port();
-    let config = tmp.path().join("dkimd.toml");
-    let reload: Vec<String> = named
-        .rndc_reload("example.com")
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
-             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\"\n\
-             [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
-            state = tmp.path().join("state").display(),
-            addr = named.addr(),
-            zf = named.zone_file("example.com").display(),
-            reload = reload.join(", "),
-        ),
-    )
-    .unwrap();
-    let env = Env {
-        tmp,
-        config,
-        named,
-        port,
-        mport,
-    };
-    env.ok(&["domain", "add", "example.com"]);
-    env.ok(&["enable", "--selector", "m1"]);
-    env
+    let milter = format!(
+        "trusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\""
+    );
+    let base = SigningEnv::start(tempfile::tempdir().unwrap(), &milter, &[], "m1");
+    Env { base, mport }
 }
 
 impl Env {
-    fn ok(&self, args: &[&str]) -> String {
-        let o = dkimd()
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
     fn addr(&self) -> ListenAddr {
         ListenAddr::Tcp(format!("127.0.0.1:{}", self.port).parse().unwrap())
-    }
-
-    fn dns_file(&self) -> PathBuf {
-        // The records as DNS serves them, for dkimd verify and dkimpy.
-        let mut recs = Vec::new();
-        for sel in ["m1", "m1-ed25519"] {
-            let name = format!("{sel}._domainkey.example.com");
-            for v in self.named.dig_txt(&name) {
-                recs.push((name.clone(), v));
-            }
-        }
-        let p = self.tmp.path().join("dns.txt");
-        write_dns_file(&p, &recs);
-        p
     }
 }
 

@@ -14,21 +14,14 @@
 
 mod common;
 
-use common::bind::{have_named, zone_file, Named};
-use common::daemon::{free_port, Daemon};
+use common::bind::have_named;
+use common::daemon::Daemon;
+use common::env::SigningEnv;
 use common::postfix::{have_postfix, smtp_send, Postfix};
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
 
-struct Env {
-    tmp: tempfile::TempDir,
-    config: PathBuf,
-    named: Named,
-    port: u16,
-}
-
-fn setup() -> Env {
+fn setup() -> SigningEnv {
     let tmp = tempfile::tempdir().unwrap();
     // An Ed25519 key made by dkimpy's dknewkey, published beside dkimd's.
     let mut extra = Vec::new();
@@ -49,67 +42,8 @@ fn setup() -> Env {
             record.trim()
         ));
     }
-    let named = Named::start(&[("example.com", zone_file("example.com", 1, &extra))]);
-    let port = free_port();
-    let config = tmp.path().join("dkimd.toml");
-    let reload: Vec<String> = named
-        .rndc_reload("example.com")
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
-             [milter]\nsocket = \"inet:127.0.0.1:{port}\"\ntrusted_networks = []\nsigning_daemons = [\"ORIGINATING\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\n\
-             [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
-            state = tmp.path().join("state").display(),
-            addr = named.addr(),
-            zf = named.zone_file("example.com").display(),
-            reload = reload.join(", "),
-        ),
-    )
-    .unwrap();
-    let env = Env {
-        tmp,
-        config,
-        named,
-        port,
-    };
-    env.ok(&["domain", "add", "example.com"]);
-    env.ok(&["enable", "--selector", "pf"]);
-    env
-}
-
-impl Env {
-    fn ok(&self, args: &[&str]) -> String {
-        let o = dkimd()
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn dns_file(&self) -> PathBuf {
-        let mut recs = Vec::new();
-        for sel in ["pf", "pf-ed25519"] {
-            let name = format!("{sel}._domainkey.example.com");
-            for v in self.named.dig_txt(&name) {
-                recs.push((name.clone(), v));
-            }
-        }
-        let p = self.tmp.path().join("dns.txt");
-        write_dns_file(&p, &recs);
-        p
-    }
+    let milter = "trusted_networks = []\nsigning_daemons = [\"ORIGINATING\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5";
+    SigningEnv::start(tmp, milter, &extra, "pf")
 }
 
 const RAW: &[u8] = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: through postfix\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <pf1@example.com>\r\n\r\nHello through Postfix.\r\n.leading dot line\r\n";

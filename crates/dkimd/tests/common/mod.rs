@@ -3,6 +3,8 @@
 
 pub mod bind;
 pub mod daemon;
+pub mod env;
+pub mod knot;
 pub mod postfix;
 
 use std::path::{Path, PathBuf};

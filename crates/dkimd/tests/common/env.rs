@@ -1,0 +1,93 @@
+//! A signing setup for daemon tests: a BIND serving example.com from a zone
+//! file, a dkimd configuration that publishes into it, the domain added and
+//! signing enabled with a selector.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::bind::{zone_file, Named};
+use super::{dkimd, free_port, write_dns_file};
+use std::path::PathBuf;
+
+pub struct SigningEnv {
+    pub tmp: tempfile::TempDir,
+    pub config: PathBuf,
+    pub named: Named,
+    /// The milter port (`inet:127.0.0.1:PORT`).
+    pub port: u16,
+    pub selector: String,
+}
+
+impl SigningEnv {
+    /// `milter` is the body of the `[milter]` section without `socket`;
+    /// `zone_extra` are more lines for the example.com zone; `tmp` may
+    /// already hold files the caller made for them.
+    pub fn start(
+        tmp: tempfile::TempDir,
+        milter: &str,
+        zone_extra: &[String],
+        selector: &str,
+    ) -> SigningEnv {
+        let named = Named::start(&[("example.com", zone_file("example.com", 1, zone_extra))]);
+        let port = free_port();
+        let config = tmp.path().join("dkimd.toml");
+        let reload: Vec<String> = named
+            .rndc_reload("example.com")
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
+                 [milter]\nsocket = \"inet:127.0.0.1:{port}\"\n{milter}\n\
+                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
+                state = tmp.path().join("state").display(),
+                addr = named.addr(),
+                zf = named.zone_file("example.com").display(),
+                reload = reload.join(", "),
+            ),
+        )
+        .unwrap();
+        let env = SigningEnv {
+            tmp,
+            config,
+            named,
+            port,
+            selector: selector.to_string(),
+        };
+        env.ok(&["domain", "add", "example.com"]);
+        env.ok(&["enable", "--selector", selector]);
+        env
+    }
+
+    /// Runs a dkimd command with this configuration; it must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = dkimd()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The signing keys' records as DNS serves them, as a `--dns-file` (and
+    /// dkimpy) table.
+    pub fn dns_file(&self) -> PathBuf {
+        let mut recs = Vec::new();
+        for sel in [self.selector.clone(), format!("{}-ed25519", self.selector)] {
+            let name = format!("{sel}._domainkey.example.com");
+            for v in self.named.dig_txt(&name) {
+                recs.push((name.clone(), v));
+            }
+        }
+        let p = self.tmp.path().join("dns.txt");
+        write_dns_file(&p, &recs);
+        p
+    }
+}
