@@ -36,6 +36,8 @@ pub enum Command {
     Install(InstallArgs),
     /// Undo exactly what install changed.
     Uninstall(InstallArgs),
+    /// Load-test a milter (dkimd, OpenDKIM, rspamd …) the way Postfix talks to it.
+    Bench(BenchArgs),
     /// Manage domains: add, remove, rename, list, set.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -108,6 +110,43 @@ pub struct InstallArgs {
     /// Run as root: create no service user.
     #[arg(long)]
     pub no_user: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The milter: unix:/path or inet:IP:PORT.
+    #[arg(long)]
+    pub socket: String,
+    /// Messages to send in all.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Connections at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Messages per connection before it is closed and reopened.
+    #[arg(long, default_value_t = 100)]
+    pub per_connection: usize,
+    /// Body size in bytes (plain text).
+    #[arg(long, default_value_t = 2048)]
+    pub body_size: usize,
+    /// sign: messages from a trusted client ({daemon_name}=ORIGINATING); verify: signed messages.
+    #[arg(long, default_value = "sign", value_parser = ["sign", "verify"])]
+    pub mode: String,
+    /// The From domain.
+    #[arg(long, default_value = "example.com")]
+    pub domain: String,
+    /// verify: the key that signs the test message (its record must be in the milter's DNS).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// verify: the selector of that key.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// PID of the milter (its whole process tree is measured from /proc).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Print what the milter answered to the first message.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +302,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => crate::keygen::run(a, json),
         Command::Sign(a) => crate::sign::run(a),
         Command::Verify(a) => crate::verify::run(a, json),
+        Command::Bench(a) => crate::bench::run(a, json),
         Command::Run(a) => {
             let cfg = crate::config::Config::load(cli.config.as_deref(), cli.state_dir.as_deref())?;
             crate::daemon::run(cfg, a.check_config)?;

@@ -99,9 +99,11 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Export(f) => export(&mut m, &f.file)?,
         Command::Import(f) => import(&mut m, &f.file)?,
-        Command::Keygen(_) | Command::Sign(_) | Command::Verify(_) | Command::Run(_) => {
-            return Err(anyhow!("internal: command routed to the manager"))
-        }
+        Command::Keygen(_)
+        | Command::Sign(_)
+        | Command::Verify(_)
+        | Command::Run(_)
+        | Command::Bench(_) => return Err(anyhow!("internal: command routed to the manager")),
     }
     finish(&mut m, serde_json::json!({}))
 }

@@ -4,6 +4,7 @@
 //! own module. Exit codes: 0 success, 1 operational failure (including "no
 //! signature passed" for `verify`), 2 usage or configuration error.
 
+mod bench;
 mod cli;
 mod commands;
 mod config;

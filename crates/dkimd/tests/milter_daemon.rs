@@ -527,3 +527,119 @@ async fn unix_socket_with_mode_replaces_a_stale_socket() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `dkimd bench` drives a real `dkimd run` and checks every message.
+#[test]
+fn bench_tool_counts_signed_and_verified_messages() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let daemon = Daemon::start(&env.config, env.port);
+    let sock = format!("inet:127.0.0.1:{}", env.port);
+    let pid = daemon.pid().to_string();
+    let o = dkimd()
+        .args([
+            "bench",
+            "--socket",
+            &sock,
+            "--pid",
+            &pid,
+            "--messages",
+            "60",
+            "--concurrency",
+            "4",
+            "--per-connection",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("signed: 60 of 60"), "{out}");
+    assert!(out.contains("ms CPU per message"), "{out}");
+    // Verification: a message signed with a key the daemon finds in DNS.
+    let keydir = env.tmp.path().join("benchkey");
+    let o = dkimd()
+        .args([
+            "keygen",
+            "--algorithm",
+            "ed25519",
+            "--domain",
+            "example.com",
+            "--selector",
+            "m1-ed25519",
+            "--out",
+        ])
+        .arg(&keydir)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // Not published: every message must come back without dkim=pass, and the run fails.
+    let o = dkimd()
+        .args([
+            "bench",
+            "--socket",
+            &sock,
+            "--messages",
+            "5",
+            "--mode",
+            "verify",
+            "--selector",
+            "m1-ed25519",
+            "--key",
+        ])
+        .arg(keydir.join("example.com.m1-ed25519.ed25519.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("dkim=pass: 0 of 5"));
+    // The published key (from an export of the store): every message passes.
+    let export = env.tmp.path().join("export.json");
+    env.ok(&["export", export.to_str().unwrap()]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let pem = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["selector"] == "m1-ed25519")
+        .unwrap()["pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keyfile = env.tmp.path().join("published.pem");
+    std::fs::write(&keyfile, pem).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = dkimd()
+        .args([
+            "bench",
+            "--socket",
+            &sock,
+            "--messages",
+            "20",
+            "--concurrency",
+            "2",
+            "--mode",
+            "verify",
+            "--selector",
+            "m1-ed25519",
+            "--key",
+        ])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("dkim=pass: 20 of 20"), "{out}");
+}

@@ -44,7 +44,13 @@ impl Client {
     pub async fn connect(addr: &ListenAddr) -> std::io::Result<Client> {
         let stream: Box<dyn Stream> = match addr {
             ListenAddr::Unix(p, _) => Box::new(tokio::net::UnixStream::connect(p).await?),
-            ListenAddr::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a).await?),
+            ListenAddr::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a).await?;
+                // Frames are small and come in bursts: without this, Nagle's
+                // algorithm and delayed ACKs add ~40 ms to a message.
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
         };
         Ok(Client {
             stream,
