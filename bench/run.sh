@@ -28,7 +28,7 @@ trap cleanup EXIT
     cat "$T"/keys/*.txt
 } > "$T/example.com.zone"
 cat > "$T/named.conf" <<CONF
-options { directory "$T"; pid-file "$T/named.pid"; listen-on port 25353 { 127.0.0.1; }; listen-on-v6 { none; };
+options { directory "$T"; pid-file "$T/named.pid"; listen-on port 25353 { 127.0.0.1; }; listen-on port 53 { 127.0.0.1; }; listen-on-v6 { none; };
   recursion no; dnssec-validation no; notify no; };
 zone "example.com" { type primary; file "$T/example.com.zone"; };
 CONF
@@ -75,7 +75,7 @@ sleep 1
 bench() { # name socket pid args...
     local name=$1 sock=$2 pid=$3
     shift 3
-    printf '%-9s %s\n' "$name" "$("$D" bench --socket "$sock" --pid "$pid" --messages "$N" "$@" | tr '\n' ' ')"
+    printf '%-10s %s\n' "$name" "$("$D" bench --socket "$sock" --pid "$pid" --messages "${MSGS:-$N}" "$@" | tr '\n' ' ')"
 }
 for size in 2048 102400; do
     for c in 1 8 64; do
@@ -84,6 +84,30 @@ for size in 2048 102400; do
     done
 done
 for size in 2048 102400; do
-    bench dkimd unix:$T/dkimd.sock "$DKIMD_PID" --mode verify --body-size "$size" --concurrency 8 \
-        --key "$T/keys/example.com.bench.rsa.pem" --selector bench
+    for m in dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID; do
+        IFS=: read -r name sock pid <<<"$m"
+        bench "$name" "unix:$sock" "$pid" --mode verify --body-size "$size" --concurrency 8 \
+            --key "$T/keys/example.com.bench.rsa.pem" --selector bench
+    done
 done
+
+# dkimd with an Ed25519 key as well (dual signing), then Ed25519 alone.
+"$D" --config "$T/dkimd.toml" key import example.com "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench >/dev/null || true
+sleep 1.5
+for size in 2048 102400; do
+    bench "dkimd-dual" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size "$size" --concurrency 8
+done
+"$D" --config "$T/dkimd.toml" key default example.com >/dev/null || true
+"$D" --config "$T/dkimd.toml" key import example.com "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench >/dev/null || true
+sleep 1.5
+for size in 2048 102400; do
+    bench "dkimd-ed" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size "$size" --concurrency 8
+done
+bench "dkimd-ed" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode verify --body-size 2048 --concurrency 8 \
+    --key "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench-ed25519
+
+# One 50 MB message, signed (latency and memory), and many messages in a row.
+MSGS=3 bench "dkimd-50MB" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 52428800
+if [ -n "${SOAK:-}" ]; then
+    MSGS="$SOAK" bench "dkimd-soak" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 2048 --concurrency 8
+fi

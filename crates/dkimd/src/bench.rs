@@ -216,6 +216,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         .build()?;
     let pid = a.pid;
     let ticks_before = pid.map(tree_ticks).unwrap_or(0);
+    let rss_start = pid.map(|p| tree_mem(p, "status", "VmRSS:"));
     let own_before = own_cpu_seconds();
     let next = Arc::new(AtomicUsize::new(0));
     let show_first = Arc::new(std::sync::atomic::AtomicBool::new(a.verbose));
@@ -314,6 +315,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let good = ok.load(Ordering::SeqCst);
     let milter_cpu = pid.map(|p| (tree_ticks(p) - ticks_before) as f64 / ticks_per_second());
     let pss = pid.map(|p| tree_mem(p, "smaps_rollup", "Pss:"));
+    let rss_end = pid.map(|p| tree_mem(p, "status", "VmRSS:"));
     let hwm = pid.map(|p| tree_mem(p, "status", "VmHWM:"));
     let v = serde_json::json!({
         "mode": a.mode, "messages": n, "concurrency": a.concurrency, "body_size": a.body_size,
@@ -321,6 +323,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         "latency_ms_p50": pct(0.5), "latency_ms_p99": pct(0.99),
         "milter_cpu_ms_per_message": milter_cpu.map(|c| c * 1000.0 / n.max(1) as f64),
         "milter_peak_rss_kb_sampled": pid.map(|_| peak_rss), "milter_vmhwm_kb": hwm, "milter_pss_kb": pss,
+        "milter_rss_kb_start": rss_start, "milter_rss_kb_end": rss_end,
         "own_cpu_ms_per_message": own * 1000.0 / n.max(1) as f64,
         "ok": good,
     });
@@ -333,11 +336,13 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
         if let (Some(c), Some(h), Some(p)) = (milter_cpu, hwm, pss) {
             println!(
-                "milter: {:.3} ms CPU per message, peak RSS {} kB (VmHWM {} kB), PSS now {} kB",
+                "milter: {:.3} ms CPU per message, peak RSS {} kB (VmHWM {} kB), PSS now {} kB, RSS {} kB at start, {} kB at end",
                 c * 1000.0 / n.max(1) as f64,
                 peak_rss,
                 h,
-                p
+                p,
+                rss_start.unwrap_or(0),
+                rss_end.unwrap_or(0)
             );
         }
         println!(
