@@ -100,6 +100,14 @@ pub struct MilterConfig {
     /// the daemon's own group.
     #[serde(default)]
     pub socket_group: Option<String>,
+    /// Per message: at most this many header fields are kept; a message with
+    /// more is passed through unsigned and unverified (logged).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Per message: at most this many bytes of header fields are kept (as
+    /// max_headers).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     /// Which header names the author whose domain decides signing: "from",
     /// or "sender" (the Sender field when there is one, else From).
     #[serde(default = "default_author_header")]
@@ -133,6 +141,12 @@ fn default_lookup_timeout() -> u64 {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_max_headers() -> usize {
+    1000
+}
+fn default_max_header_bytes() -> usize {
+    1024 * 1024
+}
 fn default_author_header() -> String {
     "from".into()
 }
@@ -154,6 +168,8 @@ impl Default for MilterConfig {
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
             socket_group: None,
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
             author_header: default_author_header(),
             metrics: None,
         }

@@ -34,6 +34,8 @@ pub struct Snapshot {
     lookup_timeout: Duration,
     info: bool,
     use_sender: bool,
+    max_headers: usize,
+    max_header_bytes: usize,
 }
 
 fn error_response(s: &str) -> Response {
@@ -99,6 +101,8 @@ impl Snapshot {
             lookup_timeout: Duration::from_secs(m.lookup_timeout.max(1)),
             info: m.log_level == "info",
             use_sender: m.author_header == "sender",
+            max_headers: m.max_headers,
+            max_header_bytes: m.max_header_bytes,
         })
     }
 
@@ -198,7 +202,9 @@ pub struct DkimHandler {
     negotiated: Negotiated,
     client: Option<IpAddr>,
     headers: Vec<HeaderField>,
+    header_bytes: usize,
     bad_header: bool,
+    over_limit: bool,
     mode: Mode,
     why_trusted: Option<&'static str>,
 }
@@ -212,7 +218,9 @@ impl DkimHandler {
             negotiated: Negotiated::default(),
             client: None,
             headers: Vec::new(),
+            header_bytes: 0,
             bad_header: false,
+            over_limit: false,
             mode: Mode::None,
             why_trusted: None,
         }
@@ -220,7 +228,9 @@ impl DkimHandler {
 
     fn reset(&mut self) {
         self.headers.clear();
+        self.header_bytes = 0;
         self.bad_header = false;
+        self.over_limit = false;
         self.mode = Mode::None;
         self.why_trusted = None;
     }
@@ -285,6 +295,18 @@ impl Handler for DkimHandler {
     }
 
     fn header(&mut self, name: &str, value: &[u8]) -> Response {
+        self.header_bytes = self
+            .header_bytes
+            .saturating_add(name.len() + value.len() + 3);
+        if self.over_limit
+            || self.headers.len() >= self.snap.max_headers
+            || self.header_bytes > self.snap.max_header_bytes
+        {
+            // Keep nothing more; the message passes through untouched.
+            self.over_limit = true;
+            self.headers.clear();
+            return Response::Continue;
+        }
         let mut v = Vec::with_capacity(value.len() + 1);
         if !self.negotiated.leading_space() {
             v.push(b' ');
@@ -299,6 +321,15 @@ impl Handler for DkimHandler {
 
     fn eoh(&mut self, macros: &Macros) -> Response {
         let snap = self.snap.clone();
+        if self.over_limit {
+            eprintln!(
+                "dkimd: queue_id={} warning: headers over the limit (max_headers {}, max_header_bytes {}); passed through unsigned and unverified",
+                macros.get("i").unwrap_or("-"),
+                snap.max_headers,
+                snap.max_header_bytes
+            );
+            return Response::Continue;
+        }
         self.why_trusted = snap.trusted(self.client, macros);
         if let (Some(_), Some(domain)) = (
             self.why_trusted,

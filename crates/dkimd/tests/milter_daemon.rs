@@ -421,6 +421,35 @@ async fn abort_reuse_and_garbage() {
     }
     c.quit().await.unwrap();
 
+    // A message with more header fields than max_headers passes untouched,
+    // and the connection goes on.
+    let mut many = Vec::new();
+    for i in 0..1500 {
+        many.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
+    }
+    many.extend_from_slice(RAW);
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    let m = as_milter(&many, 1000);
+    c.connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    let out = c.message(&m).await.unwrap();
+    assert!(out.modifications.is_empty());
+    assert_eq!(out.reply, Reply::Continue);
+    let out = c.message(&as_milter(RAW, 1000)).await.unwrap();
+    assert_eq!(
+        out.modifications.len(),
+        2,
+        "the next message on the connection is signed"
+    );
+    c.quit().await.unwrap();
+    assert!(
+        daemon.wait_log("headers over the limit", 5),
+        "{}",
+        daemon.log_text()
+    );
+
     // Garbage, a truncated frame and an oversized frame: those connections
     // end, the daemon keeps serving.
     for bad in [
