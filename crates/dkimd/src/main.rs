@@ -7,7 +7,6 @@
 mod bench;
 mod cli;
 mod commands;
-mod config;
 mod daemon;
 mod dns;
 mod install;
@@ -20,28 +19,14 @@ mod settings;
 mod sign;
 mod store;
 mod verify;
-mod zonefile;
 
 use clap::Parser;
 use std::process::ExitCode;
 
-/// An error caused by how dkimd was called (bad flag value, unreadable
-/// configuration): exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Shorthand for returning a usage error.
-pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(UsageError(msg.into()).into())
-}
+// The configuration and zone file modules live in the library (fuzz targets
+// use them); the rest of the binary reaches them as crate::config and
+// crate::zonefile.
+use dkimd::{config, usage, zonefile, UsageError};
 
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {

@@ -49,8 +49,11 @@ pub enum Outcome {
 /// The result of an edit: the new text (None when unchanged) and serials.
 #[derive(Debug, Clone)]
 pub struct Edit {
+    /// What the edit did.
     pub outcome: Outcome,
+    /// The new file text; None when nothing changed.
     pub text: Option<String>,
+    /// The SOA serial of the new text.
     pub new_serial: u32,
 }
 
@@ -260,7 +263,6 @@ fn txt_value(e: &Entry) -> String {
 }
 
 /// The TXT records at `name` in a zone file, each with its strings joined.
-#[cfg(test)]
 pub fn txt_records(text: &str, zone: &str, name: &str) -> Result<Vec<String>, String> {
     let entries = parse(text, zone)?.entries;
     let want = abs_name(name, ".");
@@ -272,7 +274,6 @@ pub fn txt_records(text: &str, zone: &str, name: &str) -> Result<Vec<String>, St
 }
 
 /// The SOA serial of a zone file.
-#[cfg(test)]
 pub fn serial(text: &str, zone: &str) -> Result<u32, String> {
     let p = parse(text, zone)?;
     p.serial_span
