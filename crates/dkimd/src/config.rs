@@ -90,6 +90,10 @@ pub struct MilterConfig {
     /// Seconds for all key lookups of one message.
     #[serde(default = "default_lookup_timeout")]
     pub lookup_timeout: u64,
+    /// Seconds dkimd waits for the MTA's next frame before it drops the
+    /// connection (half-open connections, senders that stall).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: u64,
     /// Seconds connections in flight get to finish on SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
@@ -138,6 +142,9 @@ fn default_max_signatures() -> usize {
 fn default_lookup_timeout() -> u64 {
     10
 }
+fn default_read_timeout() -> u64 {
+    300
+}
 fn default_shutdown_grace() -> u64 {
     30
 }
@@ -165,6 +172,7 @@ impl Default for MilterConfig {
             on_error: default_on_error(),
             max_signatures: default_max_signatures(),
             lookup_timeout: default_lookup_timeout(),
+            read_timeout: default_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
             socket_group: None,

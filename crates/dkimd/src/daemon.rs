@@ -811,7 +811,10 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     let on_error = |e: milter::codec::FrameError| eprintln!("dkimd: connection ended: {e}");
     milter::server::serve(
         listener,
-        milter::ServerConfig::default(),
+        milter::ServerConfig {
+            read_timeout: Duration::from_secs(cfg.milter.read_timeout.max(1)),
+            ..milter::ServerConfig::default()
+        },
         factory,
         on_error,
         shutdown,

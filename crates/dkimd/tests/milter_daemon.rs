@@ -672,3 +672,168 @@ fn bench_tool_counts_signed_and_verified_messages() {
     assert!(o.status.success(), "{out}");
     assert!(out.contains("dkim=pass: 20 of 20"), "{out}");
 }
+
+/// Hostile or broken MTAs: stages out of order, a body before headers,
+/// unknown commands, a header line over the frame limit, half-open and
+/// stalled connections. Each ends or is answered; the daemon keeps serving
+/// and its memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_traffic() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("shutdown_grace = 5", "shutdown_grace = 5\nread_timeout = 1");
+    std::fs::write(&env.config, text).unwrap();
+    let daemon = Daemon::start(&env.config, env.port);
+    use milter::Command as C;
+
+    // End of message without a message, end of headers first, a body before
+    // any header: answered, nothing changed, connection still usable.
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    let m = as_milter(RAW, 100);
+    c.connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    c.send(&C::EndOfMessage(vec![])).await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap(), Reply::Continue);
+    c.stage(&C::EndOfHeaders).await.unwrap();
+    assert!(matches!(
+        c.stage(&C::Body(b"early body".to_vec())).await.unwrap(),
+        Some(Reply::Skip | Reply::Continue)
+    ));
+    c.send(&C::EndOfMessage(vec![])).await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap(), Reply::Continue);
+    let out = c.message(&m).await.unwrap();
+    assert_eq!(
+        out.modifications.len(),
+        2,
+        "a proper message after the noise is signed"
+    );
+    c.quit().await.unwrap();
+
+    // A header frame over the 1 MiB frame limit: that connection is dropped.
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    c.connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    c.stage(&C::Mail(vec!["<a@example.com>".into()]))
+        .await
+        .unwrap();
+    let big = vec![b'x'; 1_100_000];
+    let _ = c
+        .send(&C::Header {
+            name: "X-Big".into(),
+            value: big,
+        })
+        .await;
+    assert!(c.read_reply().await.is_err(), "the connection is closed");
+    assert!(
+        daemon.wait_log("exceeds the limit", 5),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Unknown command letter.
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.send_raw(&[0, 0, 0, 1, b'Z']).await.unwrap();
+    assert!(c.read_reply().await.is_err());
+    assert!(
+        daemon.wait_log("unknown command", 5),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Half-open: a frame header promising bytes that never come; and a
+    // connection that says nothing. Both are dropped after read_timeout.
+    let mut half = Client::connect(&env.addr()).await.unwrap();
+    half.send_raw(&[0, 0, 0, 100, b'O', 0, 0]).await.unwrap();
+    let mut silent = Client::connect(&env.addr()).await.unwrap();
+    let t = std::time::Instant::now();
+    assert!(half.read_reply().await.is_err());
+    assert!(silent.read_reply().await.is_err());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        daemon.wait_log("sent nothing in time", 5),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Many connections with large frames: memory stays bounded.
+    for _ in 0..30 {
+        let mut c = Client::connect(&env.addr()).await.unwrap();
+        c.negotiate().await.unwrap();
+        c.connect_stage(&m, "client.test", "127.0.0.1")
+            .await
+            .unwrap();
+        c.stage(&C::Mail(vec!["<a@example.com>".into()]))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            c.stage(&C::Header {
+                name: "X-Pad".into(),
+                value: vec![b'p'; 200_000],
+            })
+            .await
+            .unwrap();
+        }
+        c.abort().await.unwrap();
+        c.quit().await.unwrap();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let rss: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rss < 64 * 1024, "RSS {rss} kB");
+    // And it still signs.
+    let out = send(&env, "127.0.0.1", RAW, 100).await;
+    assert_eq!(out.modifications.len(), 2);
+}
+
+/// Key lookups that never answer: the daemon answers within lookup_timeout
+/// with temperror and applies policy-temperror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_dns_does_not_hold_the_message() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let out = send_signed_then_break_dns(&env).await;
+    assert!(out.0 < std::time::Duration::from_secs(6), "{:?}", out.0);
+    assert!(out.1.contains("dkim=temperror"), "{}", out.1);
+}
+
+async fn send_signed_then_break_dns(env: &Env) -> (std::time::Duration, String) {
+    // Sign with the daemon first, then point it at a server that never answers.
+    let daemon = Daemon::start(&env.config, env.port);
+    let out = send(env, "127.0.0.1", RAW, 100).await;
+    let signed = apply(RAW, &out.modifications);
+    drop(daemon);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text
+        .replace(&env.named.addr(), &silent.local_addr().unwrap().to_string())
+        .replace(
+            "shutdown_grace = 5",
+            "shutdown_grace = 5\nlookup_timeout = 2",
+        );
+    std::fs::write(&env.config, text).unwrap();
+    let _daemon = Daemon::start(&env.config, env.port);
+    let t = std::time::Instant::now();
+    let out = send(env, "192.0.2.30", &signed, 100).await;
+    (t.elapsed(), mods_text(&out.modifications))
+}

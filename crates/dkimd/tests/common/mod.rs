@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod daemon;
 pub mod env;
+pub mod fakedns;
 pub mod knot;
 pub mod postfix;
 
