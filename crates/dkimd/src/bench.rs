@@ -180,13 +180,14 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         return crate::usage("--messages and --concurrency must be at least 1");
     }
     let verify = a.mode == "verify";
+    let mixed = a.mode == "mixed";
     // Messages: plain for signing; for verification signed once up front.
     let mut template = message_text(0, a.body_size, &a.domain);
-    if verify {
-        let key_path = a
-            .key
-            .as_ref()
-            .ok_or_else(|| crate::UsageError("--mode verify needs --key and --selector".into()))?;
+    let plain = template.clone();
+    if verify || mixed {
+        let key_path = a.key.as_ref().ok_or_else(|| {
+            crate::UsageError("--mode verify and mixed need --key and --selector".into())
+        })?;
         let key = crate::keyfile::load_private_key(key_path)?;
         let sel: dkim::Selector = a
             .selector
@@ -211,6 +212,28 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         template = signed;
     }
     let message = Arc::new(to_milter(&template, 0)?);
+    // Mixed: signing (an authenticated client), good and tampered
+    // signatures, and messages aborted half-way, on the same connections.
+    let mut sign_msg = to_milter(&plain, 0)?;
+    sign_msg
+        .macros
+        .push((b'M', vec![("{auth_authen}".into(), "load".into())]));
+    sign_msg
+        .macros
+        .retain(|(st, p)| *st != b'M' || p.iter().any(|(k, _)| k == "{auth_authen}"));
+    let mut bad = template.clone();
+    if let Some(last) = bad.iter().rposition(|b| b.is_ascii_lowercase()) {
+        if let Some(b) = bad.get_mut(last) {
+            *b = b.to_ascii_uppercase();
+        }
+    }
+    let mix = Arc::new([sign_msg, to_milter(&template, 0)?, to_milter(&bad, 0)?]);
+    let kinds = Arc::new([
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -229,6 +252,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             let (addr, message, next, ok) =
                 (addr.clone(), message.clone(), next.clone(), ok.clone());
             let show_first = show_first.clone();
+            let (mix, kinds) = (mix.clone(), kinds.clone());
             let (total, per_conn) = (a.messages, a.per_connection.max(1));
             tasks.spawn(async move {
                 let mut lat = Vec::new();
@@ -240,7 +264,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                     c.negotiate().await.context("negotiate")?;
                     // Signing: the submission service on loopback (trusted);
                     // verifying: the public smtpd and an outside client.
-                    let (daemon, client) = if verify {
+                    let (daemon, client) = if verify || mixed {
                         ("smtpd", "192.0.2.25")
                     } else {
                         ("ORIGINATING", "127.0.0.1")
@@ -262,11 +286,65 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                         .await
                         .context("connect stage")?;
                     for _ in 0..per_conn {
-                        if next.fetch_add(1, Ordering::SeqCst) >= total {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= total {
                             let _ = c.quit().await;
                             break 'conn;
                         }
                         let t = Instant::now();
+                        if mixed {
+                            // 0: abort, 1: tampered, 2-4: good signature, 5-9: sign.
+                            let (kind, msg) = match i % 10 {
+                                0 => (3usize, None),
+                                1 => (2, mix.get(2)),
+                                2..=4 => (1, mix.get(1)),
+                                _ => (0, mix.first()),
+                            };
+                            let good = match msg {
+                                None => {
+                                    let m = mix.first().context("mix")?;
+                                    c.stage(&milter::Command::Mail(m.mail_from.clone())).await?;
+                                    for (n, v) in m.headers.iter().take(3) {
+                                        c.stage(&milter::Command::Header {
+                                            name: n.clone(),
+                                            value: v.clone(),
+                                        })
+                                        .await?;
+                                    }
+                                    c.abort().await?;
+                                    true
+                                }
+                                Some(m) => {
+                                    let out = c.message(m).await.context("message")?;
+                                    let text: String = out
+                                        .modifications
+                                        .iter()
+                                        .map(|r| match r {
+                                            Reply::InsertHeader { name, value, .. } => {
+                                                format!(
+                                                    "{name}:{}\n",
+                                                    String::from_utf8_lossy(value)
+                                                )
+                                            }
+                                            _ => String::new(),
+                                        })
+                                        .collect();
+                                    match kind {
+                                        0 => text.contains("DKIM-Signature:"),
+                                        1 => text.contains("dkim=pass"),
+                                        _ => text.contains("dkim=fail"),
+                                    }
+                                }
+                            };
+                            lat.push(t.elapsed());
+                            if let Some(k) = kinds.get(kind) {
+                                k.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if good {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            continue;
+                        }
                         let out = c.message(&message).await.context("message")?;
                         lat.push(t.elapsed());
                         if show_first.swap(false, Ordering::SeqCst) {
@@ -349,10 +427,21 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
             "load tool: {:.3} ms CPU per message",
             own * 1000.0 / n.max(1) as f64
         );
-        println!(
-            "{}: {good} of {n}",
-            if verify { "dkim=pass" } else { "signed" }
-        );
+        if mixed {
+            let k: Vec<usize> = kinds.iter().map(|k| k.load(Ordering::SeqCst)).collect();
+            println!(
+                "as expected: {good} of {n} (signed {}, dkim=pass {}, dkim=fail {}, aborted {})",
+                k.first().unwrap_or(&0),
+                k.get(1).unwrap_or(&0),
+                k.get(2).unwrap_or(&0),
+                k.get(3).unwrap_or(&0)
+            );
+        } else {
+            println!(
+                "{}: {good} of {n}",
+                if verify { "dkim=pass" } else { "signed" }
+            );
+        }
     }
     if good != n || n != a.messages {
         eprintln!(

@@ -129,8 +129,10 @@ pub struct BenchArgs {
     /// Body size in bytes (plain text).
     #[arg(long, default_value_t = 2048)]
     pub body_size: usize,
-    /// sign: messages from a trusted client ({daemon_name}=ORIGINATING); verify: signed messages.
-    #[arg(long, default_value = "sign", value_parser = ["sign", "verify"])]
+    /// sign: messages from a trusted client ({daemon_name}=ORIGINATING); verify: signed
+    /// messages; mixed: per 10 messages 5 signed (SASL client), 3 good and 1 tampered
+    /// signature, 1 aborted half-way.
+    #[arg(long, default_value = "sign", value_parser = ["sign", "verify", "mixed"])]
     pub mode: String,
     /// The From domain.
     #[arg(long, default_value = "example.com")]

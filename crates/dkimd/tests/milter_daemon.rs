@@ -671,6 +671,35 @@ fn bench_tool_counts_signed_and_verified_messages() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("dkim=pass: 20 of 20"), "{out}");
+    // Mixed traffic: signing, good and bad signatures, aborts.
+    let o = dkimd()
+        .args([
+            "bench",
+            "--socket",
+            &sock,
+            "--messages",
+            "100",
+            "--concurrency",
+            "3",
+            "--mode",
+            "mixed",
+            "--selector",
+            "m1-ed25519",
+            "--key",
+        ])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("as expected: 100 of 100 (signed 50, dkim=pass 30, dkim=fail 10, aborted 10)"),
+        "{out}"
+    );
 }
 
 /// Hostile or broken MTAs: stages out of order, a body before headers,
