@@ -390,4 +390,63 @@ fn install_hooks_into_postfix_and_uninstall_undoes_it() {
     assert!(postconf_n().contains("milter_default_action = accept"));
     run(args("uninstall"));
     assert!(!postconf_n().contains("milter_default_action"));
+
+    // With a service user: created, owns the state directory, Postfix joins
+    // its group for the socket. (Needs root; removed again afterwards.)
+    if running_as_root() {
+        let user = "dkimdtest";
+        let _ = Command::new("userdel").arg(user).output();
+        let mut a = args("install");
+        a.retain(|x| x != "--no-user");
+        a.extend(["--user".to_string(), user.to_string()]);
+        let out = run(a);
+        assert!(
+            out.contains(&format!("created system user {user}")),
+            "{out}"
+        );
+        let id = Command::new("id").arg(user).output().unwrap();
+        assert!(id.status.success());
+        use std::os::unix::fs::MetadataExt;
+        let uid: u32 = String::from_utf8_lossy(
+            &Command::new("id")
+                .args(["-u", user])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            std::fs::metadata(env.tmp.path().join("state"))
+                .unwrap()
+                .uid(),
+            uid
+        );
+        let groups = String::from_utf8_lossy(
+            &Command::new("id")
+                .args(["-Gn", "postfix"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned();
+        assert!(groups.split_whitespace().any(|g| g == user), "{groups}");
+        let unit = std::fs::read_to_string(units.join("dkimd.service")).unwrap();
+        assert!(unit.contains(&format!("User={user}")), "{unit}");
+        run(args("uninstall"));
+        let _ = Command::new("gpasswd")
+            .args(["-d", "postfix", user])
+            .output();
+        let _ = Command::new("userdel").arg(user).output();
+    }
+}
+
+/// Root, by asking `id -u` (no libc call needed).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
