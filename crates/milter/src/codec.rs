@@ -274,6 +274,15 @@ impl Command {
         Ok(cmd)
     }
 
+    /// Like [`Command::parse`], taking the frame's buffer: a body chunk keeps
+    /// it instead of copying it.
+    pub fn parse_owned(command: u8, data: Vec<u8>) -> Result<Command, FrameError> {
+        if command == b'B' {
+            return Ok(Command::Body(data));
+        }
+        Self::parse(command, &data)
+    }
+
     /// The frame for this command (used by the client).
     pub fn encode(&self) -> (u8, Vec<u8>) {
         let mut d = Vec::new();
@@ -537,10 +546,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > max {
         return Err(FrameError::TooLarge { size, limit: max });
     }
-    let mut buf = vec![0u8; size];
-    r.read_exact(&mut buf).await?;
-    let (cmd, data) = buf.split_first().ok_or(FrameError::Empty)?;
-    Ok(Some((*cmd, data.to_vec())))
+    let mut cmd = [0u8; 1];
+    r.read_exact(&mut cmd).await?;
+    // The data is read straight into its own buffer: no copy.
+    let mut data = vec![0u8; size - 1];
+    r.read_exact(&mut data).await?;
+    Ok(Some((cmd[0], data)))
 }
 
 /// Writes one frame.

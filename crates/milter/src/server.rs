@@ -249,7 +249,7 @@ where
         let Some((cmd, data)) = frame else {
             return Ok(messages);
         };
-        let command = Command::parse(cmd, &data)?;
+        let command = Command::parse_owned(cmd, data)?;
         let p = negotiated.protocol;
         let reply_unless = |flag: u32| p & flag == 0;
         let reply: Option<Reply> = match command {
