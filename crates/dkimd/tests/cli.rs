@@ -20,27 +20,8 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 fn keygen(dir: &std::path::Path, alg: &str) -> (std::path::PathBuf, String) {
-    let o = dkimd()
-        .args([
-            "keygen",
-            "--algorithm",
-            alg,
-            "--domain",
-            "example.com",
-            "--selector",
-            "s1",
-            "--json",
-            "--out",
-        ])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    (
-        v["private_key"].as_str().unwrap().into(),
-        v["record"].as_str().unwrap().into(),
-    )
+    let k = common::keygen(dir, alg, "s1");
+    (k.path, k.record)
 }
 
 #[test]

@@ -25,29 +25,9 @@ fn verify_fetches_keys_from_a_real_nameserver() {
     let mut zone_lines = Vec::new();
     let mut records = Vec::new();
     for (alg, sel) in [("rsa", "rsa2026"), ("ed25519", "ed2026")] {
-        let o = dkimd()
-            .args([
-                "keygen",
-                "--algorithm",
-                alg,
-                "--domain",
-                "example.com",
-                "--selector",
-                sel,
-                "--json",
-                "--out",
-            ])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        zone_lines.push(v["zone_line"].as_str().unwrap().to_string());
-        records.push((
-            sel,
-            v["record"].as_str().unwrap().to_string(),
-            v["private_key"].as_str().unwrap().to_string(),
-        ));
+        let k = keygen(dir.path(), alg, sel);
+        zone_lines.push(k.zone_line);
+        records.push((sel, k.record, k.path.display().to_string()));
     }
     let named = Named::start(&[("example.com", zone_file("example.com", 1, &zone_lines))]);
 
@@ -120,23 +100,8 @@ fn verify_reports_temperror_when_dns_does_not_answer() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let o = dkimd()
-        .args([
-            "keygen",
-            "--algorithm",
-            "ed25519",
-            "--domain",
-            "example.com",
-            "--selector",
-            "s",
-            "--json",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let key = v["private_key"].as_str().unwrap();
+    let k = keygen(dir.path(), "ed25519", "s");
+    let key = k.path.to_str().unwrap();
     let signed = run_with_input(
         dkimd().args([
             "sign",

@@ -20,24 +20,9 @@ const MSG: &[u8] =
 
 fn signed() -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let o = dkimd()
-        .args([
-            "keygen",
-            "--algorithm",
-            "ed25519",
-            "--domain",
-            "example.com",
-            "--selector",
-            "s",
-            "--json",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let key = v["private_key"].as_str().unwrap().to_string();
-    let record = v["record"].as_str().unwrap().to_string();
+    let k = keygen(dir.path(), "ed25519", "s");
+    let key = k.path.display().to_string();
+    let record = k.record;
     let s = run_with_input(
         dkimd().args([
             "sign",

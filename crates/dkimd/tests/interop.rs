@@ -22,31 +22,11 @@ struct Key {
 }
 
 fn keygen(dir: &std::path::Path, alg: &str, selector: &'static str) -> Key {
-    let out = dkimd()
-        .args([
-            "keygen",
-            "--algorithm",
-            alg,
-            "--domain",
-            "example.com",
-            "--selector",
-            selector,
-            "--json",
-            "--out",
-        ])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = common::keygen(dir, alg, selector);
     Key {
-        path: PathBuf::from(v["private_key"].as_str().unwrap()),
+        path: k.path,
         selector,
-        record: v["record"].as_str().unwrap().to_string(),
+        record: k.record,
     }
 }
 

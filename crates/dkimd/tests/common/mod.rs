@@ -38,6 +38,46 @@ pub fn dkimd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dkimd"))
 }
 
+/// A key made by `dkimd keygen --json` for example.com.
+pub struct GeneratedKey {
+    /// The private key file.
+    pub path: PathBuf,
+    /// The DNS record text.
+    pub record: String,
+    /// The zone file line.
+    pub zone_line: String,
+}
+
+/// Runs `dkimd keygen` for example.com in `dir`.
+pub fn keygen(dir: &Path, alg: &str, selector: &str) -> GeneratedKey {
+    let o = dkimd()
+        .args([
+            "keygen",
+            "--algorithm",
+            alg,
+            "--domain",
+            "example.com",
+            "--selector",
+            selector,
+            "--json",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    GeneratedKey {
+        path: PathBuf::from(v["private_key"].as_str().unwrap()),
+        record: v["record"].as_str().unwrap().to_string(),
+        zone_line: v["zone_line"].as_str().unwrap().to_string(),
+    }
+}
+
 /// Runs `cmd` with `stdin` as standard input.
 pub fn run_with_input(cmd: &mut Command, stdin: &[u8]) -> Output {
     use std::io::Write;
