@@ -22,7 +22,7 @@ pub fn run(a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
             Ok(k) => k,
             Err(e @ dkim::KeyError::UnsupportedSize(_)) => {
                 return usage(format!(
-                    "--bits: {e}; keys under 2048 bits cannot sign (RFC 8301 and the crypto library refuse them)"
+                    "--bits: {e}; dkimd does not sign with keys under 2048 bits (RFC 8301 asks for 2048; aws-lc does not load smaller private keys)"
                 ))
             }
             Err(e) => return Err(e.into()),
