@@ -75,10 +75,11 @@ impl SignerConfig {
     }
 }
 
-/// Signs messages with one or more keys at a fixed time.
+/// Signs messages with one or more keys at a fixed time. Cheap to clone (the
+/// configurations are shared).
 #[derive(Clone, Debug)]
 pub struct Signer {
-    configs: Vec<SignerConfig>,
+    configs: std::sync::Arc<[SignerConfig]>,
     timestamp: u64,
 }
 
@@ -125,7 +126,18 @@ pub struct Signing {
 impl Signer {
     /// A signer that makes one signature per configuration, all with `t=timestamp`.
     pub fn new(configs: Vec<SignerConfig>, timestamp: u64) -> Signer {
-        Signer { configs, timestamp }
+        Signer {
+            configs: configs.into(),
+            timestamp,
+        }
+    }
+
+    /// The same signer with another `t=` (shares the configurations).
+    pub fn at(&self, timestamp: u64) -> Signer {
+        Signer {
+            configs: self.configs.clone(),
+            timestamp,
+        }
     }
 
     /// Starts signing a message with these header fields (in message order).

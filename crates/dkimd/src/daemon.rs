@@ -22,8 +22,8 @@ use std::time::Duration;
 /// What a connection works with; replaced whole on reload.
 pub struct Snapshot {
     pub settings: Settings,
-    /// Signing configurations per signing domain (lower case).
-    signers: HashMap<String, Vec<SignerConfig>>,
+    /// A signer per signing domain (lower case), built once per snapshot.
+    signers: HashMap<String, dkim::Signer>,
     /// `*.parent` extras: pattern and parent domain.
     wildcard_extras: Vec<(String, String)>,
     trusted: Vec<ipnet::IpNet>,
@@ -64,7 +64,7 @@ impl Snapshot {
                     cfgs.push(SignerConfig::new(dn.clone(), sel, key));
                 }
                 if !cfgs.is_empty() {
-                    signers.insert(domain, cfgs);
+                    signers.insert(domain, dkim::Signer::new(cfgs, 0));
                 }
             }
         }
@@ -107,7 +107,7 @@ impl Snapshot {
     }
 
     /// The signing configurations for mail whose author domain is `domain`.
-    pub fn signers_for(&self, domain: &str) -> Option<&Vec<SignerConfig>> {
+    pub fn signers_for(&self, domain: &str) -> Option<&dkim::Signer> {
         if let Some(s) = self.signers.get(domain) {
             return Some(s);
         }
@@ -335,8 +335,8 @@ impl Handler for DkimHandler {
             self.why_trusted,
             author_domain_of(&self.headers, snap.use_sender),
         ) {
-            if let Some(cfgs) = snap.signers_for(&domain) {
-                match dkim::Signer::new(cfgs.clone(), crate::cli::now()).start(&self.headers) {
+            if let Some(signer) = snap.signers_for(&domain) {
+                match signer.at(crate::cli::now()).start(&self.headers) {
                     Ok(s) => {
                         self.mode = Mode::Sign(Box::new(s), domain);
                         return Response::Continue;
