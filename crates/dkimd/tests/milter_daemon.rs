@@ -153,6 +153,14 @@ fn mods_text(mods: &[Reply]) -> String {
         .join("\n")
 }
 
+/// A connection that has negotiated and sent the connect stage for `ip`.
+async fn connected(env: &Env, m: &Message, ip: &str) -> Client {
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    c.negotiate().await.unwrap();
+    c.connect_stage(m, "client.test", ip).await.unwrap();
+    c
+}
+
 async fn send(env: &Env, client_ip: &str, raw: &[u8], chunk: usize) -> milter::client::Outcome {
     let mut c = Client::connect(&env.addr()).await.unwrap();
     let n = c.negotiate().await.unwrap();
@@ -391,12 +399,8 @@ async fn abort_reuse_and_garbage() {
     let dns = env.dns_file();
 
     // Many messages on one connection, with an ABORT in the middle of one.
-    let mut c = Client::connect(&env.addr()).await.unwrap();
-    c.negotiate().await.unwrap();
     let m = as_milter(RAW, 10);
-    c.connect_stage(&m, "client.test", "127.0.0.1")
-        .await
-        .unwrap();
+    let mut c = connected(&env, &m, "127.0.0.1").await;
     for i in 0..5 {
         if i == 2 {
             // Headers of a message that never ends.
@@ -428,12 +432,8 @@ async fn abort_reuse_and_garbage() {
         many.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(20)).as_bytes());
     }
     many.extend_from_slice(RAW);
-    let mut c = Client::connect(&env.addr()).await.unwrap();
-    c.negotiate().await.unwrap();
     let m = as_milter(&many, 1000);
-    c.connect_stage(&m, "client.test", "127.0.0.1")
-        .await
-        .unwrap();
+    let mut c = connected(&env, &m, "127.0.0.1").await;
     let out = c.message(&m).await.unwrap();
     assert!(out.modifications.is_empty());
     assert_eq!(out.reply, Reply::Continue);
@@ -721,12 +721,8 @@ async fn hostile_traffic() {
 
     // End of message without a message, end of headers first, a body before
     // any header: answered, nothing changed, connection still usable.
-    let mut c = Client::connect(&env.addr()).await.unwrap();
-    c.negotiate().await.unwrap();
     let m = as_milter(RAW, 100);
-    c.connect_stage(&m, "client.test", "127.0.0.1")
-        .await
-        .unwrap();
+    let mut c = connected(&env, &m, "127.0.0.1").await;
     c.send(&C::EndOfMessage(vec![])).await.unwrap();
     assert_eq!(c.read_reply().await.unwrap(), Reply::Continue);
     c.stage(&C::EndOfHeaders).await.unwrap();
@@ -745,11 +741,7 @@ async fn hostile_traffic() {
     c.quit().await.unwrap();
 
     // A header frame over the 1 MiB frame limit: that connection is dropped.
-    let mut c = Client::connect(&env.addr()).await.unwrap();
-    c.negotiate().await.unwrap();
-    c.connect_stage(&m, "client.test", "127.0.0.1")
-        .await
-        .unwrap();
+    let mut c = connected(&env, &m, "127.0.0.1").await;
     c.stage(&C::Mail(vec!["<a@example.com>".into()]))
         .await
         .unwrap();
@@ -798,11 +790,7 @@ async fn hostile_traffic() {
 
     // Many connections with large frames: memory stays bounded.
     for _ in 0..30 {
-        let mut c = Client::connect(&env.addr()).await.unwrap();
-        c.negotiate().await.unwrap();
-        c.connect_stage(&m, "client.test", "127.0.0.1")
-            .await
-            .unwrap();
+        let mut c = connected(&env, &m, "127.0.0.1").await;
         c.stage(&C::Mail(vec!["<a@example.com>".into()]))
             .await
             .unwrap();

@@ -122,6 +122,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends a NUL-terminated string.
+fn cstr(d: &mut Vec<u8>, s: &[u8]) {
+    d.extend_from_slice(s);
+    d.push(0);
+}
+
+/// Appends big-endian u32s.
+fn put_u32s(d: &mut Vec<u8>, values: &[u32]) {
+    for v in values {
+        d.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -286,19 +299,13 @@ impl Command {
     /// The frame for this command (used by the client).
     pub fn encode(&self) -> (u8, Vec<u8>) {
         let mut d = Vec::new();
-        let cstr = |d: &mut Vec<u8>, s: &[u8]| {
-            d.extend_from_slice(s);
-            d.push(0);
-        };
         let c = match self {
             Command::OptNeg {
                 version,
                 actions,
                 protocol,
             } => {
-                d.extend_from_slice(&version.to_be_bytes());
-                d.extend_from_slice(&actions.to_be_bytes());
-                d.extend_from_slice(&protocol.to_be_bytes());
+                put_u32s(&mut d, &[*version, *actions, *protocol]);
                 b'O'
             }
             Command::Macros { stage, pairs } => {
@@ -427,10 +434,6 @@ impl Reply {
     /// The frame for this reply.
     pub fn encode(&self) -> (u8, Vec<u8>) {
         let mut d = Vec::new();
-        let cstr = |d: &mut Vec<u8>, s: &[u8]| {
-            d.extend_from_slice(s);
-            d.push(0);
-        };
         let c = match self {
             Reply::OptNeg {
                 version,
@@ -438,9 +441,7 @@ impl Reply {
                 protocol,
                 macros,
             } => {
-                d.extend_from_slice(&version.to_be_bytes());
-                d.extend_from_slice(&actions.to_be_bytes());
-                d.extend_from_slice(&protocol.to_be_bytes());
+                put_u32s(&mut d, &[*version, *actions, *protocol]);
                 for (stage, names) in macros {
                     d.extend_from_slice(&stage.to_be_bytes());
                     cstr(&mut d, names.as_bytes());
