@@ -58,6 +58,24 @@ pub enum Command {
     Export(FileArg),
     /// Restore settings, domains and keys from an export, and publish records.
     Import(FileArg),
+    /// Users of the web admin page: set a password, list, remove.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Set (or create) a web admin user's password. Asked twice on a terminal,
+    /// else read as the first line of standard input. At least 12 characters.
+    Passwd {
+        /// The user name.
+        #[arg(default_value = "admin")]
+        user: String,
+    },
+    /// List the web admin users.
+    List,
+    /// Remove a web admin user.
+    Remove { user: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,7 @@
 
 use crate::cli::{Command, DomainCmd, KeyCmd};
 use crate::config::Config;
-use crate::manage::{all_decisions, live_state, parse_onoff, Manager};
+use crate::manage::{parse_onoff, Manager};
 use crate::settings::{decide, Override, SETTABLE};
 use crate::store::{Change, Domain, KeyState, NewKey};
 use anyhow::{anyhow, Context};
@@ -33,8 +33,119 @@ fn ovr(s: &str) -> anyhow::Result<Override> {
     Override::parse(s).map_err(|e| crate::UsageError(e).into())
 }
 
+/// What a changing command is called in the audit log, with its arguments;
+/// `None` for commands that only read.
+fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
+    Some(match cmd {
+        Command::Domain(DomainCmd::Add {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => (
+            "add domain",
+            format!("{name} dns={dns} mail={mail} dkim={dkim}"),
+        ),
+        Command::Domain(DomainCmd::Set {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => (
+            "set domain",
+            format!("{name} dns={dns:?} mail={mail:?} dkim={dkim:?}"),
+        ),
+        Command::Domain(DomainCmd::Remove { name }) => ("remove domain", name.clone()),
+        Command::Domain(DomainCmd::Rename { from, to }) => {
+            ("rename domain", format!("{from} to {to}"))
+        }
+        Command::Enable(a) => (
+            "enable",
+            format!(
+                "selector={:?} algorithms={:?} rsa-bits={:?} new-key={}",
+                a.selector, a.algorithms, a.rsa_bits, a.new_key
+            ),
+        ),
+        Command::Disable(a) => ("disable", format!("purge-keys={}", a.purge_keys)),
+        Command::Set(a) => ("set", format!("{}={}", a.name, a.value)),
+        Command::Key(KeyCmd::Import {
+            domain,
+            file,
+            selector,
+        }) => (
+            "import key",
+            format!("{domain} from {} selector={selector:?}", file.display()),
+        ),
+        Command::Key(KeyCmd::Generate { domain, selector }) => {
+            ("generate key", format!("{domain} selector={selector:?}"))
+        }
+        Command::Key(KeyCmd::Default { domain }) => ("use default key", domain.clone()),
+        Command::Import(f) => ("import", f.file.display().to_string()),
+        Command::Install(_) => ("install", String::new()),
+        Command::Uninstall(_) => ("uninstall", String::new()),
+        _ => return None,
+    })
+}
+
+/// The user running the command: the sudo user, else the login name, else
+/// the name of the real user id.
+pub fn current_user() -> String {
+    for var in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.get(2) == Some(&uid.as_str()))
+                .and_then(|f| f.first().map(|n| n.to_string()))
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let audit_as = audit_name(&cmd);
+    let audit = crate::web::audit::Audit::new(cfg.admin.audit_path(&cfg.state_dir));
     let mut m = Manager::open(cfg, json)?;
+    let r = run_in(&mut m, cmd);
+    if let Some((action, detail)) = audit_as {
+        let mut lines = m.out.take_lines();
+        if let Err(e) = &r {
+            lines.push(crate::manage::StepLine {
+                subject: Some("error".into()),
+                text: format!("{e:#}"),
+                ok: false,
+            });
+        }
+        let ok = m.out.failures == 0 && r.is_ok();
+        if let Err(e) = audit.write(&crate::web::audit::Entry {
+            user: &format!("cli:{}", current_user()),
+            remote: "local",
+            action,
+            detail: &detail,
+            ok,
+            steps: &lines,
+        }) {
+            eprintln!("dkimd: warning: {e:#}");
+        }
+    }
+    r
+}
+
+fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Domain(DomainCmd::Add {
             name,
@@ -57,7 +168,7 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Domain(DomainCmd::Remove { name }) => m.domain_remove(&name)?,
         Command::Domain(DomainCmd::Rename { from, to }) => m.domain_rename(&from, &to)?,
-        Command::Domain(DomainCmd::List) => return domain_list(&m),
+        Command::Domain(DomainCmd::List) => return domain_list(m),
         Command::Enable(a) => m.enable(
             a.selector.as_deref(),
             a.algorithms.as_deref(),
@@ -65,24 +176,9 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
             a.new_key,
         )?,
         Command::Disable(a) => m.disable(a.purge_keys)?,
-        Command::Settings => return settings(&m),
-        Command::Set(a) => {
-            let st = m.load()?;
-            let mut s = st.settings.clone();
-            s.set(&a.name, &a.value, false).map_err(crate::UsageError)?;
-            let value = s
-                .to_pairs()
-                .into_iter()
-                .find(|(k, _)| *k == a.name)
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            m.store
-                .apply(&[Change::Setting(a.name.clone(), value.clone())])?;
-            m.out
-                .step("setting", &format!("{} = {value}", a.name), true);
-            m.sync_all()?;
-        }
-        Command::Key(KeyCmd::Show { domain }) => return key_show(&m, &domain),
+        Command::Settings => return settings(m),
+        Command::Set(a) => m.set_settings(&[(a.name.as_str(), a.value.as_str())])?,
+        Command::Key(KeyCmd::Show { domain }) => return key_show(m, &domain),
         Command::Key(KeyCmd::Import {
             domain,
             file,
@@ -92,20 +188,123 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
             m.key_generate(&domain, selector.as_deref())?
         }
         Command::Key(KeyCmd::Default { domain }) => m.key_default(&domain)?,
-        Command::Status => return status(&m),
+        Command::Status => return status(m),
         Command::Install(a) => crate::install::install(&m.cfg.clone(), &targets(&a)?, &mut m.out)?,
         Command::Uninstall(a) => {
             crate::install::uninstall(&m.cfg.clone(), &targets(&a)?, &mut m.out)?
         }
-        Command::Export(f) => export(&mut m, &f.file)?,
-        Command::Import(f) => import(&mut m, &f.file)?,
+        Command::Admin(a) => return admin(m, a),
+        Command::Export(f) => export(m, &f.file)?,
+        Command::Import(f) => import(m, &f.file)?,
         Command::Keygen(_)
         | Command::Sign(_)
         | Command::Verify(_)
         | Command::Run(_)
         | Command::Bench(_) => return Err(anyhow!("internal: command routed to the manager")),
     }
-    finish(&mut m, serde_json::json!({}))
+    finish(m, serde_json::json!({}))
+}
+
+/// Reads a new password: twice from a terminal, else one line of stdin.
+fn read_new_password(user: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let pw = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(format!("New password for {user}: "))?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            return crate::usage("the two passwords differ; nothing changed");
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.chars().count() < crate::web::auth::MIN_PASSWORD {
+        return crate::usage(format!(
+            "the password must have at least {} characters; nothing changed",
+            crate::web::auth::MIN_PASSWORD
+        ));
+    }
+    Ok(pw)
+}
+
+fn admin(m: &mut Manager, a: crate::cli::AdminCmd) -> anyhow::Result<ExitCode> {
+    use crate::cli::AdminCmd;
+    let mut store = crate::store::SqliteStore::open(&m.cfg.state_dir)?;
+    let audit = crate::web::audit::Audit::new(m.cfg.admin.audit_path(&m.cfg.state_dir));
+    let me = current_user();
+    let record = |action: &str, detail: &str| {
+        audit.write(&crate::web::audit::Entry {
+            user: &format!("cli:{me}"),
+            remote: "local",
+            action,
+            detail,
+            ok: true,
+            steps: &[],
+        })
+    };
+    match a {
+        AdminCmd::Passwd { user } => {
+            if user.is_empty()
+                || user.len() > 64
+                || !user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+            {
+                return crate::usage(format!(
+                    "{user:?} is not a user name (letters, digits, . _ - @; at most 64)"
+                ));
+            }
+            let pw = read_new_password(&user)?;
+            let existed = store.admin_hash(&user)?.is_some();
+            store.set_admin(&user, &crate::web::auth::hash_password(&pw)?)?;
+            record("set admin password", &user)?;
+            m.out.step(
+                "admin",
+                &format!(
+                    "{} {user} (password stored as an argon2id hash); {}",
+                    if existed {
+                        "changed the password of"
+                    } else {
+                        "created user"
+                    },
+                    if m.cfg.admin.listen.is_some() {
+                        "log in on the admin page"
+                    } else {
+                        "serve the page by setting [admin] listen in the configuration"
+                    }
+                ),
+                true,
+            );
+        }
+        AdminCmd::List => {
+            let names = store.admin_names()?;
+            if m.out.is_json() {
+                return print_json(&serde_json::json!({ "users": names }));
+            }
+            for n in names {
+                println!("{n}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        AdminCmd::Remove { user } => {
+            if !store.remove_admin(&user)? {
+                return crate::usage(format!("no admin user {user}"));
+            }
+            record("remove admin user", &user)?;
+            m.out.step(
+                "admin",
+                &format!(
+                    "removed {user} (a running daemon refuses their session at the next request)"
+                ),
+                true,
+            );
+        }
+    }
+    finish(m, serde_json::json!({}))
 }
 
 fn targets(a: &crate::cli::InstallArgs) -> anyhow::Result<crate::install::Targets> {
@@ -231,33 +430,28 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
 
 fn status(m: &Manager) -> anyhow::Result<ExitCode> {
     let st = m.load()?;
-    let resolver = crate::publish::live_resolver(&m.cfg)?;
-    let mut rows = Vec::new();
     let mut problems = 0usize;
-    for (name, dec) in all_decisions(&st) {
-        let mut keys = Vec::new();
-        if dec.signs && st.settings.signing {
-            for k in st.keys_for(&name) {
-                let key = dkim::SigningKey::from_pem(k.pem.as_bytes())
-                    .with_context(|| format!("stored key {}", k.id))?;
-                let rname = format!("{}._domainkey.{name}", k.selector);
-                let dns = live_state(&resolver, &rname, &key.dns_record());
-                if dns != "ok" {
-                    problems += 1;
-                }
-                keys.push(serde_json::json!({
-                    "selector": k.selector, "algorithm": k.algorithm.as_str(), "bits": k.bits,
-                    "own_key": k.domain.is_some(), "record_name": rname, "dns": dns,
-                }));
-            }
-        }
-        rows.push(serde_json::json!({
-            "domain": name,
-            "signs": dec.signs && st.settings.signing,
-            "why": if st.settings.signing { dec.why.clone() } else { "signing is off".to_string() },
-            "keys": keys,
-        }));
-    }
+    let rows: Vec<serde_json::Value> = m
+        .status()?
+        .into_iter()
+        .map(|d| {
+            let keys: Vec<serde_json::Value> = d
+                .keys
+                .iter()
+                .map(|k| {
+                    if k.dns != "ok" {
+                        problems += 1;
+                    }
+                    serde_json::json!({
+                        "selector": k.selector, "algorithm": k.algorithm.as_str(), "bits": k.bits,
+                        "own_key": k.own_key, "record_name": k.record_name, "record": k.record,
+                        "dns": k.dns,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "domain": d.domain, "signs": d.signs, "why": d.why, "keys": keys })
+        })
+        .collect();
     if m.out.is_json() {
         print_json(&serde_json::json!({
             "signing": st.settings.signing, "selector": st.settings.selector,

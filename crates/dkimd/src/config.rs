@@ -27,6 +27,9 @@ pub struct Config {
     /// The milter daemon (`dkimd run`).
     #[serde(default)]
     pub milter: MilterConfig,
+    /// The web admin page (served by `dkimd run` when `listen` is set).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -184,6 +187,111 @@ impl Default for MilterConfig {
     }
 }
 
+/// `[admin]`: the web admin page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to serve the page on; off when absent. Must be loopback
+    /// unless `tls_cert` and `tls_key` are set.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain for HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (mode 0600).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Host names the page may be reached by, besides its address and
+    /// `localhost` (a guard against DNS rebinding).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// A session ends after this many seconds without a request.
+    #[serde(default = "default_idle")]
+    pub session_idle: u64,
+    /// A session ends this many seconds after login, used or not.
+    #[serde(default = "default_lifetime")]
+    pub session_lifetime: u64,
+    /// Failed logins allowed per client address within `login_window`
+    /// seconds (four times as many per user name); then logins are refused
+    /// until the window has passed.
+    #[serde(default = "default_attempts")]
+    pub login_attempts: u32,
+    #[serde(default = "default_window")]
+    /// The window, in seconds, over which failed logins are counted.
+    pub login_window: u64,
+    /// The audit log (JSON lines, mode 0600); default `STATE_DIR/audit.log`.
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+}
+
+fn default_idle() -> u64 {
+    1800
+}
+fn default_lifetime() -> u64 {
+    43_200
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_window() -> u64 {
+    300
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            hostnames: Vec::new(),
+            session_idle: default_idle(),
+            session_lifetime: default_lifetime(),
+            login_attempts: default_attempts(),
+            login_window: default_window(),
+            audit_log: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Whether the page is served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("admin.tls_cert and admin.tls_key go together".into());
+        }
+        if let Some(a) = self.listen {
+            if !a.ip().is_loopback() && !self.tls() {
+                return Err(format!(
+                    "admin.listen {a} is not a loopback address: serving the admin page there needs admin.tls_cert and admin.tls_key"
+                ));
+            }
+        }
+        if self.session_idle == 0 || self.session_lifetime == 0 {
+            return Err("admin.session_idle and admin.session_lifetime must be at least 1".into());
+        }
+        if self.login_attempts == 0 || self.login_window == 0 {
+            return Err("admin.login_attempts and admin.login_window must be at least 1".into());
+        }
+        for h in &self.hostnames {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                return Err(format!("admin.hostnames: {h:?} is not a host name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The audit log's path.
+    pub fn audit_path(&self, state_dir: &Path) -> PathBuf {
+        self.audit_log
+            .clone()
+            .unwrap_or_else(|| state_dir.join("audit.log"))
+    }
+}
+
 /// `[publish]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +355,7 @@ impl Default for Config {
             },
             publish: PublishConfig::default(),
             milter: MilterConfig::default(),
+            admin: AdminConfig::default(),
             source: None,
         }
     }
@@ -316,6 +425,7 @@ impl Config {
         if m.max_signatures == 0 {
             return Err("milter.max_signatures must be at least 1".into());
         }
+        self.admin.validate()?;
         let backends = ["bind-zone-file", "rfc2136", "manual"];
         if self.publish.default != "manual" {
             return Err(format!(
@@ -434,6 +544,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("needs file"), "{e}");
+    }
+
+    #[test]
+    fn admin_page_off_loopback_needs_tls() {
+        let e =
+            Config::parse("[admin]\nlisten = \"0.0.0.0:8443\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("needs admin.tls_cert"), "{e}");
+        let e = Config::parse(
+            "[admin]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"/c.pem\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let c = Config::parse(
+            "[admin]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert!(c.admin.tls());
+        let e =
+            Config::parse("[admin]\nlisten = \"localhost\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:2:"), "{e}");
     }
 
     #[test]

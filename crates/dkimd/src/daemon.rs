@@ -691,6 +691,7 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<()> {
         .map_err(|e: String| crate::UsageError(format!("milter.socket: {e}")))?;
     let snap = load_snapshot(&cfg)?;
     if check_only {
+        crate::web::check(&cfg)?;
         println!(
             "configuration ok: socket {}, state {}, signing {} ({} domains), verification {}",
             cfg.milter.socket,
@@ -730,6 +731,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         std::os::unix::fs::chown(path, None, Some(gid))
             .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
     }
+    let admin = crate::web::bind(&cfg).await?;
     let shared: Shared = Arc::new(RwLock::new(snap));
     let resolver = verify_resolver(&cfg)?;
     eprintln!(
@@ -798,6 +800,13 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
         eprintln!("dkimd: metrics on http://{addr}/metrics");
         tokio::spawn(serve_metrics(l, metrics.clone()));
+    }
+    if let Some(admin) = admin {
+        tokio::spawn(async move {
+            if let Err(e) = crate::web::serve(admin).await {
+                eprintln!("dkimd: admin page stopped: {e:#}");
+            }
+        });
     }
     let factory_shared = shared.clone();
     let factory_metrics = metrics.clone();

@@ -19,6 +19,7 @@ mod settings;
 mod sign;
 mod store;
 mod verify;
+mod web;
 
 use clap::Parser;
 use std::process::ExitCode;

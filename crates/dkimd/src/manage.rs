@@ -19,19 +19,62 @@ pub struct Manager {
     pub out: Steps,
 }
 
-/// Prints steps as they happen (text) or collects them (JSON).
+/// How steps are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Printed to stdout as they happen (the CLI's text output).
+    Print,
+    /// Collected for one JSON document (`--json`).
+    Json,
+    /// Collected as lines, titles included (the web page).
+    Collect,
+}
+
+/// One reported line: a heading (no subject) or a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepLine {
+    /// `None` for a heading.
+    pub subject: Option<String>,
+    /// What happened.
+    pub text: String,
+    /// False for a failed step.
+    pub ok: bool,
+}
+
+impl std::fmt::Display for StepLine {
+    /// The line exactly as the CLI prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.subject, self.ok) {
+            (None, _) => write!(f, "{}", self.text),
+            (Some(s), true) => write!(f, "  {s}: {}", self.text),
+            (Some(s), false) => write!(f, "  {s}: failed: {}", self.text),
+        }
+    }
+}
+
+/// Prints steps as they happen (text) or collects them (JSON, web page).
 pub struct Steps {
-    json: bool,
+    mode: Mode,
     steps: Vec<serde_json::Value>,
+    lines: Vec<StepLine>,
     pub failures: usize,
 }
 
 impl Steps {
     pub fn new(json: bool) -> Steps {
         Steps {
-            json,
+            mode: if json { Mode::Json } else { Mode::Print },
             steps: Vec::new(),
+            lines: Vec::new(),
             failures: 0,
+        }
+    }
+
+    /// Collects every line, headings included, for display elsewhere.
+    pub fn collecting() -> Steps {
+        Steps {
+            mode: Mode::Collect,
+            ..Steps::new(false)
         }
     }
 
@@ -40,30 +83,55 @@ impl Steps {
         if !ok {
             self.failures += 1;
         }
-        if self.json {
-            self.steps
-                .push(serde_json::json!({ "subject": subject, "result": what, "ok": ok }));
-        } else if ok {
-            println!("  {subject}: {what}");
-        } else {
-            println!("  {subject}: failed: {what}");
+        let line = StepLine {
+            subject: Some(subject.to_string()),
+            text: what.to_string(),
+            ok,
+        };
+        match self.mode {
+            Mode::Json => {
+                self.steps
+                    .push(serde_json::json!({ "subject": subject, "result": what, "ok": ok }));
+                self.lines.push(line);
+            }
+            Mode::Print => {
+                println!("{line}");
+                self.lines.push(line);
+            }
+            Mode::Collect => self.lines.push(line),
         }
     }
 
-    /// A heading line (text mode only).
+    /// A heading line (text and collected output only).
     pub fn title(&mut self, what: &str) {
-        if !self.json {
-            println!("{what}");
+        let line = StepLine {
+            subject: None,
+            text: what.to_string(),
+            ok: true,
+        };
+        match self.mode {
+            Mode::Print => {
+                println!("{line}");
+                self.lines.push(line);
+            }
+            Mode::Collect => self.lines.push(line),
+            Mode::Json => {}
         }
     }
 
     pub fn is_json(&self) -> bool {
-        self.json
+        self.mode == Mode::Json
     }
 
     /// The collected steps (JSON mode).
     pub fn take(&mut self) -> Vec<serde_json::Value> {
         std::mem::take(&mut self.steps)
+    }
+
+    /// The lines reported so far (every mode; headings only in text and
+    /// collecting modes), for the audit log and the web page.
+    pub fn take_lines(&mut self) -> Vec<StepLine> {
+        std::mem::take(&mut self.lines)
     }
 }
 
@@ -96,6 +164,37 @@ fn generate(alg: KeyAlgorithm, bits: usize) -> anyhow::Result<SigningKey> {
         KeyAlgorithm::Rsa => SigningKey::generate_rsa(bits)?,
         KeyAlgorithm::Ed25519 => SigningKey::generate_ed25519()?,
     })
+}
+
+/// One domain as `status` reports it.
+#[derive(Clone, Debug)]
+pub struct DomainStatus {
+    pub domain: String,
+    /// Signing is on and the rules say this domain signs.
+    pub signs: bool,
+    /// Why it signs or not, in words.
+    pub why: String,
+    /// (dns, mail, dkim override) for domains in the store; `None` for
+    /// extra domains named only in the settings.
+    pub known: Option<(bool, bool, Override)>,
+    /// The keys that sign for it (empty when it does not sign).
+    pub keys: Vec<KeyStatus>,
+}
+
+/// One signing key of a domain and what DNS serves for it.
+#[derive(Clone, Debug)]
+pub struct KeyStatus {
+    pub selector: String,
+    pub algorithm: KeyAlgorithm,
+    pub bits: usize,
+    /// The domain's own key rather than the global one.
+    pub own_key: bool,
+    /// `SELECTOR._domainkey.DOMAIN`.
+    pub record_name: String,
+    /// The TXT record to publish.
+    pub record: String,
+    /// ok, missing, mismatch, multiple records (N), lookup failed: …
+    pub dns: String,
 }
 
 /// Every domain that may need records, with its decision: the store's
@@ -168,11 +267,16 @@ fn possible_names(st: &State, domain: &str) -> Vec<String> {
 
 impl Manager {
     pub fn open(cfg: Config, json: bool) -> anyhow::Result<Manager> {
+        Manager::open_with(cfg, Steps::new(json))
+    }
+
+    /// Opens the store with a given step reporter.
+    pub fn open_with(cfg: Config, out: Steps) -> anyhow::Result<Manager> {
         let store = SqliteStore::open(&cfg.state_dir)?;
         Ok(Manager {
             cfg,
             store: Box::new(store),
-            out: Steps::new(json),
+            out,
         })
     }
 
@@ -318,6 +422,74 @@ impl Manager {
             self.sync_domain(d, false)?;
         }
         Ok(())
+    }
+
+    /// Changes settings by name (all checked first, then stored in one
+    /// transaction), then brings every domain's records in line.
+    pub fn set_settings(&mut self, pairs: &[(&str, &str)]) -> anyhow::Result<()> {
+        let st = self.load()?;
+        let mut s = st.settings.clone();
+        for (name, value) in pairs {
+            s.set(name, value, false)
+                .map_err(|e| crate::UsageError(format!("{name}: {e}")))?;
+        }
+        let before = st.settings.to_pairs();
+        let mut changes = Vec::new();
+        for (k, v) in s.to_pairs() {
+            let old = before.iter().find(|(n, _)| *n == k).map(|(_, o)| o);
+            let named = pairs.iter().any(|(n, _)| *n == k);
+            if named && old != Some(&v) {
+                self.out.step("setting", &format!("{k} = {v}"), true);
+                changes.push(Change::Setting(k.to_string(), v));
+            } else if named {
+                self.out
+                    .step("setting", &format!("{k} = {v} (unchanged)"), true);
+            }
+        }
+        self.store.apply(&changes)?;
+        self.sync_all()
+    }
+
+    /// Every known domain with its decision, keys and the live DNS state
+    /// of each key's record (what `dkimd status` shows).
+    pub fn status(&self) -> anyhow::Result<Vec<DomainStatus>> {
+        let st = self.load()?;
+        let resolver = publish::live_resolver(&self.cfg)?;
+        let mut rows = Vec::new();
+        for (name, dec) in all_decisions(&st) {
+            let signs = dec.signs && st.settings.signing;
+            let mut keys = Vec::new();
+            if signs {
+                for k in st.keys_for(&name) {
+                    let key = key_of(k)?;
+                    let record = key.dns_record();
+                    let rname = record_name(&k.selector, &name);
+                    let dns = live_state(&resolver, &rname, &record);
+                    keys.push(KeyStatus {
+                        selector: k.selector.clone(),
+                        algorithm: k.algorithm,
+                        bits: k.bits,
+                        own_key: k.domain.is_some(),
+                        record_name: rname,
+                        record,
+                        dns,
+                    });
+                }
+            }
+            let known = st.domain(&name).map(|d| (d.dns, d.mail, d.dkim));
+            rows.push(DomainStatus {
+                why: if st.settings.signing {
+                    dec.why
+                } else {
+                    "signing is off".into()
+                },
+                domain: name,
+                signs,
+                known,
+                keys,
+            });
+        }
+        Ok(rows)
     }
 
     // ---- domains -------------------------------------------------------
@@ -723,6 +895,19 @@ impl Manager {
     ) -> anyhow::Result<()> {
         let domain = domain_name(domain)?;
         let key = crate::keyfile::load_private_key(file)?;
+        self.own_keys(&domain, vec![key], selector)
+    }
+
+    /// Gives a domain its own key from PEM text (the web page's import).
+    pub fn key_import_pem(
+        &mut self,
+        domain: &str,
+        pem: &str,
+        selector: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let domain = domain_name(domain)?;
+        let key = SigningKey::from_pem(pem.as_bytes())
+            .map_err(|e| crate::UsageError(format!("not a usable private key: {e}")))?;
         self.own_keys(&domain, vec![key], selector)
     }
 

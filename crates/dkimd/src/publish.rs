@@ -163,9 +163,9 @@ fn run(cmd: &[String], what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn today() -> u32 {
-    // Days since the epoch to a civil date (proleptic Gregorian).
-    let days = i64::try_from(crate::cli::now() / 86_400).unwrap_or(0);
+/// Seconds since the epoch to (year, month, day) in the proleptic Gregorian calendar.
+fn civil(secs: u64) -> (i64, i64, i64) {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -175,7 +175,24 @@ fn today() -> u32 {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn today() -> u32 {
+    let (y, m, d) = civil(crate::cli::now());
     u32::try_from(y * 10_000 + m * 100 + d).unwrap_or(0)
+}
+
+/// An RFC 3339 UTC timestamp, e.g. `2026-11-24T22:41:37Z`.
+pub fn utc_timestamp(secs: u64) -> String {
+    let (y, m, d) = civil(secs);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// The current year and month, e.g. 202611: the default selector.
@@ -339,6 +356,13 @@ impl Publisher for ZoneFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_992_097), "2026-11-29T22:41:37Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    }
 
     #[test]
     fn today_is_a_date() {

@@ -156,7 +156,8 @@ pub struct SqliteStore {
 }
 
 /// Migrations, in order; the store's `user_version` says how many ran.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE domains (
     name TEXT PRIMARY KEY,
@@ -183,7 +184,12 @@ CREATE TABLE records (
     published INTEGER NOT NULL,
     PRIMARY KEY (domain, name)
 );
-"];
+",
+    // 2: users of the web admin page (argon2 PHC strings).
+    "
+CREATE TABLE admin_users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, changed INTEGER NOT NULL);
+",
+];
 
 fn now() -> i64 {
     i64::try_from(crate::cli::now()).unwrap_or(i64::MAX)
@@ -294,6 +300,49 @@ impl SqliteStore {
             .map_err(|e| self.corrupt(e))?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// The password hash (PHC string) of a web admin user.
+    pub fn admin_hash(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT hash FROM admin_users WHERE name = ?1")?;
+        let mut rows = st.query([name])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
+    /// Sets (or replaces) a web admin user's password hash.
+    pub fn set_admin(&mut self, name: &str, hash: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO admin_users (name, hash, changed) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, changed = excluded.changed",
+            rusqlite::params![name, hash, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a web admin user; false when there was none.
+    pub fn remove_admin(&mut self, name: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM admin_users WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// The web admin users' names.
+    pub fn admin_names(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM admin_users ORDER BY name")?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
     }
 }
 

@@ -2,11 +2,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bind;
+pub mod chrome;
 pub mod daemon;
 pub mod env;
 pub mod fakedns;
+pub mod http;
 pub mod knot;
 pub mod postfix;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

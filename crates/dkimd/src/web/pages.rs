@@ -1,0 +1,1077 @@
+//! The pages and the form handlers of the admin page.
+
+use super::{auth, cookie, App, Authed, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::manage::{selector_for, DomainStatus, Manager, StepLine, Steps};
+use crate::settings::{check_pattern, Settings};
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Form};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+type Fields = HashMap<String, String>;
+
+/// The steps of a change, shown once on the next page.
+#[derive(Clone, Debug)]
+pub struct Flash {
+    pub title: String,
+    pub lines: Vec<FlashLine>,
+    pub failures: usize,
+}
+
+/// One line of a [`Flash`], as the CLI prints it.
+#[derive(Clone, Debug)]
+pub struct FlashLine {
+    pub text: String,
+    pub ok: bool,
+    pub heading: bool,
+}
+
+const ACTIONS: &[(&str, &str)] = &[
+    ("accept", "Accept (the result is in Authentication-Results)"),
+    ("reject", "Bounce (refuse with 550)"),
+    ("tempfail", "Delay (refuse with 451, the sender retries)"),
+];
+const ALGORITHMS: &[(&str, &str)] = &[
+    ("rsa", "RSA"),
+    ("ed25519", "Ed25519"),
+    ("rsa,ed25519", "RSA and Ed25519 (two signatures)"),
+];
+const RSA_SIZES: &[(&str, &str)] = &[
+    ("2048", "2048 bits"),
+    ("3072", "3072 bits"),
+    ("4096", "4096 bits"),
+];
+const RULES: &[(&str, &str)] = &[
+    ("dns-and-mail", "Domains with DNS and email enabled"),
+    ("all-dns", "All domains with DNS enabled"),
+    ("all", "All domains"),
+    ("opt-in", "Only domains set to always sign"),
+];
+
+/// The settings form's values (as shown, or as sent back with errors).
+#[derive(Clone, Debug)]
+pub struct SettingsForm {
+    signing: bool,
+    selector: String,
+    verify: bool,
+    policy_fail: String,
+    policy_permerror: String,
+    policy_temperror: String,
+    policy_none: String,
+    algorithms: String,
+    rsa_bits: String,
+    new_key: bool,
+    default_domains: String,
+    extra_domains: String,
+    excluded_domains: String,
+}
+
+impl SettingsForm {
+    fn from_settings(s: &Settings) -> SettingsForm {
+        SettingsForm {
+            signing: s.signing,
+            selector: s.selector.clone(),
+            verify: s.verify,
+            policy_fail: s.policy_fail.as_str().into(),
+            policy_permerror: s.policy_permerror.as_str().into(),
+            policy_temperror: s.policy_temperror.as_str().into(),
+            policy_none: s.policy_none.as_str().into(),
+            algorithms: s
+                .algorithms
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            rsa_bits: s.rsa_bits.to_string(),
+            new_key: false,
+            default_domains: s.default_rule.as_str().into(),
+            extra_domains: s.extra_domains.join("\n"),
+            excluded_domains: s.excluded_domains.join("\n"),
+        }
+    }
+
+    fn from_fields(f: &Fields) -> SettingsForm {
+        let t = |k: &str| f.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+        SettingsForm {
+            signing: t("signing") == "yes",
+            selector: t("selector"),
+            verify: t("verify") == "yes",
+            policy_fail: t("policy_fail"),
+            policy_permerror: t("policy_permerror"),
+            policy_temperror: t("policy_temperror"),
+            policy_none: t("policy_none"),
+            algorithms: t("algorithms"),
+            rsa_bits: t("rsa_bits"),
+            new_key: t("new_key") == "yes",
+            default_domains: t("default_domains"),
+            extra_domains: t("extra_domains"),
+            excluded_domains: t("excluded_domains"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    selector: String,
+    alg: String,
+    own: bool,
+    record_name: String,
+    record: String,
+    dns: String,
+    dns_ok: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DomainRow {
+    name: String,
+    known: bool,
+    signs: bool,
+    why: String,
+    dkim: String,
+    features: String,
+    keys: Vec<KeyRow>,
+}
+
+impl DomainRow {
+    /// Table rows this domain takes (its own plus one per key).
+    pub fn rows(&self) -> usize {
+        1 + self.keys.len()
+    }
+
+    fn from_status(d: DomainStatus) -> DomainRow {
+        let (known, dkim, features) = match d.known {
+            Some((dns, mail, ovr)) => (
+                true,
+                ovr.as_str().to_string(),
+                format!(
+                    "DNS {}, email {}",
+                    if dns { "on" } else { "off" },
+                    if mail { "on" } else { "off" }
+                ),
+            ),
+            None => (false, String::new(), "extra domain".to_string()),
+        };
+        DomainRow {
+            name: d.domain,
+            known,
+            signs: d.signs,
+            why: d.why,
+            dkim,
+            features,
+            keys: d
+                .keys
+                .into_iter()
+                .map(|k| KeyRow {
+                    dns_ok: k.dns == "ok",
+                    selector: k.selector,
+                    alg: format!("{}-{}", k.algorithm.as_str(), k.bits),
+                    own: k.own_key,
+                    record: format!("{} IN TXT \"{}\"", k.record_name, k.record),
+                    record_name: k.record_name,
+                    dns: k.dns,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    title: &'static str,
+    user: String,
+    csrf: String,
+    error: Option<String>,
+    username: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    title: &'static str,
+    user: String,
+    csrf: String,
+    flash: Option<Flash>,
+    form: SettingsForm,
+    errors: HashMap<&'static str, String>,
+    default_selector: String,
+    signing_on: bool,
+    selector: String,
+    status_error: Option<String>,
+    domains: Vec<DomainRow>,
+    audit: Vec<(String, String, String, String, bool)>,
+    actions: &'static [(&'static str, &'static str)],
+    algorithms: &'static [(&'static str, &'static str)],
+    rsa_sizes: &'static [(&'static str, &'static str)],
+    rules: &'static [(&'static str, &'static str)],
+}
+
+#[derive(Template)]
+#[template(path = "domain.html")]
+struct DomainPage {
+    title: String,
+    user: String,
+    csrf: String,
+    flash: Option<Flash>,
+    row: DomainRow,
+    pem_error: Option<String>,
+    selector_error: Option<String>,
+    key_selector: String,
+}
+
+fn render<T: Template>(status: StatusCode, t: &T) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render the page: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn error_page(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.to_string(),
+    )
+        .into_response()
+}
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+fn take_flash(app: &App, session: &str) -> Option<Flash> {
+    app.sessions
+        .lock()
+        .ok()?
+        .touch(session)
+        .and_then(|s| s.flash.take())
+}
+
+/// Runs blocking manager work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("internal error: {e}")))
+}
+
+/// Settings and every domain's live state.
+async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, String>) {
+    let cfg = app.cfg.clone();
+    let r = blocking(move || {
+        let m = Manager::open_with(cfg, Steps::collecting())?;
+        let st = m.load()?;
+        let rows = m.status().map_err(|e| format!("{e:#}"));
+        Ok((st.settings, rows))
+    })
+    .await;
+    match r {
+        Ok((s, rows)) => (
+            s,
+            rows.map(|r| r.into_iter().map(DomainRow::from_status).collect()),
+        ),
+        Err(e) => (Settings::default(), Err(format!("{e:#}"))),
+    }
+}
+
+/// Applies one change through the manager, writes the audit log, keeps the
+/// steps for the next page and redirects there.
+async fn change(
+    app: &Arc<App>,
+    who: &Authed,
+    remote: SocketAddr,
+    action: &str,
+    detail: String,
+    back: &str,
+    f: impl FnOnce(&mut Manager) -> anyhow::Result<()> + Send + 'static,
+) -> Response {
+    let _one_at_a_time = app.busy.lock().await;
+    let cfg = app.cfg.clone();
+    let result = blocking(move || {
+        let mut m = Manager::open_with(cfg, Steps::collecting())?;
+        let r = f(&mut m);
+        Ok((r, m.out.take_lines(), m.out.failures))
+    })
+    .await;
+    let (mut lines, mut failures) = (Vec::new(), 0);
+    match result {
+        Ok((r, l, n)) => {
+            lines = l;
+            failures = n;
+            if let Err(e) = r {
+                failures += 1;
+                lines.push(StepLine {
+                    subject: Some("error".into()),
+                    text: format!("{e:#}"),
+                    ok: false,
+                });
+            }
+        }
+        Err(e) => {
+            failures += 1;
+            lines.push(StepLine {
+                subject: Some("error".into()),
+                text: format!("{e:#}"),
+                ok: false,
+            });
+        }
+    }
+    let remote = remote.ip().to_string();
+    if let Err(e) = app.audit.write(&super::audit::Entry {
+        user: &who.user,
+        remote: &remote,
+        action,
+        detail: &detail,
+        ok: failures == 0,
+        steps: &lines,
+    }) {
+        eprintln!("dkimd: admin page: {e:#}");
+        failures += 1;
+        lines.push(StepLine {
+            subject: Some("audit".into()),
+            text: format!("{e:#}"),
+            ok: false,
+        });
+    }
+    eprintln!(
+        "dkimd: admin page: {} from {remote}: {action} {detail}: {}",
+        who.user,
+        if failures == 0 {
+            "ok".to_string()
+        } else {
+            format!("{failures} step(s) failed")
+        }
+    );
+    let flash = Flash {
+        title: format!("{action}: {detail}"),
+        lines: lines
+            .iter()
+            .map(|l| FlashLine {
+                text: l.to_string(),
+                ok: l.ok,
+                heading: l.subject.is_none(),
+            })
+            .collect(),
+        failures,
+    };
+    if let Ok(mut s) = app.sessions.lock() {
+        if let Some(s) = s.touch(&who.session) {
+            s.flash = Some(flash);
+        }
+    }
+    see_other(back)
+}
+
+// ---- login ------------------------------------------------------------------
+
+/// The login form's token: the browser's current one when it has one (so
+/// that two login pages open at once, or a favicon request, do not void
+/// each other), else a new one.
+fn login_page(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    username: &str,
+) -> Response {
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(auth::random_token);
+    let mut r = render(
+        status,
+        &LoginPage {
+            title: "Log in",
+            user: String::new(),
+            csrf: token.clone(),
+            error,
+            username: username.to_string(),
+        },
+    );
+    if let Ok(v) = format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; Max-Age=900{}",
+        app.cookie_attrs()
+    )
+    .parse()
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub async fn login_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    login_page(&app, &headers, StatusCode::OK, None, "")
+}
+
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    let user = f
+        .get("user")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_default();
+    let password = f.get("password").cloned().unwrap_or_default();
+    let sent = f.get("csrf").cloned().unwrap_or_default();
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if !auth::same_secret(&sent, &expected) {
+        return login_page(
+            &app,
+            &headers,
+            StatusCode::FORBIDDEN,
+            Some("The login form was out of date; please try again.".into()),
+            &user,
+        );
+    }
+    let addr = peer.ip().to_string();
+    let wait = app
+        .limiter
+        .lock()
+        .ok()
+        .and_then(|mut l| l.blocked(&addr, &user));
+    if let Some(wait) = wait {
+        let mut r = login_page(
+            &app,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(format!(
+                "Too many failed logins: try again in {wait} seconds."
+            )),
+            &user,
+        );
+        if let Ok(v) = wait.to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let cfg = app.cfg.clone();
+    let dummy = app.dummy_hash.clone();
+    let name = user.clone();
+    let ok = blocking(move || {
+        let store = crate::store::SqliteStore::open(&cfg.state_dir)?;
+        let hash = store.admin_hash(&name)?;
+        let matched = auth::check_password(&password, hash.as_deref().unwrap_or(&dummy));
+        Ok(hash.filter(|_| matched))
+    })
+    .await;
+    let hash = match ok {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("dkimd: admin page: login check failed: {e:#}");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store cannot be read; see the daemon's log",
+            );
+        }
+    };
+    let entry = |ok: bool| super::audit::Entry {
+        user: &user,
+        remote: &addr,
+        action: if ok { "login" } else { "login failed" },
+        detail: "",
+        ok,
+        steps: &[],
+    };
+    let ok = hash.is_some();
+    if let Err(e) = app.audit.write(&entry(ok)) {
+        eprintln!("dkimd: admin page: {e:#}");
+    }
+    if !ok {
+        if let Ok(mut l) = app.limiter.lock() {
+            l.failed(&addr, &user);
+        }
+        eprintln!("dkimd: admin page: failed login for {user:?} from {addr}");
+        return login_page(
+            &app,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong user name or password.".into()),
+            &user,
+        );
+    }
+    if let Ok(mut l) = app.limiter.lock() {
+        l.succeeded(&addr);
+    }
+    let hash = hash.unwrap_or_default();
+    let Ok(id) = app.sessions.lock().map(|mut s| s.start(&user, &hash)) else {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "session table poisoned");
+    };
+    let mut r = see_other("/");
+    let h = r.headers_mut();
+    for c in [
+        format!("{SESSION_COOKIE}={id}; Path=/{}", app.cookie_attrs()),
+        format!(
+            "{LOGIN_COOKIE}=; Path=/login; Max-Age=0{}",
+            app.cookie_attrs()
+        ),
+    ] {
+        if let Ok(v) = c.parse() {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Ok(mut s) = app.sessions.lock() {
+        s.end(&who.session);
+    }
+    let _ = app.audit.write(&super::audit::Entry {
+        user: &who.user,
+        remote: &peer.ip().to_string(),
+        action: "logout",
+        detail: "",
+        ok: true,
+        steps: &[],
+    });
+    let mut r = see_other("/login");
+    if let Ok(v) = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0{}", app.cookie_attrs()).parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---- the main page ------------------------------------------------------------
+
+async fn index_page(
+    app: &Arc<App>,
+    who: &Authed,
+    status: StatusCode,
+    form: Option<SettingsForm>,
+    errors: HashMap<&'static str, String>,
+) -> Response {
+    let (settings, rows) = load_status(app).await;
+    let (domains, status_error) = match rows {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let page = IndexPage {
+        title: "DKIM",
+        user: who.user.clone(),
+        csrf: who.csrf.clone(),
+        flash: take_flash(app, &who.session),
+        form: form.unwrap_or_else(|| SettingsForm::from_settings(&settings)),
+        errors,
+        default_selector: crate::publish::year_month(),
+        signing_on: settings.signing,
+        selector: settings.selector.clone(),
+        status_error,
+        domains,
+        audit: app.audit.tail(10),
+        actions: ACTIONS,
+        algorithms: ALGORITHMS,
+        rsa_sizes: RSA_SIZES,
+        rules: RULES,
+    };
+    render(status, &page)
+}
+
+pub async fn index(State(app): State<Arc<App>>, Extension(who): Extension<Authed>) -> Response {
+    index_page(&app, &who, StatusCode::OK, None, HashMap::new()).await
+}
+
+/// Splits a list field (lines, commas or spaces) into patterns.
+fn patterns(v: &str) -> Result<Vec<String>, String> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(check_pattern)
+        .collect()
+}
+
+/// What a valid settings form asks for.
+struct SettingsChange {
+    pairs: Vec<(&'static str, String)>,
+    signing: bool,
+    selector: String,
+    new_key: bool,
+    algorithms: String,
+    rsa_bits: usize,
+}
+
+/// Checks every field against the current settings; nothing is changed.
+fn check_settings(
+    cur: &Settings,
+    form: &SettingsForm,
+) -> Result<SettingsChange, HashMap<&'static str, String>> {
+    let mut errors = HashMap::new();
+    let mut next = cur.clone();
+    let fields: [(&'static str, &str, String); 10] = [
+        (
+            "verify",
+            "verify",
+            (if form.verify { "on" } else { "off" }).into(),
+        ),
+        ("policy_fail", "policy-fail", form.policy_fail.clone()),
+        (
+            "policy_permerror",
+            "policy-permerror",
+            form.policy_permerror.clone(),
+        ),
+        (
+            "policy_temperror",
+            "policy-temperror",
+            form.policy_temperror.clone(),
+        ),
+        ("policy_none", "policy-none", form.policy_none.clone()),
+        ("algorithms", "algorithms", form.algorithms.clone()),
+        ("rsa_bits", "rsa-bits", form.rsa_bits.clone()),
+        (
+            "default_domains",
+            "default-domains",
+            form.default_domains.clone(),
+        ),
+        ("extra_domains", "extra-domains", String::new()),
+        ("excluded_domains", "excluded-domains", String::new()),
+    ];
+    let mut pairs = Vec::new();
+    for (field, name, value) in fields {
+        let value = match field {
+            "extra_domains" | "excluded_domains" => {
+                let text = if field == "extra_domains" {
+                    &form.extra_domains
+                } else {
+                    &form.excluded_domains
+                };
+                match patterns(text) {
+                    Ok(p) => p.join(","),
+                    Err(e) => {
+                        errors.insert(field, e);
+                        continue;
+                    }
+                }
+            }
+            _ => value,
+        };
+        if let Err(e) = next.set(name, &value, false) {
+            errors.insert(field, e);
+            continue;
+        }
+        let old = cur.to_pairs().into_iter().find(|(k, _)| *k == name);
+        let new = next.to_pairs().into_iter().find(|(k, _)| *k == name);
+        if old != new {
+            if let Some((k, v)) = new {
+                // Keys are set by enable itself (it generates what they need).
+                if k != "algorithms" && k != "rsa-bits" {
+                    pairs.push((k, v));
+                }
+            }
+        }
+    }
+    let selector = if form.selector.is_empty() {
+        if cur.selector.is_empty() || form.new_key {
+            crate::publish::year_month()
+        } else {
+            cur.selector.clone()
+        }
+    } else {
+        form.selector.clone()
+    };
+    if form.signing {
+        for alg in &next.algorithms {
+            if let Err(e) = selector_for(&selector, *alg).parse::<dkim::Selector>() {
+                errors.insert(
+                    "selector",
+                    format!("{selector:?} is not a valid selector: {e}"),
+                );
+                break;
+            }
+        }
+        if cur.signing
+            && !cur.selector.is_empty()
+            && selector != cur.selector
+            && !form.new_key
+            && !errors.contains_key("selector")
+        {
+            errors.insert(
+                "selector",
+                format!(
+                    "signing uses selector {}; a new selector needs a new key: set \"Force generation of new key?\" to Yes",
+                    cur.selector
+                ),
+            );
+        }
+    } else if form.new_key {
+        errors.insert(
+            "new_key",
+            "new keys are made only when signing is on".into(),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(SettingsChange {
+        pairs,
+        signing: form.signing,
+        selector,
+        new_key: form.new_key,
+        algorithms: next
+            .algorithms
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        rsa_bits: next.rsa_bits,
+    })
+}
+
+pub async fn save_settings(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let form = SettingsForm::from_fields(&f);
+    let cfg = app.cfg.clone();
+    let cur = match blocking(move || Manager::open_with(cfg, Steps::collecting())?.load()).await {
+        Ok(st) => st.settings,
+        Err(e) => {
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+        }
+    };
+    let c = match check_settings(&cur, &form) {
+        Ok(c) => c,
+        Err(errors) => {
+            return index_page(&app, &who, StatusCode::BAD_REQUEST, Some(form), errors).await
+        }
+    };
+    let mut detail = vec![format!("signing {}", if c.signing { "on" } else { "off" })];
+    if c.signing {
+        detail.push(format!("selector {}", c.selector));
+        detail.push(format!("algorithms {}", c.algorithms));
+        if c.new_key {
+            detail.push("new key".into());
+        }
+    }
+    detail.extend(c.pairs.iter().map(|(k, v)| format!("{k}={v}")));
+    let was_on = cur.signing;
+    change(
+        &app,
+        &who,
+        peer,
+        "save settings",
+        detail.join(", "),
+        "/",
+        move |m| {
+            if !c.pairs.is_empty() {
+                let pairs: Vec<(&str, &str)> =
+                    c.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                m.set_settings(&pairs)?;
+            }
+            if c.signing {
+                m.enable(
+                    Some(&c.selector),
+                    Some(&c.algorithms),
+                    Some(c.rsa_bits),
+                    c.new_key,
+                )
+            } else if was_on {
+                m.disable(false)
+            } else {
+                m.out.step("signing", "stays off", true);
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+// ---- one domain ----------------------------------------------------------------
+
+fn domain_of(name: &str) -> Option<String> {
+    name.parse::<dkim::DomainName>()
+        .ok()
+        .map(|d| d.to_lowercase())
+}
+
+async fn domain_row(app: &App, name: &str) -> Result<Option<DomainRow>, String> {
+    let (_, rows) = load_status(app).await;
+    Ok(rows?.into_iter().find(|r| r.name == name))
+}
+
+async fn domain_view(
+    app: &Arc<App>,
+    who: &Authed,
+    name: &str,
+    status: StatusCode,
+    pem_error: Option<String>,
+    selector_error: Option<String>,
+    key_selector: String,
+) -> Response {
+    let row = match domain_row(app, name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found().await,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    render(
+        status,
+        &DomainPage {
+            title: row.name.clone(),
+            user: who.user.clone(),
+            csrf: who.csrf.clone(),
+            flash: take_flash(app, &who.session),
+            row,
+            pem_error,
+            selector_error,
+            key_selector,
+        },
+    )
+}
+
+pub async fn domain_page(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = domain_of(&name) else {
+        return not_found().await;
+    };
+    domain_view(&app, &who, &name, StatusCode::OK, None, None, String::new()).await
+}
+
+/// The domain of a per-domain action: it must be in the store.
+async fn known_domain(app: &App, name: &str) -> Option<String> {
+    let name = domain_of(name)?;
+    let cfg = app.cfg.clone();
+    let n = name.clone();
+    blocking(move || {
+        Ok(Manager::open_with(cfg, Steps::collecting())?
+            .load()?
+            .domain(&n)
+            .is_some())
+    })
+    .await
+    .ok()?
+    .then_some(name)
+}
+
+pub async fn domain_dkim(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let value = f.get("dkim").map(String::as_str).unwrap_or("");
+    let ovr = match crate::settings::Override::parse(value) {
+        Ok(o) => o,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("dkim: {e}")),
+    };
+    let back = format!("/domains/{name}");
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "set domain",
+        format!("{name} dkim={}", ovr.as_str()),
+        if f.contains_key("from_list") {
+            "/"
+        } else {
+            &back
+        },
+        move |m| m.domain_set(&n, None, None, Some(ovr)),
+    )
+    .await
+}
+
+pub async fn key_generate(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "generate key",
+        name.clone(),
+        &format!("/domains/{name}"),
+        move |m| m.key_generate(&n, None),
+    )
+    .await
+}
+
+pub async fn key_default(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "use default key",
+        name.clone(),
+        &format!("/domains/{name}"),
+        move |m| m.key_default(&n),
+    )
+    .await
+}
+
+pub async fn key_import(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let pem = f
+        .get("pem")
+        .map(|p| p.trim().to_string())
+        .unwrap_or_default();
+    let selector = f
+        .get("selector")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    // Check both fields before anything changes; the key text is never sent back.
+    let key = if pem.is_empty() {
+        Err("paste a PEM private key (-----BEGIN PRIVATE KEY----- …)".to_string())
+    } else {
+        dkim::SigningKey::from_pem(pem.as_bytes())
+            .map_err(|e| format!("not a usable private key: {e}"))
+    };
+    let sel_error = match &key {
+        Ok(k) if !selector.is_empty() => selector_for(&selector, k.algorithm())
+            .parse::<dkim::Selector>()
+            .err()
+            .map(|e| format!("{selector:?} is not a valid selector: {e}")),
+        _ => None,
+    };
+    if key.is_err() || sel_error.is_some() {
+        return domain_view(
+            &app,
+            &who,
+            &name,
+            StatusCode::BAD_REQUEST,
+            key.err(),
+            sel_error,
+            selector,
+        )
+        .await;
+    }
+    let n = name.clone();
+    let detail = if selector.is_empty() {
+        name.clone()
+    } else {
+        format!("{name} selector {selector}")
+    };
+    change(
+        &app,
+        &who,
+        peer,
+        "import key",
+        detail,
+        &format!("/domains/{name}"),
+        move |m| {
+            m.key_import_pem(
+                &n,
+                &pem,
+                (!selector.is_empty()).then_some(selector.as_str()),
+            )
+        },
+    )
+    .await
+}
+
+// ---- the rest -------------------------------------------------------------------
+
+/// No icon: an empty answer rather than a redirect to the login page.
+pub async fn favicon() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn not_found() -> Response {
+    error_page(StatusCode::NOT_FOUND, "no such page or domain")
+}
+
+pub async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_form_errors_name_their_field() {
+        let cur = Settings::default();
+        let mut form = SettingsForm::from_settings(&cur);
+        form.signing = true;
+        form.selector = "bad selector!".into();
+        form.extra_domains = "ok.example\nbad..example".into();
+        form.rsa_bits = "1024".into();
+        let e = check_settings(&cur, &form).err().unwrap();
+        assert!(e["selector"].contains("not a valid selector"), "{e:?}");
+        assert!(e["extra_domains"].contains("\"bad..example\" is not a domain"), "{e:?}");
+        assert!(e["rsa_bits"].contains("2048"), "{e:?}");
+        assert!(!e.contains_key("verify"));
+    }
+
+    #[test]
+    fn changing_the_selector_needs_a_new_key() {
+        let cur = Settings {
+            signing: true,
+            selector: "202601".into(),
+            ..Settings::default()
+        };
+        let mut form = SettingsForm::from_settings(&cur);
+        form.selector = "202612".into();
+        let e = check_settings(&cur, &form).err().unwrap();
+        assert!(e["selector"].contains("Force generation"), "{e:?}");
+        form.new_key = true;
+        let c = check_settings(&cur, &form).unwrap();
+        assert_eq!(c.selector, "202612");
+        assert!(c.new_key && c.signing);
+        // Unchanged fields are not re-set.
+        assert!(c.pairs.is_empty(), "{:?}", c.pairs);
+        form.verify = !cur.verify;
+        let c = check_settings(&cur, &form).unwrap();
+        assert_eq!(c.pairs.len(), 1);
+    }
+}

@@ -1,0 +1,544 @@
+//! The admin page over plain HTTP against a real `dkimd run`, a real store
+//! and a real BIND: login, sessions, CSRF, rate limiting, host checks, bad
+//! input, the audit log, and that no response ever carries a private key.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use common::bind::have_named;
+use common::http::{raw, Client};
+use common::web::{WebEnv, PASSWORD, USER};
+
+/// Every route of the page, with its method (and a domain that exists).
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("POST", "/settings"),
+    ("GET", "/domains/example.com"),
+    ("POST", "/domains/example.com/dkim"),
+    ("POST", "/domains/example.com/key/generate"),
+    ("POST", "/domains/example.com/key/import"),
+    ("POST", "/domains/example.com/key/default"),
+    ("POST", "/logout"),
+    ("GET", "/no/such/page"),
+];
+
+fn enable_form(csrf: &str, selector: &str) -> Vec<(String, String)> {
+    [
+        ("csrf", csrf),
+        ("signing", "yes"),
+        ("selector", selector),
+        ("verify", "yes"),
+        ("policy_fail", "reject"),
+        ("policy_permerror", "accept"),
+        ("policy_temperror", "tempfail"),
+        ("policy_none", "accept"),
+        ("algorithms", "rsa,ed25519"),
+        ("rsa_bits", "2048"),
+        ("new_key", "no"),
+        ("default_domains", "dns-and-mail"),
+        ("extra_domains", ""),
+        ("excluded_domains", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn post_owned(c: &mut Client, path: &str, f: &[(String, String)]) -> common::http::Resp {
+    let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    c.post(path, &pairs)
+}
+
+#[test]
+fn every_route_needs_a_session_and_every_post_a_csrf_token() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com"]);
+    let mut anon = Client::new(env.port);
+    for (method, path) in ROUTES {
+        let r = anon.request(method, path, (*method == "POST").then_some("a=b"));
+        assert_eq!(r.status, 303, "{method} {path}: {r:?}");
+        assert_eq!(r.header("location"), Some("/login"), "{method} {path}");
+    }
+    // A made-up session cookie is no session.
+    anon.cookies.insert("dkimd_session".into(), "forged".into());
+    assert_eq!(anon.get("/").status, 303);
+    // The login page and the stylesheet need none.
+    assert_eq!(anon.get("/login").status, 200);
+    assert_eq!(anon.get("/static/style.css").status, 200);
+
+    let mut c = Client::new(env.port);
+    let r = c.login(USER, PASSWORD);
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("dkimd_session="))
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
+    let page = c.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Signing of outgoing mail enabled?"));
+    let csrf = page.csrf().unwrap();
+
+    // POSTs without the token, or with another one, change nothing.
+    let before = env.settings();
+    let audit_before = env.audit_log();
+    let mut bad = enable_form("", "web1");
+    bad.retain(|(k, _)| k != "csrf");
+    assert_eq!(post_owned(&mut c, "/settings", &bad).status, 403);
+    let wrong = enable_form(&format!("{}x", &csrf[..csrf.len() - 1]), "web1");
+    let r = post_owned(&mut c, "/settings", &wrong);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("nothing was changed"), "{}", r.body);
+    for (method, path) in ROUTES.iter().filter(|(m, _)| *m == "POST") {
+        let r = c.request(method, path, Some("dkim=never&pem=x"));
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+    }
+    // Another session's token is not this session's.
+    let mut other = Client::new(env.port);
+    other.login(USER, PASSWORD);
+    let other_csrf = other.csrf("/");
+    assert_ne!(other_csrf, csrf);
+    assert_eq!(
+        post_owned(&mut c, "/settings", &enable_form(&other_csrf, "web1")).status,
+        403
+    );
+    // A form posted from another site is refused even with the token.
+    c.extra = vec![("Origin".into(), "http://evil.example".into())];
+    assert_eq!(
+        post_owned(&mut c, "/settings", &enable_form(&csrf, "web1")).status,
+        403
+    );
+    c.extra.clear();
+    assert_eq!(
+        env.settings(),
+        before,
+        "a refused POST changed the settings"
+    );
+    let added: String = env.audit_log().replacen(&audit_before, "", 1);
+    assert!(!added.contains("save settings"), "{added}");
+    // The host must be one the page is served under (DNS rebinding).
+    let r = raw(
+        env.port,
+        "GET /login HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 421, "{r:?}");
+
+    // Logging out ends the session on the server, not only in the browser.
+    let stolen = c.cookies.clone();
+    let r = c.post("/logout", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    let mut replay = Client::new(env.port);
+    replay.cookies = stolen;
+    assert_eq!(replay.get("/").status, 303);
+    let log = env.audit_log();
+    assert!(log.contains("\"action\":\"logout\""), "{log}");
+}
+
+#[test]
+fn wrong_passwords_are_rate_limited_and_audited() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("login_attempts = 3\nlogin_window = 60", &["example.com"]);
+    let mut c = Client::new(env.port);
+    for i in 0..3 {
+        let r = c.login(USER, &format!("wrong password {i}"));
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(r.body.contains("Wrong user name or password"));
+        assert!(!c.cookies.contains_key("dkimd_session"));
+    }
+    // The fourth try is refused before the password is even checked.
+    let r = c.login(USER, PASSWORD);
+    assert_eq!(r.status, 429, "{r:?}");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.body.contains("Too many failed logins"), "{}", r.body);
+    assert!(!c.cookies.contains_key("dkimd_session"));
+    let log = env.audit_log();
+    assert_eq!(
+        log.matches("\"action\":\"login failed\"").count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains("\"remote\":\"127.0.0.1\""), "{log}");
+    assert!(!log.contains(PASSWORD), "the audit log holds a password");
+}
+
+#[test]
+fn sessions_end_when_idle_or_when_the_password_changes() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("session_idle = 2", &["example.com"]);
+    let mut c = Client::new(env.port);
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    assert_eq!(c.get("/").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        c.get("/").status,
+        303,
+        "an idle session outlived session_idle"
+    );
+
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    assert_eq!(c.get("/").status, 200);
+    let o = common::run_with_input(
+        common::dkimd()
+            .arg("--config")
+            .arg(&env.config)
+            .args(["admin", "passwd", USER]),
+        b"another long password\n",
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        c.get("/").status,
+        303,
+        "a password change left the session on"
+    );
+    assert_eq!(c.login(USER, PASSWORD).status, 401);
+    assert_eq!(c.login(USER, "another long password").status, 303);
+    // Removing the user ends their sessions too.
+    let o = env.dkimd(&["admin", "remove", USER]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(c.get("/").status, 303);
+    // Short passwords are refused.
+    let o = common::run_with_input(
+        common::dkimd()
+            .arg("--config")
+            .arg(&env.config)
+            .args(["admin", "passwd", "other"]),
+        b"short\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 12"));
+}
+
+#[test]
+fn changes_show_their_steps_bad_input_changes_nothing_and_no_private_key_leaves() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com", "mail.example.com"]);
+    let mut c = Client::new(env.port);
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    let csrf = c.csrf("/");
+
+    // Bad input: the form comes back with the errors next to the fields.
+    let mut f = enable_form(&csrf, "bad selector!");
+    f.retain(|(k, _)| k != "extra_domains");
+    f.push(("extra_domains".into(), "ok.example\nnot_a domain..".into()));
+    let before = env.settings();
+    let r = post_owned(&mut c, "/settings", &f);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("id=\"err-selector\""), "{}", r.body);
+    assert!(r.body.contains("is not a valid selector"));
+    assert!(r.body.contains("id=\"err-extra_domains\""));
+    assert!(r.body.contains("Nothing was changed"));
+    // What was typed is kept (escaped), so it can be corrected.
+    assert!(r.body.contains("value=\"bad selector!\""), "{}", r.body);
+    assert_eq!(env.settings(), before);
+
+    // A good form: the steps the CLI would print, then the DNS state.
+    let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web1"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/");
+    assert!(
+        page.body
+            .contains("Enabling DKIM signing with selector web1"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("web1._domainkey.mail.example.com"));
+    assert_eq!(
+        page.body.matches("class=\"dns ok\"").count(),
+        4,
+        "{}",
+        page.body
+    );
+    assert!(env.settings().contains("\"selector\": \"web1\""));
+    // The steps are shown once.
+    assert!(!c.get("/").body.contains("id=\"steps\""));
+    // Changing the selector without a new key is refused, next to the field.
+    let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web2"));
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("Force generation of new key"), "{}", r.body);
+
+    // Import: garbage and a bad selector are refused; the text is not echoed.
+    let junk = "-----BEGIN PRIVATE KEY-----\nAAAAnotakey\n-----END PRIVATE KEY-----";
+    let r = c.post(
+        "/domains/mail.example.com/key/import",
+        &[("csrf", &csrf), ("pem", junk), ("selector", "")],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("id=\"err-pem\""), "{}", r.body);
+    assert!(!r.body.contains("AAAAnotakey"));
+    let key = common::keygen(env.tmp.path(), "ed25519", "imp1");
+    let pem = std::fs::read_to_string(&key.path).unwrap();
+    let r = c.post(
+        "/domains/mail.example.com/key/import",
+        &[("csrf", &csrf), ("pem", &pem), ("selector", "bad sel")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("id=\"err-key-selector\""));
+    let r = c.post(
+        "/domains/mail.example.com/key/import",
+        &[("csrf", &csrf), ("pem", &pem), ("selector", "imp1")],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/domains/mail.example.com"));
+    let page = c.get("/domains/mail.example.com");
+    assert!(page.body.contains("own ed25519 key"), "{}", page.body);
+    let served = env
+        .named
+        .dig_txt("imp1-ed25519._domainkey.mail.example.com");
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert!(
+        served[0].contains(key.record.split("p=").nth(1).unwrap()),
+        "{served:?}"
+    );
+
+    // Per-domain rule, own key, back to the default key, unknown domains.
+    for (path, extra) in [
+        ("/domains/mail.example.com/key/generate", None),
+        ("/domains/mail.example.com/key/default", None),
+        ("/domains/mail.example.com/dkim", Some("never")),
+    ] {
+        let mut f = vec![("csrf", csrf.as_str())];
+        if let Some(v) = extra {
+            f.push(("dkim", v));
+        }
+        let r = c.post(path, &f);
+        assert_eq!(r.status, 303, "{path}: {r:?}");
+        let page = c.get("/domains/mail.example.com");
+        assert!(page.body.contains("id=\"steps\""), "{path}");
+        assert!(
+            !page.body.contains("class=\"fail\""),
+            "{path}: {}",
+            page.body
+        );
+    }
+    assert!(env
+        .named
+        .dig_txt("web1._domainkey.mail.example.com")
+        .is_empty());
+    assert_eq!(
+        c.post(
+            "/domains/nope.example/dkim",
+            &[("csrf", &csrf), ("dkim", "never")]
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        c.post(
+            "/domains/mail.example.com/dkim",
+            &[("csrf", &csrf), ("dkim", "sometimes")]
+        )
+        .status,
+        400
+    );
+
+    // The audit log names who did what, when, and the steps.
+    let log = env.audit_log();
+    for action in [
+        "save settings",
+        "import key",
+        "generate key",
+        "use default key",
+        "set domain",
+    ] {
+        assert!(
+            log.contains(&format!("\"action\":\"{action}\"")),
+            "{action}: {log}"
+        );
+    }
+    assert!(log.contains("\"user\":\"admin\""));
+    // Changes made with the command line are in the same log.
+    let o = env.dkimd(&["set", "policy-none", "accept"]);
+    assert!(o.status.success(), "{o:?}");
+    let log = env.audit_log();
+    let last = log.lines().last().unwrap();
+    assert!(last.contains("\"action\":\"set\""), "{last}");
+    assert!(last.contains("\"detail\":\"policy-none=accept\""), "{last}");
+    assert!(last.contains("\"user\":\"cli:"), "{last}");
+    assert!(last.contains("setting: policy-none = accept"), "{last}");
+    assert!(log.contains("\"time\":\"20"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(env.tmp.path().join("state/audit.log"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "audit log mode {mode:o}");
+
+    // No response body of the whole session carried a private key.
+    let secrets = env.private_key_lines();
+    assert!(secrets.len() >= 4, "{secrets:?}");
+    assert!(c.seen.len() > 15);
+    for r in &c.seen {
+        assert!(!r.body.contains("PRIVATE KEY-----\n"), "{}", r.body);
+        for s in &secrets {
+            assert!(
+                !r.body.contains(s.as_str()),
+                "a response holds private key text"
+            );
+        }
+    }
+    assert!(!log.contains("PRIVATE KEY"));
+}
+
+fn curl(args: &[&str]) -> String {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "-i", "-k", "--max-time", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "curl {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn tls_off_loopback_and_secure_cookies() {
+    if !have_named()
+        || !common::require_peer("curl", std::process::Command::new("curl").arg("--version"))
+        || !common::require_peer(
+            "openssl",
+            std::process::Command::new("openssl").arg("version"),
+        )
+    {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let env = WebEnv::start(
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+        &["example.com"],
+    );
+    let base = format!("https://127.0.0.1:{}", env.port);
+    let jar = env.tmp.path().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let page = curl(&["-c", jar, &format!("{base}/login")]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{page}"
+    );
+    let login_cookie = page
+        .lines()
+        .find(|l| l.starts_with("set-cookie: dkimd_login="))
+        .unwrap();
+    assert!(login_cookie.contains("; Secure"), "{login_cookie}");
+    let i = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let token = &page[i..i + page[i..].find('"').unwrap()];
+    let r = curl(&[
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "--data-urlencode",
+        &format!("csrf={token}"),
+        "--data-urlencode",
+        &format!("user={USER}"),
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        &format!("{base}/login"),
+    ]);
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let session = r
+        .lines()
+        .find(|l| l.starts_with("set-cookie: dkimd_session="))
+        .unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(session.contains(flag), "{flag}: {session}");
+    }
+    let r = curl(&["-b", jar, &format!("{base}/")]);
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("DKIM settings"),
+        "{r}"
+    );
+    // Plain HTTP on the TLS port gets no page.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://127.0.0.1:{}/login", env.port),
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("Log in"));
+
+    // Off loopback without TLS, or with a key others can read: refused at startup.
+    let cfg = env.tmp.path().join("other.toml");
+    let check = |text: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = \"{}\"\n{text}",
+                env.tmp.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        common::dkimd()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--check-config"])
+            .output()
+            .unwrap()
+    };
+    let o = check("[admin]\nlisten = \"0.0.0.0:8443\"\n");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("needs admin.tls_cert"),
+        "{o:?}"
+    );
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = check(&format!(
+        "[admin]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("admin TLS key"),
+        "{o:?}"
+    );
+}
