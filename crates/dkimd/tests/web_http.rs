@@ -89,6 +89,14 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
     let page = c.get("/");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Signing of outgoing mail enabled?"));
+    for r in [&page, &anon.get("/login"), &anon.get("/")] {
+        let csp = r.header("content-security-policy").unwrap_or("");
+        assert!(csp.contains("default-src 'none'"), "{r:?}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{r:?}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
     let csrf = page.csrf().unwrap();
 
     // POSTs without the token, or with another one, change nothing.
@@ -540,5 +548,39 @@ fn tls_off_loopback_and_secure_cookies() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("admin TLS key"),
         "{o:?}"
+    );
+}
+
+#[test]
+fn failed_steps_are_shown_and_audited() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com", "broken.example"]);
+    let mut c = Client::new(env.port);
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    let csrf = c.csrf("/");
+    let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web1"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/");
+    let steps = &page.body[page.body.find("id=\"steps\"").unwrap()..];
+    let steps = &steps[..steps.find("</section>").unwrap()];
+    assert!(steps.contains("step(s) failed."), "{steps}");
+    assert!(
+        steps.contains(
+            "<span class=\"fail\">  broken.example: failed: web1._domainkey.broken.example: "
+        ),
+        "{steps}"
+    );
+    assert!(
+        steps.contains(
+            "<span class=\"ok\">  example.com: web1._domainkey.example.com: record added"
+        ),
+        "{steps}"
+    );
+    let last = env.audit_log().lines().last().unwrap().to_string();
+    assert!(
+        last.contains("\"action\":\"save settings\"") && last.contains("\"ok\":false"),
+        "{last}"
     );
 }

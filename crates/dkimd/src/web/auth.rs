@@ -253,6 +253,25 @@ mod tests {
     }
 
     #[test]
+    fn the_session_table_is_bounded() {
+        let mut s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60));
+        let first = s.start("admin", "h");
+        for _ in 0..MAX_SESSIONS + 10 {
+            s.start("admin", "h");
+        }
+        assert!(s.map.len() <= MAX_SESSIONS);
+        assert!(
+            s.touch(&first).is_none(),
+            "the least recently used went first"
+        );
+        let mut l = Limiter::new(1, Duration::from_secs(60));
+        for i in 0..MAX_KEYS + 10 {
+            l.failed(&format!("addr{i}"), "u");
+        }
+        assert!(l.per_addr.len() <= MAX_KEYS);
+    }
+
+    #[test]
     fn sessions_expire_when_idle() {
         let mut s = Sessions::new(Duration::from_millis(50), Duration::from_secs(60));
         let id = s.start("admin", "h");

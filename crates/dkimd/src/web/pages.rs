@@ -1048,7 +1048,10 @@ mod tests {
         form.rsa_bits = "1024".into();
         let e = check_settings(&cur, &form).err().unwrap();
         assert!(e["selector"].contains("not a valid selector"), "{e:?}");
-        assert!(e["extra_domains"].contains("\"bad..example\" is not a domain"), "{e:?}");
+        assert!(
+            e["extra_domains"].contains("\"bad..example\" is not a domain"),
+            "{e:?}"
+        );
         assert!(e["rsa_bits"].contains("2048"), "{e:?}");
         assert!(!e.contains_key("verify"));
     }

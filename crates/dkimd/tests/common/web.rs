@@ -52,7 +52,8 @@ impl WebEnv {
                  [milter]\nsocket = \"inet:127.0.0.1:{milter}\"\n\n\
                  [admin]\nlisten = \"127.0.0.1:{port}\"\n{admin}\n\n\
                  [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\n\n\
-                 [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n",
+                 [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n\n\
+                 [[publish.zone]]\nname = \"broken.example\"\nbackend = \"bind-zone-file\"\nfile = \"/nonexistent/dkimd-test/broken.example.zone\"\n",
                 state = tmp.path().join("state").display(),
                 addr = named.addr(),
                 zf = named.zone_file("example.com").display(),
