@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Milter benchmarks: dkimd and OpenDKIM side by side, driven by `dkimd bench`
-# on this machine over Unix sockets, with the same RSA-2048 key; dkimd reads
-# keys for verification from a private BIND on loopback. Prints one line per
-# load; BENCHMARKS.md records the figures.
-# Usage: bench/run.sh [MESSAGES]      (needs: bind9, opendkim; run as root)
+# Milter benchmarks: dkimd, OpenDKIM and rspamd side by side, driven by
+# `dkimd bench` on this machine over Unix sockets, with the same keys; dkimd
+# and rspamd read keys for verification from a private BIND on loopback,
+# OpenDKIM from that BIND on port 53. Prints one line per load;
+# BENCHMARKS.md records the figures.
+# Usage: bench/run.sh [MESSAGES]      (needs: bind9, opendkim, rspamd; run as root)
+# PEERS="opendkim rspamd" chooses the peers (default: both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-2000}"
@@ -15,6 +17,7 @@ cleanup() {
     [ -f "$T/named.pid" ] && kill "$(cat "$T/named.pid")" 2>/dev/null || true
     [ -n "${DKIMD_PID:-}" ] && kill "$DKIMD_PID" 2>/dev/null || true
     [ -n "${OD_PID:-}" ] && kill "$OD_PID" 2>/dev/null || true
+    [ -n "${RS_PID:-}" ] && kill "$RS_PID" 2>/dev/null || true
     sleep 0.5
     rm -rf "$T"
 }
@@ -72,6 +75,72 @@ opendkim -f -x "$T/opendkim.conf" 2>"$T/opendkim.log" &
 OD_PID=$!
 sleep 1
 
+# rspamd reduced to DKIM: the dkim module and the dkim_signing and
+# milter_headers plugins (every other module disabled), its milter (proxy)
+# worker scanning by itself, two processes for the two cores; the same RSA
+# key; keys for verification from the same BIND.
+PEERS="${PEERS:-opendkim rspamd}"
+if [[ " $PEERS " == *" rspamd "* ]]; then
+    R="$T/rspamd"
+    mkdir -p "$R/local.d" "$R/override.d" "$R/db"
+    for f in /etc/rspamd/modules.d/*.conf; do
+        m=$(basename "$f" .conf)
+        case "$m" in
+        dkim | dkim_signing | milter_headers | redis) ;;
+        *) echo "enabled = false;" > "$R/override.d/$m.conf" ;;
+        esac
+    done
+    cat > "$R/local.d/options.inc" <<CONF
+filters = "dkim";
+dns { nameserver = ["127.0.0.1:25353"]; }
+local_addrs = ["127.0.0.0/8", "::1"];
+CONF
+    cat > "$R/local.d/dkim_signing.conf" <<CONF
+path = "$T/keys/\$domain.\$selector.rsa.pem";
+selector = "bench";
+allow_username_mismatch = true;
+allow_hdrfrom_mismatch = true;
+sign_local = true;
+sign_authenticated = true;
+use_esld = false;
+CONF
+    cat > "$R/local.d/milter_headers.conf" <<CONF
+use = ["authentication-results"];
+authenticated_headers = ["authentication-results"];
+skip_local = false;
+skip_authenticated = false;
+CONF
+    printf 'level = "error";\n' > "$R/local.d/logging.inc"
+    cat > "$R/rspamd.conf" <<CONF
+.include "\$CONFDIR/common.conf"
+options {
+    pidfile = "\$RUNDIR/rspamd.pid";
+    .include "\$CONFDIR/options.inc"
+    .include(try=true; priority=1,duplicate=merge) "\$LOCAL_CONFDIR/local.d/options.inc"
+}
+logging {
+    type = "file";
+    filename = "\$LOGDIR/rspamd.log";
+    .include "\$CONFDIR/logging.inc"
+    .include(try=true; priority=1,duplicate=merge) "\$LOCAL_CONFDIR/local.d/logging.inc"
+}
+worker "rspamd_proxy" {
+    bind_socket = "$T/rspamd.sock mode=0666";
+    milter = yes;
+    timeout = 120s;
+    count = 2;
+    upstream "local" {
+        default = yes;
+        self_scan = yes;
+    }
+}
+CONF
+    rspamd -f -i -u root -g root -c "$R/rspamd.conf" --var=LOCAL_CONFDIR="$R" --var=DBDIR="$R/db" \
+        --var=RUNDIR="$T" --var=LOGDIR="$T" >"$T/rspamd.out" 2>&1 &
+    RS_PID=$!
+    for _ in $(seq 100); do [ -S "$T/rspamd.sock" ] && break; sleep 0.2; done
+fi
+
 bench() { # name socket pid args...
     local name=$1 sock=$2 pid=$3
     shift 3
@@ -82,10 +151,11 @@ for size in 2048 102400; do
     for c in 1 8 64; do
         bench dkimd unix:$T/dkimd.sock "$DKIMD_PID" --mode sign --body-size "$size" --concurrency "$c"
         bench opendkim unix:$T/opendkim.sock "$OD_PID" --mode sign --body-size "$size" --concurrency "$c"
+        [ -n "${RS_PID:-}" ] && bench rspamd unix:$T/rspamd.sock "$RS_PID" --mode sign --body-size "$size" --concurrency "$c"
     done
 done
 for size in 2048 102400; do
-    for m in dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID; do
+    for m in dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID ${RS_PID:+rspamd:$T/rspamd.sock:$RS_PID}; do
         IFS=: read -r name sock pid <<<"$m"
         bench "$name" "unix:$sock" "$pid" --mode verify --body-size "$size" --concurrency 8 \
             --key "$T/keys/example.com.bench.rsa.pem" --selector bench
@@ -109,11 +179,12 @@ bench "dkimd-ed" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode verify --body-size 204
 
 # One 50 MB message, signed (latency and memory).
 MSGS=3 bench "dkimd-50MB" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 52428800
+[ -n "${RS_PID:-}" ] && MSGS=1 bench "rspamd-50MB" "unix:$T/rspamd.sock" "$RS_PID" --mode sign --body-size 52428800
 fi
 
 # The soak: SOAK messages in a row, mixed (per 10: 5 signed for an
 # authenticated client, 3 good and 1 tampered signature, 1 aborted half-way).
 if [ -n "${SOAK:-}" ]; then
     MSGS="$SOAK" bench "dkimd-soak" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode mixed --body-size 2048 --concurrency 8 \
-        --key "$T/keys/example.com.bench.rsa.pem" --selector bench
+        --key "$T/keys/example.com.bench.rsa.pem" --selector bench --rss-every $(( SOAK / 20 > 0 ? SOAK / 20 : 1 ))
 fi

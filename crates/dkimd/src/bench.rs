@@ -246,6 +246,11 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let ok = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut peak_rss = 0u64;
+    // (messages sent, RSS in kB), every --rss-every messages.
+    let mut curve: Vec<(usize, u64)> = Vec::new();
+    let rss_every = a.rss_every.filter(|n| *n > 0);
+    let mut next_mark = 0usize;
+    let progress = next.clone();
     let latencies: Vec<Duration> = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..a.concurrency {
@@ -374,7 +379,15 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                 },
                 _ = sampler.tick() => {
                     if let Some(p) = pid {
-                        peak_rss = peak_rss.max(tree_mem(p, "status", "VmRSS:"));
+                        let rss = tree_mem(p, "status", "VmRSS:");
+                        peak_rss = peak_rss.max(rss);
+                        if let Some(every) = rss_every {
+                            let sent = progress.load(Ordering::SeqCst);
+                            if sent >= next_mark {
+                                curve.push((sent, rss));
+                                next_mark = (sent / every + 1) * every;
+                            }
+                        }
                     }
                 }
             }
@@ -402,6 +415,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         "milter_cpu_ms_per_message": milter_cpu.map(|c| c * 1000.0 / n.max(1) as f64),
         "milter_peak_rss_kb_sampled": pid.map(|_| peak_rss), "milter_vmhwm_kb": hwm, "milter_pss_kb": pss,
         "milter_rss_kb_start": rss_start, "milter_rss_kb_end": rss_end,
+        "milter_rss_curve_kb": curve.iter().map(|(n, kb)| serde_json::json!([n, kb])).collect::<Vec<_>>(),
         "own_cpu_ms_per_message": own * 1000.0 / n.max(1) as f64,
         "ok": good,
     });
@@ -422,6 +436,10 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                 rss_start.unwrap_or(0),
                 rss_end.unwrap_or(0)
             );
+        }
+        if !curve.is_empty() {
+            let points: Vec<String> = curve.iter().map(|(n, kb)| format!("{n}:{kb}")).collect();
+            println!("milter RSS (messages sent:kB): {}", points.join(" "));
         }
         println!(
             "load tool: {:.3} ms CPU per message",

@@ -167,6 +167,10 @@ pub struct BenchArgs {
     /// Print what the milter answered to the first message.
     #[arg(long)]
     pub verbose: bool,
+    /// With --pid: record the milter's RSS each time this many more messages
+    /// have been sent (the memory curve of a soak).
+    #[arg(long)]
+    pub rss_every: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -97,6 +97,9 @@ pub struct MilterConfig {
     /// connection (half-open connections, senders that stall).
     #[serde(default = "default_read_timeout")]
     pub read_timeout: u64,
+    /// Milter connections served at once; more wait until one ends.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Seconds connections in flight get to finish on SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
@@ -145,6 +148,9 @@ fn default_max_signatures() -> usize {
 fn default_lookup_timeout() -> u64 {
     10
 }
+fn default_max_connections() -> usize {
+    milter::server::DEFAULT_MAX_CONNECTIONS
+}
 fn default_read_timeout() -> u64 {
     300
 }
@@ -176,6 +182,7 @@ impl Default for MilterConfig {
             max_signatures: default_max_signatures(),
             lookup_timeout: default_lookup_timeout(),
             read_timeout: default_read_timeout(),
+            max_connections: default_max_connections(),
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
             socket_group: None,
@@ -421,6 +428,9 @@ impl Config {
                 "milter.author_header must be from or sender, not {:?}",
                 m.author_header
             ));
+        }
+        if m.max_connections == 0 {
+            return Err("milter.max_connections must be at least 1".into());
         }
         if m.max_signatures == 0 {
             return Err("milter.max_signatures must be at least 1".into());

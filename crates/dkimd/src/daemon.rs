@@ -530,6 +530,7 @@ pub struct Metrics {
     lookups: AtomicU64,
     lookup_micros: AtomicU64,
     active: Arc<AtomicUsize>,
+    limit_reached: Arc<AtomicUsize>,
 }
 
 const RESULTS: [DkimResult; 7] = [
@@ -605,6 +606,11 @@ impl Metrics {
         s.push_str(&format!(
             "dkimd_active_connections {}\n",
             self.active.load(Ordering::Relaxed)
+        ));
+        s.push_str("# HELP dkimd_connection_limit_reached_total Times milter.max_connections was reached (new connections waited).\n# TYPE dkimd_connection_limit_reached_total counter\n");
+        s.push_str(&format!(
+            "dkimd_connection_limit_reached_total {}\n",
+            self.limit_reached.load(Ordering::Relaxed)
         ));
         s
     }
@@ -793,7 +799,26 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     let metrics = Arc::new(Metrics::default());
     let stats = Stats {
         active: metrics.active.clone(),
+        limit_reached: metrics.limit_reached.clone(),
     };
+    // Say so (at most once a second) when the connection limit holds
+    // connections back.
+    let limit_hits = metrics.limit_reached.clone();
+    let limit = cfg.milter.max_connections;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let now = limit_hits.load(Ordering::Relaxed);
+            if now > seen {
+                eprintln!(
+                    "dkimd: warning: connection limit reached (milter.max_connections = {limit}); new connections wait until one ends"
+                );
+                seen = now;
+            }
+        }
+    });
     if let Some(addr) = cfg.milter.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await
@@ -822,6 +847,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         listener,
         milter::ServerConfig {
             read_timeout: Duration::from_secs(cfg.milter.read_timeout.max(1)),
+            max_connections: cfg.milter.max_connections,
             ..milter::ServerConfig::default()
         },
         factory,

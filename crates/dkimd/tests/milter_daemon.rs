@@ -854,3 +854,54 @@ async fn send_signed_then_break_dns(env: &Env) -> (std::time::Duration, String) 
     let out = send(env, "192.0.2.30", &signed, 100).await;
     (t.elapsed(), mods_text(&out.modifications))
 }
+
+/// At `max_connections` the daemon stops accepting: a further connection
+/// waits (unanswered) until one ends, then it is served; the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "shutdown_grace = 5",
+        "shutdown_grace = 5\nmax_connections = 2",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let daemon = Daemon::start(&env.config, env.port);
+    let m = as_milter(RAW, 100);
+    let a = connected(&env, &m, "127.0.0.1").await;
+    let b = connected(&env, &m, "127.0.0.1").await;
+    // The third connects (the kernel queues it) but gets no answer.
+    let addr = env.addr();
+    let pending = tokio::spawn(async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        let n = c.negotiate().await.unwrap();
+        (c, n)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !pending.is_finished(),
+        "a third connection was served at the limit"
+    );
+    assert!(
+        daemon.wait_log("connection limit reached (milter.max_connections = 2)", 5),
+        "{}",
+        daemon.log_text()
+    );
+    // When one ends, the waiting one is served and its message signed.
+    a.quit().await.unwrap();
+    let (mut third, n) = tokio::time::timeout(std::time::Duration::from_secs(10), pending)
+        .await
+        .expect("the waiting connection was not served after one ended")
+        .unwrap();
+    assert!(n.leading_space());
+    third
+        .connect_stage(&m, "client.test", "127.0.0.1")
+        .await
+        .unwrap();
+    let out = third.message(&m).await.unwrap();
+    assert_eq!(out.modifications.len(), 2, "{out:?}");
+    third.quit().await.unwrap();
+    b.quit().await.unwrap();
+}

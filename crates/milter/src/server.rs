@@ -189,6 +189,10 @@ pub struct ServerConfig {
     pub protocol: u32,
     /// Macros requested per stage (SMFIM_* number, space-separated names).
     pub macros: Vec<(u32, String)>,
+    /// Connections served at once. At the limit no more are accepted: new
+    /// ones wait in the listen queue until one ends (Postfix gives up after
+    /// its milter_connect_timeout and applies milter_default_action).
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -199,6 +203,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_frame: DEFAULT_MAX_FRAME,
             read_timeout: Duration::from_secs(300),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             actions: actions::ADDHDRS | actions::CHGHDRS | actions::SETSYMLIST,
             protocol: proto::NOHELO
                 | proto::NORCPT
@@ -442,11 +447,17 @@ impl Drop for Listener {
     }
 }
 
+/// The default connection limit (Postfix's default process limit is 100,
+/// and each smtpd process holds at most one milter connection).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 500;
+
 /// Counts live connections.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     /// Connections being served now.
     pub active: Arc<AtomicUsize>,
+    /// Times the server reached `max_connections` and stopped accepting.
+    pub limit_reached: Arc<AtomicUsize>,
 }
 
 /// Accepts connections until `shutdown` completes, serving each with a
@@ -468,9 +479,19 @@ where
     E: Fn(FrameError) + Clone + Send + 'static,
 {
     let cfg = Arc::new(cfg);
+    let limit = cfg.max_connections.max(1);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
+        if tasks.len() >= limit {
+            if !at_limit {
+                stats.limit_reached.fetch_add(1, Ordering::SeqCst);
+            }
+            at_limit = true;
+        } else {
+            at_limit = false;
+        }
         let spawn_one =
             |tasks: &mut tokio::task::JoinSet<()>, handler: H, stream: Box<dyn Stream>| {
                 let cfg = cfg.clone();
@@ -487,7 +508,7 @@ where
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = accept(&listener) => {
+            accepted = accept(&listener), if tasks.len() < limit => {
                 match accepted {
                     Ok(stream) => spawn_one(&mut tasks, factory(), stream),
                     Err(e) => {
