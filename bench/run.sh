@@ -55,15 +55,22 @@ CONF
 DKIMD_PID=$!
 sleep 1
 
-# OpenDKIM: the same RSA key, signing mode for internal hosts.
-printf 'bench._domainkey.example.com example.com:bench:%s\n' "$T/keys/example.com.bench.rsa.pem" > "$T/keytable"
-printf '*@example.com bench._domainkey.example.com\n' > "$T/signingtable"
-cat > "$T/opendkim.conf" <<CONF
+stop() { # pid: stop a milter and wait until it is gone
+    kill "$1" 2>/dev/null || true
+    while kill -0 "$1" 2>/dev/null; do sleep 0.1; done
+}
+
+# OpenDKIM: the same key, signing mode for internal hosts.
+start_opendkim() { # key-file selector algorithm
+    printf '%s._domainkey.example.com example.com:%s:%s\n' "$2" "$2" "$1" > "$T/keytable"
+    printf '*@example.com %s._domainkey.example.com\n' "$2" > "$T/signingtable"
+    cat > "$T/opendkim.conf" <<CONF
 Mode sv
 Socket local:$T/opendkim.sock
 RequireSafeKeys false
 KeyTable file:$T/keytable
 SigningTable refile:$T/signingtable
+SignatureAlgorithm $3
 InternalHosts 127.0.0.1
 Canonicalization relaxed/relaxed
 Syslog no
@@ -71,17 +78,21 @@ UserID root
 PidFile $T/opendkim.pid
 Nameservers 127.0.0.1
 CONF
-opendkim -f -x "$T/opendkim.conf" 2>"$T/opendkim.log" &
-OD_PID=$!
-sleep 1
+    rm -f "$T/opendkim.sock"
+    opendkim -f -x "$T/opendkim.conf" 2>"$T/opendkim.log" &
+    OD_PID=$!
+    for _ in $(seq 50); do [ -S "$T/opendkim.sock" ] && break; sleep 0.1; done
+}
+start_opendkim "$T/keys/example.com.bench.rsa.pem" bench rsa-sha256
 
 # rspamd reduced to DKIM: the dkim module and the dkim_signing and
 # milter_headers plugins (every other module disabled), its milter (proxy)
 # worker scanning by itself, two processes for the two cores; the same RSA
-# key; keys for verification from the same BIND.
+# key (in the Ed25519 part the same Ed25519 key, given as rspamd reads it:
+# the base64 of its 32-byte seed); keys for verification from the same BIND.
 PEERS="${PEERS:-opendkim rspamd}"
-if [[ " $PEERS " == *" rspamd "* ]]; then
-    R="$T/rspamd"
+R="$T/rspamd"
+rspamd_setup() {
     mkdir -p "$R/local.d" "$R/override.d" "$R/db"
     for f in /etc/rspamd/modules.d/*.conf; do
         m=$(basename "$f" .conf)
@@ -94,15 +105,6 @@ if [[ " $PEERS " == *" rspamd "* ]]; then
 filters = "dkim";
 dns { nameserver = ["127.0.0.1:25353"]; }
 local_addrs = ["127.0.0.0/8", "::1"];
-CONF
-    cat > "$R/local.d/dkim_signing.conf" <<CONF
-path = "$T/keys/\$domain.\$selector.rsa.pem";
-selector = "bench";
-allow_username_mismatch = true;
-allow_hdrfrom_mismatch = true;
-sign_local = true;
-sign_authenticated = true;
-use_esld = false;
 CONF
     cat > "$R/local.d/milter_headers.conf" <<CONF
 use = ["authentication-results"];
@@ -135,10 +137,44 @@ worker "rspamd_proxy" {
     }
 }
 CONF
+}
+start_rspamd() { # rsa | ed25519: the signing key
+    if [ "$1" = rsa ]; then
+        cat > "$R/local.d/dkim_signing.conf" <<CONF
+path = "$T/keys/\$domain.\$selector.rsa.pem";
+selector = "bench";
+allow_username_mismatch = true;
+allow_hdrfrom_mismatch = true;
+sign_local = true;
+sign_authenticated = true;
+use_esld = false;
+CONF
+    else
+        openssl pkey -in "$T/keys/example.com.bench-ed25519.ed25519.pem" -outform DER | tail -c 32 | base64 \
+            > "$T/keys/example.com.bench-ed25519.seed"
+        cat > "$R/local.d/dkim_signing.conf" <<CONF
+allow_username_mismatch = true;
+allow_hdrfrom_mismatch = true;
+sign_local = true;
+sign_authenticated = true;
+use_esld = false;
+domain {
+    example.com {
+        selectors [ { path = "$T/keys/example.com.bench-ed25519.seed"; selector = "bench-ed25519"; } ]
+    }
+}
+CONF
+    fi
+    rm -f "$T/rspamd.sock"
     rspamd -f -i -u root -g root -c "$R/rspamd.conf" --var=LOCAL_CONFDIR="$R" --var=DBDIR="$R/db" \
         --var=RUNDIR="$T" --var=LOGDIR="$T" >"$T/rspamd.out" 2>&1 &
     RS_PID=$!
-    for _ in $(seq 100); do [ -S "$T/rspamd.sock" ] && break; sleep 0.2; done
+    for _ in $(seq 150); do [ -S "$T/rspamd.sock" ] && break; sleep 0.2; done
+}
+RS_PID=""
+if [[ " $PEERS " == *" rspamd "* ]]; then
+    rspamd_setup
+    start_rspamd rsa
 fi
 
 bench() { # name socket pid args...
@@ -146,44 +182,63 @@ bench() { # name socket pid args...
     shift 3
     printf '%-10s %s\n' "$name" "$("$D" bench --socket "$sock" --pid "$pid" --messages "${MSGS:-$N}" "$@" | tr '\n' ' ')"
 }
+peers() { # the milters of this run as name:socket:pid
+    echo "dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID ${RS_PID:+rspamd:$T/rspamd.sock:$RS_PID}"
+}
 if [ -z "${ONLY_SOAK:-}" ]; then
 for size in 2048 102400; do
     for c in 1 8 64; do
-        bench dkimd unix:$T/dkimd.sock "$DKIMD_PID" --mode sign --body-size "$size" --concurrency "$c"
-        bench opendkim unix:$T/opendkim.sock "$OD_PID" --mode sign --body-size "$size" --concurrency "$c"
-        [ -n "${RS_PID:-}" ] && bench rspamd unix:$T/rspamd.sock "$RS_PID" --mode sign --body-size "$size" --concurrency "$c"
+        for m in $(peers); do
+            IFS=: read -r name sock pid <<<"$m"
+            bench "$name" "unix:$sock" "$pid" --mode sign --body-size "$size" --concurrency "$c"
+        done
     done
 done
 for size in 2048 102400; do
-    for m in dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID ${RS_PID:+rspamd:$T/rspamd.sock:$RS_PID}; do
+    for m in $(peers); do
         IFS=: read -r name sock pid <<<"$m"
         bench "$name" "unix:$sock" "$pid" --mode verify --body-size "$size" --concurrency 8 \
             --key "$T/keys/example.com.bench.rsa.pem" --selector bench
     done
 done
 
-# dkimd with an Ed25519 key as well (dual signing), then Ed25519 alone.
+# dkimd with an Ed25519 key as well (dual signing).
 "$D" --config "$T/dkimd.toml" key import example.com "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench >/dev/null || true
 sleep 1.5
 for size in 2048 102400; do
     bench "dkimd-dual" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size "$size" --concurrency 8
 done
+
+# Ed25519 alone, every milter with the same Ed25519 key.
 "$D" --config "$T/dkimd.toml" key default example.com >/dev/null || true
 "$D" --config "$T/dkimd.toml" key import example.com "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench >/dev/null || true
+stop "$OD_PID"
+start_opendkim "$T/keys/example.com.bench-ed25519.ed25519.pem" bench-ed25519 ed25519-sha256
+if [ -n "$RS_PID" ]; then
+    stop "$RS_PID"
+    start_rspamd ed25519
+fi
 sleep 1.5
 for size in 2048 102400; do
-    bench "dkimd-ed" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size "$size" --concurrency 8
+    for m in $(peers); do
+        IFS=: read -r name sock pid <<<"$m"
+        bench "$name-ed" "unix:$sock" "$pid" --mode sign --body-size "$size" --concurrency 8
+    done
 done
-bench "dkimd-ed" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode verify --body-size 2048 --concurrency 8 \
-    --key "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench-ed25519
+for m in $(peers); do
+    IFS=: read -r name sock pid <<<"$m"
+    bench "$name-ed" "unix:$sock" "$pid" --mode verify --body-size 2048 --concurrency 8 \
+        --key "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench-ed25519
+done
 
 # One 50 MB message, signed (latency and memory).
 MSGS=3 bench "dkimd-50MB" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 52428800
-[ -n "${RS_PID:-}" ] && MSGS=1 bench "rspamd-50MB" "unix:$T/rspamd.sock" "$RS_PID" --mode sign --body-size 52428800
+[ -n "$RS_PID" ] && MSGS=1 bench "rspamd-50MB" "unix:$T/rspamd.sock" "$RS_PID" --mode sign --body-size 52428800
 fi
 
 # The soak: SOAK messages in a row, mixed (per 10: 5 signed for an
-# authenticated client, 3 good and 1 tampered signature, 1 aborted half-way).
+# authenticated client, 3 good and 1 tampered signature, 1 aborted half-way),
+# with the milter's RSS recorded every SOAK/20 messages.
 if [ -n "${SOAK:-}" ]; then
     MSGS="$SOAK" bench "dkimd-soak" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode mixed --body-size 2048 --concurrency 8 \
         --key "$T/keys/example.com.bench.rsa.pem" --selector bench --rss-every $(( SOAK / 20 > 0 ? SOAK / 20 : 1 ))

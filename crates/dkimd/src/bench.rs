@@ -160,6 +160,24 @@ fn to_milter(raw: &[u8], i: usize) -> anyhow::Result<Message> {
     })
 }
 
+/// The `a=` values of the DKIM-Signature fields a milter added.
+fn algorithms(mods: &[Reply]) -> Vec<String> {
+    mods.iter()
+        .filter_map(|m| match m {
+            Reply::InsertHeader { name, value, .. } | Reply::AddHeader { name, value }
+                if name.eq_ignore_ascii_case("DKIM-Signature") =>
+            {
+                dkim::parse_tag_list(value).ok().and_then(|tags| {
+                    tags.into_iter()
+                        .find(|t| t.name == "a")
+                        .map(|t| t.value_no_ws())
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn counts(mods: &[Reply], verify: bool) -> bool {
     mods.iter().any(|m| match m {
         Reply::InsertHeader { name, value, .. } | Reply::AddHeader { name, value } => {
@@ -244,6 +262,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
     let next = Arc::new(AtomicUsize::new(0));
     let show_first = Arc::new(std::sync::atomic::AtomicBool::new(a.verbose));
     let ok = Arc::new(AtomicUsize::new(0));
+    let algs = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let started = Instant::now();
     let mut peak_rss = 0u64;
     // (messages sent, RSS in kB), every --rss-every messages.
@@ -256,6 +275,7 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         for _ in 0..a.concurrency {
             let (addr, message, next, ok) =
                 (addr.clone(), message.clone(), next.clone(), ok.clone());
+            let algs = algs.clone();
             let show_first = show_first.clone();
             let (mix, kinds) = (mix.clone(), kinds.clone());
             let (total, per_conn) = (a.messages, a.per_connection.max(1));
@@ -361,6 +381,13 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                         if counts(&out.modifications, verify) {
                             ok.fetch_add(1, Ordering::SeqCst);
                         }
+                        if !verify {
+                            if let Ok(mut seen) = algs.lock() {
+                                for a in algorithms(&out.modifications) {
+                                    seen.insert(a);
+                                }
+                            }
+                        }
                     }
                     let _ = c.quit().await;
                 }
@@ -455,10 +482,15 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                 k.get(3).unwrap_or(&0)
             );
         } else {
-            println!(
-                "{}: {good} of {n}",
-                if verify { "dkim=pass" } else { "signed" }
-            );
+            let seen = algs
+                .lock()
+                .map(|s| s.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            if verify {
+                println!("dkim=pass: {good} of {n}");
+            } else {
+                println!("signed: {good} of {n} (a={seen})");
+            }
         }
     }
     if good != n || n != a.messages {
