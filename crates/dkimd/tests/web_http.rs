@@ -142,6 +142,12 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
         "GET /login HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 421, "{r:?}");
+    // The page's own names under another port (an SSH tunnel) are fine.
+    let r = raw(
+        env.port,
+        "GET /login HTTP/1.1\r\nHost: localhost:9999\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
 
     // Logging out ends the session on the server, not only in the browser.
     let stolen = c.cookies.clone();

@@ -49,6 +49,8 @@ pub struct App {
     allowed_hosts: Vec<String>,
     /// Checked for unknown user names (same cost as a wrong password).
     pub dummy_hash: String,
+    /// Password checks running at once (each takes ~19 MiB and tens of ms).
+    pub hashing: tokio::sync::Semaphore,
 }
 
 /// The logged-in admin of one request (set by the login check).
@@ -62,17 +64,18 @@ pub struct Authed {
 impl App {
     pub fn new(cfg: Config, listen: SocketAddr) -> Arc<App> {
         let a = &cfg.admin;
-        let port = listen.port();
+        // Host names without their port: a tunnel (ssh -L 9000:…) may use
+        // another local port; DNS rebinding needs a name of the attacker's,
+        // which is never one of these.
         let mut allowed_hosts = vec![
-            format!("{}:{port}", listen.ip()),
-            format!("[{}]:{port}", listen.ip()),
-            format!("localhost:{port}"),
-            format!("127.0.0.1:{port}"),
-            format!("[::1]:{port}"),
+            listen.ip().to_string(),
+            format!("[{}]", listen.ip()),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "[::1]".to_string(),
         ];
         for h in &a.hostnames {
             allowed_hosts.push(h.to_ascii_lowercase());
-            allowed_hosts.push(format!("{}:{port}", h.to_ascii_lowercase()));
         }
         Arc::new(App {
             sessions: Mutex::new(auth::Sessions::new(
@@ -88,6 +91,7 @@ impl App {
             tls: a.tls(),
             allowed_hosts,
             dummy_hash: auth::dummy_hash(),
+            hashing: tokio::sync::Semaphore::new(2),
             cfg,
         })
     }
@@ -123,6 +127,14 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(protected)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
+}
+
+/// A Host header without its port (`[::1]:8443` → `[::1]`).
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => name,
+        _ => host,
+    }
 }
 
 /// A cookie's value from the request.
@@ -162,7 +174,7 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         .and_then(|h| h.to_str().ok())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let mut resp = if !app.allowed_hosts.contains(&host) {
+    let mut resp = if !app.allowed_hosts.contains(&host_name(&host).to_string()) {
         plain(
             StatusCode::MISDIRECTED_REQUEST,
             "this admin page is not served under that host name (add it to [admin] hostnames)",
@@ -403,5 +415,19 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("127.0.0.1:8443"), "127.0.0.1");
+        assert_eq!(host_name("localhost"), "localhost");
+        assert_eq!(host_name("[::1]:8443"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("mail.example.com:443"), "mail.example.com");
     }
 }

@@ -461,6 +461,9 @@ pub async fn login(
     let cfg = app.cfg.clone();
     let dummy = app.dummy_hash.clone();
     let name = user.clone();
+    let Ok(_hashing) = app.hashing.acquire().await else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     let ok = blocking(move || {
         let store = crate::store::SqliteStore::open(&cfg.state_dir)?;
         let hash = store.admin_hash(&name)?;
