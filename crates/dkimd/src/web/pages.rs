@@ -137,11 +137,6 @@ pub struct DomainRow {
 }
 
 impl DomainRow {
-    /// Table rows this domain takes (its own plus one per key).
-    pub fn rows(&self) -> usize {
-        1 + self.keys.len()
-    }
-
     fn from_status(d: DomainStatus) -> DomainRow {
         let (known, dkim, features) = match d.known {
             Some((dns, mail, ovr)) => (
