@@ -451,7 +451,8 @@ impl Manager {
     }
 
     /// Every known domain with its decision, keys and the live DNS state
-    /// of each key's record (what `dkimd status` shows).
+    /// of each key's record (what `dkimd status` shows). The lookups run
+    /// concurrently (at most 32 at a time), each under the DNS timeout.
     pub fn status(&self) -> anyhow::Result<Vec<DomainStatus>> {
         let st = self.load()?;
         let resolver = publish::live_resolver(&self.cfg)?;
@@ -462,17 +463,14 @@ impl Manager {
             if signs {
                 for k in st.keys_for(&name) {
                     let key = key_of(k)?;
-                    let record = key.dns_record();
-                    let rname = record_name(&k.selector, &name);
-                    let dns = live_state(&resolver, &rname, &record);
                     keys.push(KeyStatus {
                         selector: k.selector.clone(),
                         algorithm: k.algorithm,
                         bits: k.bits,
                         own_key: k.domain.is_some(),
-                        record_name: rname,
-                        record,
-                        dns,
+                        record_name: record_name(&k.selector, &name),
+                        record: key.dns_record(),
+                        dns: String::new(),
                     });
                 }
             }
@@ -488,6 +486,15 @@ impl Manager {
                 known,
                 keys,
             });
+        }
+        let checks: Vec<(String, String)> = rows
+            .iter()
+            .flat_map(|r| r.keys.iter())
+            .map(|k| (k.record_name.clone(), k.record.clone()))
+            .collect();
+        let mut states = live_states(&resolver, checks)?.into_iter();
+        for k in rows.iter_mut().flat_map(|r| r.keys.iter_mut()) {
+            k.dns = states.next().unwrap_or_else(|| "lookup failed".into());
         }
         Ok(rows)
     }
@@ -969,12 +976,44 @@ fn onoff(b: bool) -> &'static str {
     }
 }
 
+/// The live state of many records at once, in order.
+fn live_states(
+    resolver: &hickory_resolver::TokioResolver,
+    checks: Vec<(String, String)>,
+) -> anyhow::Result<Vec<String>> {
+    let n = checks.len();
+    dns::block_on(async move {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (name, record)) in checks.into_iter().enumerate() {
+            let (resolver, limit) = (resolver.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, live_state_async(&resolver, &name, &record).await)
+            });
+        }
+        let mut out = vec![String::from("lookup failed"); n];
+        while let Some(done) = set.join_next().await {
+            if let Ok((i, state)) = done {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = state;
+                }
+            }
+        }
+        out
+    })
+}
+
 /// What DNS serves for one key, compared with the key.
-pub fn live_state(resolver: &hickory_resolver::TokioResolver, name: &str, record: &str) -> String {
+pub async fn live_state_async(
+    resolver: &hickory_resolver::TokioResolver,
+    name: &str,
+    record: &str,
+) -> String {
     let want = dkim::KeyRecord::parse(record)
         .map(|r| r.public_key)
         .unwrap_or_default();
-    match dns::lookup_txt_blocking(resolver, name) {
+    match dns::lookup_txt(resolver, name).await {
         Err(dkim::LookupError::NotFound) => "missing".into(),
         Err(e) => format!("lookup failed: {e}"),
         Ok(records) => {
