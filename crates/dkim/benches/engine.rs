@@ -67,6 +67,18 @@ fn text_body() -> Vec<u8> {
     out
 }
 
+/// Plain text as most mail is written: single spaces, no trailing white
+/// space (the load tool's body).
+fn plain_body() -> Vec<u8> {
+    let line =
+        b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs.\r\n";
+    let mut out = Vec::with_capacity(TEN_MB + 100);
+    while out.len() < TEN_MB {
+        out.extend_from_slice(line);
+    }
+    out
+}
+
 fn canon_hash(kind: Canonicalization, body: &[u8]) -> Vec<u8> {
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut c = BodyCanonicalizer::new(kind);
@@ -78,7 +90,11 @@ fn canon_hash(kind: Canonicalization, body: &[u8]) -> Vec<u8> {
 }
 
 fn body_hashing(c: &mut Criterion) {
-    for (name, body) in [("base64", base64_body()), ("text", text_body())] {
+    for (name, body) in [
+        ("base64", base64_body()),
+        ("plain", plain_body()),
+        ("text", text_body()),
+    ] {
         let mut g = c.benchmark_group(format!("body-10MB-{name}"));
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.sample_size(20);

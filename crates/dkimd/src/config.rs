@@ -100,6 +100,12 @@ pub struct MilterConfig {
     /// Milter connections served at once; more wait until one ends.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Answer every body chunk (one round trip per chunk of up to 64 KB), so
+    /// that dkimd can tell the MTA to skip the rest of a body it does not
+    /// need. Off (the default): the MTA streams the body without waiting and
+    /// dkimd drops what it does not need.
+    #[serde(default)]
+    pub body_replies: bool,
     /// Seconds connections in flight get to finish on SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
@@ -183,6 +189,7 @@ impl Default for MilterConfig {
             lookup_timeout: default_lookup_timeout(),
             read_timeout: default_read_timeout(),
             max_connections: default_max_connections(),
+            body_replies: false,
             shutdown_grace: default_shutdown_grace(),
             log_level: default_log_level(),
             socket_group: None,

@@ -849,7 +849,8 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             read_timeout: Duration::from_secs(cfg.milter.read_timeout.max(1)),
             max_connections: cfg.milter.max_connections,
             ..milter::ServerConfig::default()
-        },
+        }
+        .with_body_replies(cfg.milter.body_replies),
         factory,
         on_error,
         shutdown,

@@ -726,10 +726,11 @@ async fn hostile_traffic() {
     c.send(&C::EndOfMessage(vec![])).await.unwrap();
     assert_eq!(c.read_reply().await.unwrap(), Reply::Continue);
     c.stage(&C::EndOfHeaders).await.unwrap();
-    assert!(matches!(
+    assert_eq!(
         c.stage(&C::Body(b"early body".to_vec())).await.unwrap(),
-        Some(Reply::Skip | Reply::Continue)
-    ));
+        None,
+        "body chunks are not answered (NR_BODY)"
+    );
     c.send(&C::EndOfMessage(vec![])).await.unwrap();
     assert_eq!(c.read_reply().await.unwrap(), Reply::Continue);
     let out = c.message(&m).await.unwrap();
@@ -904,4 +905,61 @@ async fn connection_limit() {
     assert_eq!(out.modifications.len(), 2, "{out:?}");
     third.quit().await.unwrap();
     b.quit().await.unwrap();
+}
+
+/// By default the body streams without replies (NR_BODY, no SKIP); with
+/// `body_replies = true` every chunk is answered and a body dkimd does not
+/// need (no signature to check) is cut short with SKIP. Either way the
+/// message gets its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_streamed_or_answered_with_skip() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let unsigned_result = |out: &milter::client::Outcome| {
+        let text = mods_text(&out.modifications);
+        assert!(text.contains("dkim=none"), "{text}");
+    };
+    {
+        let _daemon = Daemon::start(&env.config, env.port);
+        let mut c = Client::connect(&env.addr()).await.unwrap();
+        let n = c.negotiate().await.unwrap();
+        assert_ne!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
+        assert_eq!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
+        let m = as_milter(RAW, 10);
+        c.connect_stage(&m, "client.test", "192.0.2.10")
+            .await
+            .unwrap();
+        let out = c.message(&m).await.unwrap();
+        assert!(!out.skipped);
+        unsigned_result(&out);
+        // Trusted mail in many chunks is still signed over the whole body.
+        let signed = send(&env, "127.0.0.1", RAW, 7).await;
+        let msg = apply(RAW, &signed.modifications);
+        let (ok, why) = verify_with_dkimd(&env.dns_file(), &msg);
+        assert!(ok, "{why}");
+        c.quit().await.unwrap();
+    }
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "shutdown_grace = 5",
+        "shutdown_grace = 5\nbody_replies = true",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let _daemon = Daemon::start(&env.config, env.port);
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    let n = c.negotiate().await.unwrap();
+    assert_eq!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
+    assert_ne!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
+    let m = as_milter(RAW, 10);
+    c.connect_stage(&m, "client.test", "192.0.2.10")
+        .await
+        .unwrap();
+    let out = c.message(&m).await.unwrap();
+    assert!(
+        out.skipped,
+        "an unsigned body is skipped after its first chunk"
+    );
+    unsigned_result(&out);
+    c.quit().await.unwrap();
 }

@@ -114,6 +114,38 @@ async fn real_postfix_signs_verifies_and_applies_policy() {
         daemon.log_text()
     );
 
+    // A 240 KB body: Postfix sends it in 64 KB chunks without waiting for
+    // replies (NR_BODY); the signature covers all of it.
+    let mut big = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: large\r\nDate: Tue, 24 Nov 2026 10:30:00 +0000\r\nMessage-ID: <big1@example.com>\r\n\r\n".to_vec();
+    for i in 0..4000 {
+        big.extend_from_slice(
+            format!("Line {i:05} of a large body, long enough for several chunks.\r\n").as_bytes(),
+        );
+    }
+    let a = smtp_send(
+        pf.submission_port,
+        "127.0.0.1",
+        "joe@example.com",
+        "suzie@example.net",
+        &big,
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}\n{}", pf.log());
+    let got = pf.delivered(20).expect("the large message was delivered");
+    assert!(got.len() > 240_000, "{}", got.len());
+    assert_eq!(header_count(&got, "DKIM-Signature"), 2);
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", &env.named.addr()]),
+        &got,
+    );
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("pass")).count(),
+        2,
+        "{text}"
+    );
+
     // The plain service from an outside address: verified, not signed.
     let a = smtp_send(
         pf.port,

@@ -177,6 +177,21 @@ impl Client {
         }
     }
 
+    /// Sends one body chunk (unless negotiated away) straight from the
+    /// caller's buffer, and reads its reply when one is due.
+    pub async fn body_stage(&mut self, chunk: &[u8]) -> Result<Option<Reply>, FrameError> {
+        let p = self.negotiated.protocol;
+        if p & proto::NOBODY != 0 {
+            return Ok(None);
+        }
+        write_frame(&mut self.stream, b'B', chunk).await?;
+        if p & proto::NR_BODY == 0 {
+            Ok(Some(self.read_reply().await?))
+        } else {
+            Ok(None)
+        }
+    }
+
     async fn macros(&mut self, msg: &Message, stage: u8) -> Result<(), FrameError> {
         for (s, pairs) in &msg.macros {
             if *s == stage {
@@ -262,7 +277,7 @@ impl Client {
         let mut skipped = false;
         for chunk in &msg.body {
             self.macros(msg, b'B').await?;
-            match self.stage(&Command::Body(chunk.clone())).await? {
+            match self.body_stage(chunk).await? {
                 Some(Reply::Skip) => {
                     skipped = true;
                     break;

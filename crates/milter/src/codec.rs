@@ -549,11 +549,23 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let mut cmd = [0u8; 1];
     r.read_exact(&mut cmd).await?;
-    // The data is read straight into its own buffer: no copy.
-    let mut data = vec![0u8; size - 1];
-    r.read_exact(&mut data).await?;
+    // The data is read straight into its own buffer (no copy), and into its
+    // spare capacity (not zeroed first); `take` keeps the reads inside
+    // this frame.
+    let need = size - 1;
+    let mut data = Vec::with_capacity(need);
+    let mut frame = (&mut *r).take(u64::try_from(need).unwrap_or(u64::MAX));
+    while data.len() < need {
+        if frame.read_buf(&mut data).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some((cmd[0], data)))
 }
+
+/// Frames with more data than this are written in two parts (length and
+/// command, then the data) instead of being copied into one buffer first.
+const WRITE_COPY_LIMIT: usize = 16 * 1024;
 
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
@@ -563,9 +575,16 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let len =
         u32::try_from(data.len() + 1).map_err(|_| std::io::Error::other("frame too large"))?;
+    let [a, b, c, d] = len.to_be_bytes();
+    let head = [a, b, c, d, cmd];
+    if data.len() > WRITE_COPY_LIMIT {
+        // A large frame (a body chunk): its data goes out from where it is.
+        w.write_all(&head).await?;
+        return w.write_all(data).await;
+    }
+    // A small frame goes out in one write.
     let mut out = Vec::with_capacity(data.len() + 5);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(cmd);
+    out.extend_from_slice(&head);
     out.extend_from_slice(data);
     w.write_all(&out).await
 }
@@ -700,5 +719,41 @@ mod tests {
             read_frame(&mut data, 100).await.unwrap(),
             Some((b'B', vec![7]))
         );
+    }
+
+    /// A large frame arriving a few bytes at a time is read whole, and
+    /// reading it never takes bytes of the frame after it.
+    #[tokio::test]
+    async fn frames_across_partial_reads_stay_apart() {
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&u32::try_from(big.len() + 1).unwrap().to_be_bytes());
+        wire.push(b'B');
+        wire.extend_from_slice(&big);
+        wire.extend_from_slice(&[0, 0, 0, 3, b'B', b'x', b'y', 0, 0, 0, 1, b'Q']);
+        for (pipe, buffered) in [(7, false), (4096, false), (7, true), (65536, true)] {
+            let (mut tx, rx) = tokio::io::duplex(pipe);
+            let bytes = wire.clone();
+            let writer = tokio::spawn(async move { tx.write_all(&bytes).await });
+            let frames = if buffered {
+                let mut r = tokio::io::BufReader::with_capacity(16 * 1024, rx);
+                read_three(&mut r).await
+            } else {
+                let mut r = rx;
+                read_three(&mut r).await
+            };
+            assert_eq!(frames[0], Some((b'B', big.clone())), "pipe {pipe}");
+            assert_eq!(frames[1], Some((b'B', b"xy".to_vec())), "pipe {pipe}");
+            assert_eq!(frames[2], Some((b'Q', Vec::new())), "pipe {pipe}");
+            writer.await.unwrap().unwrap();
+        }
+    }
+
+    async fn read_three<R: AsyncRead + Unpin>(r: &mut R) -> Vec<Option<(u8, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(read_frame(r, 1 << 20).await.unwrap());
+        }
+        out
     }
 }

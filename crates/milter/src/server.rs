@@ -195,10 +195,28 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
+impl ServerConfig {
+    /// With `true`, body chunks are answered (no `NR_BODY`) and SKIP is
+    /// offered, so a handler can stop the MTA sending a body it does not
+    /// need, at one round trip per chunk; with `false`, the MTA streams the
+    /// body without waiting for replies and SKIP is not offered.
+    #[must_use]
+    pub fn with_body_replies(mut self, replies: bool) -> Self {
+        if replies {
+            self.protocol = (self.protocol & !proto::NR_BODY) | proto::SKIP;
+        } else {
+            self.protocol = (self.protocol | proto::NR_BODY) & !proto::SKIP;
+        }
+        self
+    }
+}
+
 impl Default for ServerConfig {
     /// What dkimd needs: add and change headers; no replies before end of
-    /// headers and no HELO, RCPT, DATA or unknown commands at all; header
-    /// values with their leading space; SKIP; the macros for trust and logs.
+    /// message and no HELO, RCPT, DATA or unknown commands at all; header
+    /// values with their leading space; the macros for trust and logs.
+    /// [`ServerConfig::with_body_replies`] trades the streamed body for
+    /// replies to each chunk and SKIP.
     fn default() -> Self {
         ServerConfig {
             max_frame: DEFAULT_MAX_FRAME,
@@ -213,7 +231,7 @@ impl Default for ServerConfig {
                 | proto::NR_MAIL
                 | proto::NR_HDR
                 | proto::NR_EOH
-                | proto::SKIP
+                | proto::NR_BODY
                 | proto::HDR_LEADSPC,
             macros: vec![
                 (0, "j {daemon_name} {client_addr} _".into()),
