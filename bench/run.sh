@@ -6,6 +6,8 @@
 # BENCHMARKS.md records the figures.
 # Usage: bench/run.sh [MESSAGES]      (needs: bind9, opendkim, rspamd; run as root)
 # PEERS="opendkim rspamd" chooses the peers (default: both).
+# SOAK=N adds the soak (N mixed messages, RSS every N/20); ONLY_SOAK=1 runs
+# nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-2000}"
