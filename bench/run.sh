@@ -187,7 +187,17 @@ bench() { # name socket pid args...
 peers() { # the milters of this run as name:socket:pid
     echo "dkimd:$T/dkimd.sock:$DKIMD_PID opendkim:$T/opendkim.sock:$OD_PID ${RS_PID:+rspamd:$T/rspamd.sock:$RS_PID}"
 }
+# The machine's limits in the same run: one RSA-2048 signature and SHA-256
+# over 64 KB blocks (the targets compare with them), at the start and the end.
+limits() { # label
+    local rsa sha
+    rsa=$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {printf "%.3f", $4 * 1000}')
+    sha=$(openssl speed -evp sha256 -bytes 65536 -seconds 2 2>/dev/null | awk '/^sha256/ {v=$NF; sub("k","",v); printf "%.3f %.1f", v / 1e6, 52428800 / (v * 1000) * 1000}')
+    printf '%-10s openssl (%s): RSA-2048 signature %s ms; SHA-256 %s GB/s, %s ms for 50 MB\n' \
+        "limits" "$1" "$rsa" "${sha% *}" "${sha#* }"
+}
 if [ -z "${ONLY_SOAK:-}" ]; then
+limits start
 for size in 2048 102400; do
     for c in 1 8 64; do
         for m in $(peers); do
@@ -234,8 +244,9 @@ for m in $(peers); do
 done
 
 # One 50 MB message, signed (latency and memory).
-MSGS=3 bench "dkimd-50MB" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 52428800
+MSGS=5 bench "dkimd-50MB" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size 52428800
 [ -n "$RS_PID" ] && MSGS=1 bench "rspamd-50MB" "unix:$T/rspamd.sock" "$RS_PID" --mode sign --body-size 52428800
+limits end
 fi
 
 # The soak: SOAK messages in a row, mixed (per 10: 5 signed for an
