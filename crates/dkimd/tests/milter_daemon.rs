@@ -923,15 +923,9 @@ async fn body_streamed_or_answered_with_skip() {
     };
     {
         let _daemon = Daemon::start(&env.config, env.port);
-        let mut c = Client::connect(&env.addr()).await.unwrap();
-        let n = c.negotiate().await.unwrap();
+        let (n, out) = unsigned_from_outside(&env).await;
         assert_ne!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
         assert_eq!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
-        let m = as_milter(RAW, 10);
-        c.connect_stage(&m, "client.test", "192.0.2.10")
-            .await
-            .unwrap();
-        let out = c.message(&m).await.unwrap();
         assert!(!out.skipped);
         unsigned_result(&out);
         // Trusted mail in many chunks is still signed over the whole body.
@@ -939,7 +933,6 @@ async fn body_streamed_or_answered_with_skip() {
         let msg = apply(RAW, &signed.modifications);
         let (ok, why) = verify_with_dkimd(&env.dns_file(), &msg);
         assert!(ok, "{why}");
-        c.quit().await.unwrap();
     }
     let text = std::fs::read_to_string(&env.config).unwrap().replace(
         "shutdown_grace = 5",
@@ -947,19 +940,26 @@ async fn body_streamed_or_answered_with_skip() {
     );
     std::fs::write(&env.config, text).unwrap();
     let _daemon = Daemon::start(&env.config, env.port);
-    let mut c = Client::connect(&env.addr()).await.unwrap();
-    let n = c.negotiate().await.unwrap();
+    let (n, out) = unsigned_from_outside(&env).await;
     assert_eq!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
     assert_ne!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
-    let m = as_milter(RAW, 10);
-    c.connect_stage(&m, "client.test", "192.0.2.10")
-        .await
-        .unwrap();
-    let out = c.message(&m).await.unwrap();
     assert!(
         out.skipped,
         "an unsigned body is skipped after its first chunk"
     );
     unsigned_result(&out);
+}
+
+/// RAW from an outside address in 10-byte body chunks on a new connection:
+/// what was negotiated and what came back.
+async fn unsigned_from_outside(env: &Env) -> (milter::Negotiated, milter::client::Outcome) {
+    let mut c = Client::connect(&env.addr()).await.unwrap();
+    let n = c.negotiate().await.unwrap();
+    let m = as_milter(RAW, 10);
+    c.connect_stage(&m, "client.test", "192.0.2.10")
+        .await
+        .unwrap();
+    let out = c.message(&m).await.unwrap();
     c.quit().await.unwrap();
+    (n, out)
 }
