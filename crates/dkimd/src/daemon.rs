@@ -4,6 +4,7 @@
 //! keeps it for its life; SIGHUP and store changes build a new one and swap
 //! it in whole. SIGTERM stops accepting and lets messages in flight finish.
 
+use crate::bodyhash::{Body, Threads};
 use crate::config::{Config, MilterConfig};
 use crate::dns::KeyTable;
 use crate::settings::{matches_pattern, Action, Settings};
@@ -190,8 +191,8 @@ fn claims(value: &[u8], authserv_id: &str) -> bool {
 
 enum Mode {
     None,
-    Sign(Box<dkim::Signing>, String),
-    Verify(Box<dkim::Verification>),
+    Sign(Body<dkim::Signing>, String),
+    Verify(Body<dkim::Verification>),
 }
 
 /// One connection.
@@ -207,10 +208,16 @@ pub struct DkimHandler {
     over_limit: bool,
     mode: Mode,
     why_trusted: Option<&'static str>,
+    threads: Threads,
 }
 
 impl DkimHandler {
-    pub fn new(snap: Arc<Snapshot>, resolver: TokioResolver, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        snap: Arc<Snapshot>,
+        resolver: TokioResolver,
+        metrics: Arc<Metrics>,
+        threads: Threads,
+    ) -> Self {
         DkimHandler {
             snap,
             metrics,
@@ -223,6 +230,7 @@ impl DkimHandler {
             over_limit: false,
             mode: Mode::None,
             why_trusted: None,
+            threads,
         }
     }
 
@@ -338,7 +346,8 @@ impl Handler for DkimHandler {
             if let Some(signer) = snap.signers_for(&domain) {
                 match signer.at(crate::cli::now()).start(&self.headers) {
                     Ok(s) => {
-                        self.mode = Mode::Sign(Box::new(s), domain);
+                        self.mode =
+                            Mode::Sign(Body::new(Box::new(s), self.threads.clone()), domain);
                         return Response::Continue;
                     }
                     Err(e) => self.log(
@@ -353,31 +362,42 @@ impl Handler for DkimHandler {
                 dkim::VerifierConfig::default().with_max_signatures(snap.max_signatures),
             )
             .start(&self.headers, crate::cli::now());
-            self.mode = Mode::Verify(Box::new(v));
+            self.mode = Mode::Verify(Body::new(Box::new(v), self.threads.clone()));
         }
         Response::Continue
     }
 
-    fn body(&mut self, chunk: &[u8]) -> Response {
+    fn spare_buffer(&mut self) -> Option<Vec<u8>> {
         match &mut self.mode {
-            Mode::Sign(s, _) => {
-                s.body(chunk);
-                Response::Continue
-            }
-            Mode::Verify(v) => {
-                v.body(chunk);
-                if v.body_done() {
-                    Response::Skip
-                } else {
-                    Response::Continue
-                }
-            }
-            Mode::None => Response::Skip,
+            Mode::Sign(b, _) => b.spare(),
+            Mode::Verify(b) => b.spare(),
+            Mode::None => None,
+        }
+    }
+
+    async fn body_owned(&mut self, chunk: Vec<u8>) -> Response {
+        let wants_more = match &mut self.mode {
+            Mode::Sign(b, _) => b.feed(chunk).await,
+            Mode::Verify(b) => b.feed(chunk).await,
+            Mode::None => false,
+        };
+        if wants_more {
+            Response::Continue
+        } else {
+            Response::Skip
         }
     }
 
     async fn eom(&mut self, macros: &Macros) -> EomResult {
         let mode = std::mem::replace(&mut self.mode, Mode::None);
+        let threaded = match &mode {
+            Mode::Sign(b, _) => b.threaded(),
+            Mode::Verify(b) => b.threaded(),
+            Mode::None => false,
+        };
+        if threaded {
+            self.metrics.bodies_threaded.fetch_add(1, Ordering::Relaxed);
+        }
         let result = match mode {
             Mode::None => {
                 self.log(macros, "mode=none action=continue");
@@ -386,7 +406,11 @@ impl Handler for DkimHandler {
                     response: Response::Continue,
                 }
             }
-            Mode::Sign(s, domain) => match s.finish() {
+            Mode::Sign(body, domain) => match body
+                .finish()
+                .await
+                .and_then(|s| s.finish().map_err(anyhow::Error::from))
+            {
                 Ok(sigs) => {
                     self.metrics.signed.fetch_add(1, Ordering::Relaxed);
                     self.metrics
@@ -427,7 +451,22 @@ impl Handler for DkimHandler {
                     }
                 }
             },
-            Mode::Verify(v) => {
+            Mode::Verify(body) => {
+                let v = match body.finish().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!(
+                            "dkimd: queue_id={} error: verification failed: {e}",
+                            macros.get("i").unwrap_or("-")
+                        );
+                        self.reset();
+                        return EomResult {
+                            modifications: vec![],
+                            response: self.snap.on_error.clone(),
+                        };
+                    }
+                };
                 let names = v.key_names();
                 let started = std::time::Instant::now();
                 let table = tokio::time::timeout(
@@ -527,6 +566,7 @@ pub struct Metrics {
     verified: [AtomicU64; 7],
     actions: [AtomicU64; 3],
     errors: AtomicU64,
+    bodies_threaded: AtomicU64,
     lookups: AtomicU64,
     lookup_micros: AtomicU64,
     active: Arc<AtomicUsize>,
@@ -596,6 +636,11 @@ impl Metrics {
         }
         s.push_str("# HELP dkimd_errors_total Messages dkimd failed on (answered with milter.on_error).\n# TYPE dkimd_errors_total counter\n");
         s.push_str(&format!("dkimd_errors_total {}\n", g(&self.errors)));
+        s.push_str("# HELP dkimd_bodies_hashed_on_thread_total Large bodies hashed on a thread of their own (milter.body_thread).\n# TYPE dkimd_bodies_hashed_on_thread_total counter\n");
+        s.push_str(&format!(
+            "dkimd_bodies_hashed_on_thread_total {}\n",
+            g(&self.bodies_threaded)
+        ));
         s.push_str("# HELP dkimd_key_lookup_seconds Time to fetch the keys of one message.\n# TYPE dkimd_key_lookup_seconds summary\n");
         s.push_str(&format!(
             "dkimd_key_lookup_seconds_sum {:.6}\ndkimd_key_lookup_seconds_count {}\n",
@@ -835,12 +880,18 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     }
     let factory_shared = shared.clone();
     let factory_metrics = metrics.clone();
+    let threads = Threads::new(cfg.milter.body_thread);
     let factory = move || {
         let snap = factory_shared
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        DkimHandler::new(snap, resolver.clone(), factory_metrics.clone())
+        DkimHandler::new(
+            snap,
+            resolver.clone(),
+            factory_metrics.clone(),
+            threads.clone(),
+        )
     };
     let on_error = |e: milter::codec::FrameError| eprintln!("dkimd: connection ended: {e}");
     milter::server::serve(

@@ -5,6 +5,7 @@
 //! signature passed" for `verify`), 2 usage or configuration error.
 
 mod bench;
+mod bodyhash;
 mod cli;
 mod commands;
 mod daemon;

@@ -963,3 +963,126 @@ async fn unsigned_from_outside(env: &Env) -> (milter::Negotiated, milter::client
     c.quit().await.unwrap();
     (n, out)
 }
+
+/// A body of `lines` lines with what relaxed canonicalization changes:
+/// tabs, runs of spaces, trailing spaces, long lines.
+fn large_message(lines: usize, id: &str) -> Vec<u8> {
+    let mut m = format!("From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: large\r\nDate: Tue, 24 Nov 2026 10:30:00 +0000\r\nMessage-ID: <{id}@example.com>\r\n\r\n").into_bytes();
+    for i in 0..lines {
+        let line = match i % 4 {
+            0 => format!("Line {i:07} of a large body, long enough for many chunks.\r\n"),
+            1 => format!("\tindented\t{i}  with  double  spaces   \r\n"),
+            2 => format!("{}\r\n", "abcdefghij".repeat(1 + i % 90)),
+            _ => "\r\n".to_string(),
+        };
+        m.extend_from_slice(line.as_bytes());
+    }
+    m
+}
+
+fn metric(env: &Env, name: &str) -> u64 {
+    metrics(env.mport)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// Bodies over 1 MiB are hashed on a thread of their own after their first
+/// MiB: what is signed that way verifies with dkimd and dkimpy, verifying
+/// that way passes a good body and fails one changed near its end, and an
+/// ABORT half-way through leaves the connection and the threads usable.
+/// More large messages at once than there are threads are hashed inline.
+/// With `body_thread = false` every body is hashed inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_hashed_on_a_thread() {
+    if !have_named() {
+        return;
+    }
+    let env = setup();
+    let dns = env.dns_file();
+    let raw = large_message(60_000, "large1");
+    assert!(raw.len() > 3_000_000, "{}", raw.len());
+    let signed = {
+        let _daemon = Daemon::start(&env.config, env.port);
+        // Four at once, on separate connections, in Postfix-sized chunks.
+        let (a, b, c, d) = tokio::join!(
+            send(&env, "127.0.0.1", &raw, 65535),
+            send(&env, "127.0.0.1", &raw, 65535),
+            send(&env, "127.0.0.1", &raw, 65535),
+            send(&env, "127.0.0.1", &raw, 65535)
+        );
+        let outs = [a, b, c, d];
+        for out in &outs {
+            assert_eq!(out.modifications.len(), 2, "{:?}", out.reply);
+            let (ok, text) = verify_with_dkimd(&dns, &apply(&raw, &out.modifications));
+            assert!(ok, "{text}");
+        }
+        let signed = apply(&raw, &outs[0].modifications);
+        if have_dkimpy() {
+            let f = env.tmp.path().join("large.eml");
+            std::fs::write(&f, &signed).unwrap();
+            let r = dkimpy_verify(&dns, &[f]);
+            assert!(r[0].1, "dkimpy: {}", r[0].2);
+        }
+        let threaded = metric(&env, "dkimd_bodies_hashed_on_thread_total ");
+        assert!((1..=4).contains(&threaded), "{threaded}");
+
+        // Verified from outside: pass, and fail with one byte changed in
+        // the last MiB.
+        let out = send(&env, "192.0.2.10", &signed, 65535).await;
+        let text = mods_text(&out.modifications);
+        assert_eq!(text.matches("dkim=pass").count(), 2, "{text}");
+        let mut bad = signed.clone();
+        let at = bad.len() - 100_000;
+        let byte = bad.get_mut(at).unwrap();
+        *byte = if *byte == b'x' { b'y' } else { b'x' };
+        let out = send(&env, "192.0.2.10", &bad, 65535).await;
+        let text = mods_text(&out.modifications);
+        assert_eq!(text.matches("dkim=fail").count(), 2, "{text}");
+        assert!(text.contains("body hash"), "{text}");
+
+        // ABORT after 2 MB of body, then the whole message on the same
+        // connection.
+        let m = as_milter(&raw, 65535);
+        let mut c = connected(&env, &m, "127.0.0.1").await;
+        c.stage(&milter::Command::Mail(vec!["<joe@example.com>".into()]))
+            .await
+            .unwrap();
+        for (name, value) in &m.headers {
+            c.stage(&milter::Command::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        c.stage(&milter::Command::EndOfHeaders).await.unwrap();
+        for chunk in m.body.iter().take(32) {
+            c.body_stage(chunk).await.unwrap();
+        }
+        c.abort().await.unwrap();
+        let out = c.message(&m).await.unwrap();
+        let (ok, text) = verify_with_dkimd(&dns, &apply(&raw, &out.modifications));
+        assert!(ok, "after an abort: {text}");
+        c.quit().await.unwrap();
+        assert!(metric(&env, "dkimd_bodies_hashed_on_thread_total ") >= threaded + 3);
+        assert_eq!(metric(&env, "dkimd_errors_total "), 0);
+        signed
+    };
+
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "shutdown_grace = 5",
+        "shutdown_grace = 5\nbody_thread = false",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let _daemon = Daemon::start(&env.config, env.port);
+    let out = send(&env, "127.0.0.1", &raw, 65535).await;
+    let (ok, text) = verify_with_dkimd(&dns, &apply(&raw, &out.modifications));
+    assert!(ok, "{text}");
+    let out = send(&env, "192.0.2.10", &signed, 65535).await;
+    let text = mods_text(&out.modifications);
+    assert_eq!(text.matches("dkim=pass").count(), 2, "{text}");
+    assert_eq!(metric(&env, "dkimd_bodies_hashed_on_thread_total "), 0);
+}

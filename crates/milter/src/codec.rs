@@ -534,6 +534,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+    read_frame_into(r, max, &mut None).await
+}
+
+/// Reads one frame like [`read_frame`], into `spare` when its capacity
+/// fits the frame's data (at least half used), so that a caller can recycle
+/// the buffers of large frames; `spare` is left alone otherwise.
+pub async fn read_frame_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    spare: &mut Option<Vec<u8>>,
+) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -553,7 +564,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     // spare capacity (not zeroed first); `take` keeps the reads inside
     // this frame.
     let need = size - 1;
-    let mut data = Vec::with_capacity(need);
+    let fits = spare
+        .as_ref()
+        .is_some_and(|b| b.capacity() >= need && need >= b.capacity() / 2);
+    let mut data = match spare.take() {
+        Some(mut b) if fits => {
+            b.clear();
+            b
+        }
+        other => {
+            *spare = other;
+            Vec::with_capacity(need)
+        }
+    };
     let mut frame = (&mut *r).take(u64::try_from(need).unwrap_or(u64::MAX));
     while data.len() < need {
         if frame.read_buf(&mut data).await? == 0 {
@@ -755,5 +778,59 @@ mod tests {
             out.push(read_frame(r, 1 << 20).await.unwrap());
         }
         out
+    }
+
+    /// A spare buffer is read into when the frame fills at least half of
+    /// it; a frame too large or too small for it leaves it for later. The
+    /// stale bytes in it never show.
+    #[tokio::test]
+    async fn spare_buffers_are_reused_only_when_they_fit() {
+        let mut wire = Vec::new();
+        for (cmd, len) in [
+            (b'B', 40_000usize),
+            (b'B', 3),
+            (b'B', 70_000),
+            (b'B', 65_000),
+        ] {
+            wire.extend_from_slice(&u32::try_from(len + 1).unwrap().to_be_bytes());
+            wire.push(cmd);
+            wire.extend((0..len).map(|i| (i % 7) as u8 + b'a'));
+        }
+        let mut r = wire.as_slice();
+        let stale = vec![b'Z'; 65_535];
+        let spare_ptr = stale.as_ptr();
+        let mut spare = Some(stale);
+        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.len(), 40_000);
+        assert_eq!(d.as_ptr(), spare_ptr, "a 40 KB frame fits a 64 KB spare");
+        assert!(spare.is_none());
+        assert!(d.iter().all(|&b| b != b'Z'));
+        spare = Some(d);
+        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d, b"abc");
+        assert!(spare.is_some(), "a tiny frame leaves the spare alone");
+        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.len(), 70_000);
+        assert_ne!(d.as_ptr(), spare_ptr, "too large for the spare");
+        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.as_ptr(), spare_ptr);
+        assert_eq!(d.len(), 65_000);
+        assert_eq!(&d[..7], b"abcdefg");
+        assert_eq!(
+            read_frame_into(&mut r, 1 << 20, &mut spare).await.unwrap(),
+            None
+        );
     }
 }

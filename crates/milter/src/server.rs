@@ -1,6 +1,6 @@
 //! The milter side: option negotiation and a per-connection [`Handler`].
 
-use crate::codec::{read_frame, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME};
+use crate::codec::{read_frame_into, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME};
 use crate::{actions, proto};
 use std::collections::HashMap;
 use std::future::Future;
@@ -170,6 +170,18 @@ pub trait Handler: Send + 'static {
     fn body(&mut self, _chunk: &[u8]) -> Response {
         Response::Continue
     }
+    /// A body chunk as the server received it, to keep or hand over without
+    /// a copy; the server waits for the answer before it reads on. The
+    /// default passes the bytes to [`Handler::body`].
+    fn body_owned(&mut self, chunk: Vec<u8>) -> impl Future<Output = Response> + Send {
+        std::future::ready(self.body(&chunk))
+    }
+    /// A buffer from an earlier [`Handler::body_owned`] chunk that the
+    /// handler is done with, for the server to read a later frame into
+    /// (large bodies then do not allocate and free memory for every chunk).
+    fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        None
+    }
     /// End of message: the modifications and the final answer.
     fn eom(&mut self, macros: &Macros) -> impl Future<Output = EomResult> + Send;
     /// The message was aborted; forget it.
@@ -261,19 +273,25 @@ where
     let mut negotiated = Negotiated::default();
     let mut macros = Macros::default();
     let mut messages = 0usize;
+    let mut spare: Option<Vec<u8>> = None;
     loop {
-        let frame =
-            match tokio::time::timeout(cfg.read_timeout, read_frame(&mut stream, cfg.max_frame))
-                .await
-            {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(FrameError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the MTA sent nothing in time",
-                    )))
-                }
-            };
+        if spare.is_none() {
+            spare = handler.spare_buffer();
+        }
+        let frame = match tokio::time::timeout(
+            cfg.read_timeout,
+            read_frame_into(&mut stream, cfg.max_frame, &mut spare),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the MTA sent nothing in time",
+                )))
+            }
+        };
         let Some((cmd, data)) = frame else {
             return Ok(messages);
         };
@@ -341,12 +359,12 @@ where
                 reply_unless(proto::NR_EOH).then(|| r.to_reply(false))
             }
             Command::Body(chunk) => {
-                let r = handler.body(&chunk);
+                let r = handler.body_owned(chunk).await;
                 reply_unless(proto::NR_BODY).then(|| r.to_reply(p & proto::SKIP != 0))
             }
             Command::EndOfMessage(last) => {
                 if !last.is_empty() {
-                    handler.body(&last);
+                    handler.body_owned(last).await;
                 }
                 let result = handler.eom(&macros).await;
                 for m in result.modifications {
