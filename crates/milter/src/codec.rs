@@ -607,9 +607,19 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     }
     // A small frame goes out in one write.
     let mut out = Vec::with_capacity(data.len() + 5);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(data);
+    append_frame(&mut out, cmd, data)?;
     w.write_all(&out).await
+}
+
+/// Appends one frame to `out`, so that several frames can go out in one
+/// write.
+pub fn append_frame(out: &mut Vec<u8>, cmd: u8, data: &[u8]) -> std::io::Result<()> {
+    let len =
+        u32::try_from(data.len() + 1).map_err(|_| std::io::Error::other("frame too large"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(cmd);
+    out.extend_from_slice(data);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The milter side: option negotiation and a per-connection [`Handler`].
 
-use crate::codec::{read_frame_into, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME};
+use crate::codec::{
+    append_frame, read_frame_into, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME,
+};
 use crate::{actions, proto};
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// A handler's answer at one stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +369,9 @@ where
                     handler.body_owned(last).await;
                 }
                 let result = handler.eom(&macros).await;
+                // The modifications and the final answer go out in one
+                // write: one system call and one wake-up of the MTA.
+                let mut out = Vec::new();
                 for m in result.modifications {
                     let (allowed, reply) = match m {
                         Modification::InsertHeader { index, name, value } => {
@@ -381,12 +386,15 @@ where
                     };
                     if negotiated.actions & allowed != 0 {
                         let (c, d) = reply.encode();
-                        write_frame(&mut stream, c, &d).await?;
+                        append_frame(&mut out, c, &d)?;
                     }
                 }
+                let (c, d) = result.response.to_reply(false).encode();
+                append_frame(&mut out, c, &d)?;
+                stream.write_all(&out).await?;
                 macros.clear_message();
                 messages += 1;
-                Some(result.response.to_reply(false))
+                None
             }
             Command::Abort => {
                 handler.abort();
