@@ -140,8 +140,27 @@ worker "rspamd_proxy" {
 }
 CONF
 }
-start_rspamd() { # rsa | ed25519: the signing key
-    if [ "$1" = rsa ]; then
+start_rspamd() { # rsa | ed25519 | dual: the signing key(s)
+    if [ "$1" = dual ]; then
+        # Both keys for one domain: rspamd signs once per selector.
+        openssl pkey -in "$T/keys/example.com.bench-ed25519.ed25519.pem" -outform DER | tail -c 32 | base64 \
+            > "$T/keys/example.com.bench-ed25519.seed"
+        cat > "$R/local.d/dkim_signing.conf" <<CONF
+allow_username_mismatch = true;
+allow_hdrfrom_mismatch = true;
+sign_local = true;
+sign_authenticated = true;
+use_esld = false;
+domain {
+    example.com {
+        selectors [
+            { path = "$T/keys/example.com.bench.rsa.pem"; selector = "bench"; },
+            { path = "$T/keys/example.com.bench-ed25519.seed"; selector = "bench-ed25519"; }
+        ]
+    }
+}
+CONF
+    elif [ "$1" = rsa ]; then
         cat > "$R/local.d/dkim_signing.conf" <<CONF
 path = "$T/keys/\$domain.\$selector.rsa.pem";
 selector = "bench";
@@ -217,9 +236,17 @@ done
 # dkimd with an Ed25519 key as well (dual signing).
 "$D" --config "$T/dkimd.toml" key import example.com "$T/keys/example.com.bench-ed25519.ed25519.pem" --selector bench >/dev/null || true
 sleep 1.5
+# rspamd with both keys too (OpenDKIM signs with one key only).
+if [ -n "$RS_PID" ]; then
+    stop "$RS_PID"
+    start_rspamd dual
+fi
 for size in 2048 102400; do
     for c in 1 8 64; do
         bench "dkimd-dual" "unix:$T/dkimd.sock" "$DKIMD_PID" --mode sign --body-size "$size" --concurrency "$c"
+        if [ -n "$RS_PID" ]; then
+            bench "rspamd-dual" "unix:$T/rspamd.sock" "$RS_PID" --mode sign --body-size "$size" --concurrency "$c"
+        fi
     done
 done
 
