@@ -7,9 +7,13 @@
 //! and the connection hands it the body in batches of about [`BATCH`] bytes,
 //! so that receiving and hashing overlap. Batches, not chunks: each hand-off
 //! costs a wake-up on both sides, and one per 64 KB chunk cost more than it
-//! saved (BENCHMARKS.md). Memory stays bounded: the batch being filled, one
-//! waiting and one being hashed, with at most one such thread per CPU
-//! ([`Threads`]); a large body that finds them all busy is hashed inline.
+//! saved (BENCHMARKS.md). The thread hands the emptied chunk buffers back
+//! for the server to read later chunks into, so that memory is not freed on
+//! one thread and allocated on the other for every chunk. Memory stays
+//! bounded whatever the body's size: the batch being filled, one waiting,
+//! one being hashed and at most [`POOL`] spare buffers, with at most one
+//! such thread per CPU ([`Threads`]); a large body that finds them all busy
+//! is hashed inline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,8 +70,9 @@ impl Threads {
     }
 }
 
-/// Emptied chunk buffers kept for reuse, at most this many.
-const POOL: usize = 64;
+/// Emptied chunk buffers kept for reuse, at most this many (1 MiB of
+/// 64 KB chunks; the connection takes one back for every chunk it reads).
+const POOL: usize = 16;
 
 struct Offloaded<T> {
     tx: mpsc::Sender<Vec<Vec<u8>>>,
