@@ -12,8 +12,8 @@
 //! one thread and allocated on the other for every chunk. Memory stays
 //! bounded whatever the body's size: the batch being filled, one waiting,
 //! one being hashed and at most [`POOL`] spare buffers, with at most one
-//! such thread per CPU ([`Threads`]); a large body that finds them all busy
-//! is hashed inline.
+//! such thread per CPU ([`Threads`]); a large body is hashed inline while
+//! none is free, and asks again with every chunk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -347,5 +347,31 @@ mod tests {
         assert!(fed < limit + 20 * BATCH, "{fed}");
         let k = b.finish().await.unwrap();
         assert!(k.bytes.len() >= limit && k.bytes.len() < fed + 1);
+    }
+
+    /// Panics when fed on a thread other than the one it was made on.
+    struct PanicsOnThread(std::thread::ThreadId);
+
+    impl BodySink for PanicsOnThread {
+        fn feed(&mut self, _chunk: &[u8]) {
+            assert_eq!(std::thread::current().id(), self.0, "test panic");
+        }
+        fn done(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panic_on_the_thread_is_an_error_and_frees_the_thread() {
+        let threads = Threads(Some(Arc::new(Semaphore::new(1))));
+        let sink = Box::new(PanicsOnThread(std::thread::current().id()));
+        let mut b = Body::new(sink, threads.clone());
+        for c in chunks(THREAD_AFTER + 3 * BATCH) {
+            b.feed(c).await;
+        }
+        assert!(b.threaded());
+        let e = b.finish().await.err().expect("the panic is reported");
+        assert!(e.to_string().contains("hashing thread failed"), "{e}");
+        assert_eq!(threads.0.as_ref().unwrap().available_permits(), 1);
     }
 }

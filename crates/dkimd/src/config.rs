@@ -108,7 +108,8 @@ pub struct MilterConfig {
     pub body_replies: bool,
     /// Hash the rest of a body over 1 MiB on a thread of its own (at most
     /// one per CPU), so that receiving and hashing overlap: lower latency
-    /// for large mail at some more CPU. Off: every body is hashed inline.
+    /// for large mail at about the same CPU. Off: every body is hashed
+    /// inline.
     #[serde(default = "default_true")]
     pub body_thread: bool,
     /// Seconds connections in flight get to finish on SIGTERM.

@@ -260,6 +260,20 @@ impl DkimHandler {
         }
     }
 
+    /// The hasher back from its body, counted when it was hashed on a
+    /// thread.
+    async fn finish_body<T: crate::bodyhash::BodySink>(
+        &self,
+        body: Body<T>,
+    ) -> anyhow::Result<Box<T>> {
+        let threaded = body.threaded();
+        let sink = body.finish().await?;
+        if threaded {
+            self.metrics.bodies_threaded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(sink)
+    }
+
     fn verify_outcome(&self, results: &[VerificationResult]) -> (Action, &'static str, String) {
         if results.iter().any(|r| r.result == DkimResult::Pass) {
             return (Action::Accept, "pass", String::new());
@@ -390,14 +404,6 @@ impl Handler for DkimHandler {
 
     async fn eom(&mut self, macros: &Macros) -> EomResult {
         let mode = std::mem::replace(&mut self.mode, Mode::None);
-        let threaded = match &mode {
-            Mode::Sign(b, _) => b.threaded(),
-            Mode::Verify(b) => b.threaded(),
-            Mode::None => false,
-        };
-        if threaded {
-            self.metrics.bodies_threaded.fetch_add(1, Ordering::Relaxed);
-        }
         let result = match mode {
             Mode::None => {
                 self.log(macros, "mode=none action=continue");
@@ -406,8 +412,8 @@ impl Handler for DkimHandler {
                     response: Response::Continue,
                 }
             }
-            Mode::Sign(body, domain) => match body
-                .finish()
+            Mode::Sign(body, domain) => match self
+                .finish_body(body)
                 .await
                 .and_then(|s| s.finish().map_err(anyhow::Error::from))
             {
@@ -452,7 +458,7 @@ impl Handler for DkimHandler {
                 }
             },
             Mode::Verify(body) => {
-                let v = match body.finish().await {
+                let v = match self.finish_body(body).await {
                     Ok(v) => v,
                     Err(e) => {
                         self.metrics.errors.fetch_add(1, Ordering::Relaxed);

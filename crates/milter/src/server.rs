@@ -297,6 +297,11 @@ where
         let Some((cmd, data)) = frame else {
             return Ok(messages);
         };
+        if cmd == b'B' {
+            // A spare that did not fit a body chunk is let go, so that the
+            // handler can offer one that does.
+            spare = None;
+        }
         let command = Command::parse_owned(cmd, data)?;
         let p = negotiated.protocol;
         let reply_unless = |flag: u32| p & flag == 0;
