@@ -152,11 +152,19 @@ worker "rspamd_proxy" {
 CONF
 }
 start_rspamd() { # rsa | ed25519 | dual: the signing key(s)
-    if [ "$1" = dual ]; then
+    local rsa='{ path = "'"$T"'/keys/example.com.bench.rsa.pem"; selector = "bench"; }'
+    local ed='{ path = "'"$T"'/keys/example.com.bench-ed25519.seed"; selector = "bench-ed25519"; }'
+    # rspamd reads an Ed25519 key as its 32-byte seed, in base64.
+    openssl pkey -in "$T/keys/example.com.bench-ed25519.ed25519.pem" -outform DER | tail -c 32 | base64 \
+        > "$T/keys/example.com.bench-ed25519.seed"
+    local selectors
+    case "$1" in
+        rsa) selectors="$rsa" ;;
+        ed25519) selectors="$ed" ;;
         # Both keys for one domain: rspamd signs once per selector.
-        openssl pkey -in "$T/keys/example.com.bench-ed25519.ed25519.pem" -outform DER | tail -c 32 | base64 \
-            > "$T/keys/example.com.bench-ed25519.seed"
-        cat > "$R/local.d/dkim_signing.conf" <<CONF
+        dual) selectors="$rsa, $ed" ;;
+    esac
+    cat > "$R/local.d/dkim_signing.conf" <<CONF
 allow_username_mismatch = true;
 allow_hdrfrom_mismatch = true;
 sign_local = true;
@@ -164,39 +172,10 @@ sign_authenticated = true;
 use_esld = false;
 domain {
     example.com {
-        selectors [
-            { path = "$T/keys/example.com.bench.rsa.pem"; selector = "bench"; },
-            { path = "$T/keys/example.com.bench-ed25519.seed"; selector = "bench-ed25519"; }
-        ]
+        selectors [ $selectors ]
     }
 }
 CONF
-    elif [ "$1" = rsa ]; then
-        cat > "$R/local.d/dkim_signing.conf" <<CONF
-path = "$T/keys/\$domain.\$selector.rsa.pem";
-selector = "bench";
-allow_username_mismatch = true;
-allow_hdrfrom_mismatch = true;
-sign_local = true;
-sign_authenticated = true;
-use_esld = false;
-CONF
-    else
-        openssl pkey -in "$T/keys/example.com.bench-ed25519.ed25519.pem" -outform DER | tail -c 32 | base64 \
-            > "$T/keys/example.com.bench-ed25519.seed"
-        cat > "$R/local.d/dkim_signing.conf" <<CONF
-allow_username_mismatch = true;
-allow_hdrfrom_mismatch = true;
-sign_local = true;
-sign_authenticated = true;
-use_esld = false;
-domain {
-    example.com {
-        selectors [ { path = "$T/keys/example.com.bench-ed25519.seed"; selector = "bench-ed25519"; } ]
-    }
-}
-CONF
-    fi
     rm -f "$T/rspamd.sock"
     rspamd -f -i -u root -g root -c "$R/rspamd.conf" --var=LOCAL_CONFDIR="$R" --var=DBDIR="$R/db" \
         --var=RUNDIR="$T" --var=LOGDIR="$T" >"$T/rspamd.out" 2>&1 &

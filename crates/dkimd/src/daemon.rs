@@ -260,6 +260,19 @@ impl DkimHandler {
         }
     }
 
+    /// A message dkimd failed on: counted, logged, answered with on_error.
+    fn failed(&self, macros: &Macros, what: &str, e: &anyhow::Error) -> EomResult {
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "dkimd: queue_id={} error: {what} failed: {e}",
+            macros.get("i").unwrap_or("-")
+        );
+        EomResult {
+            modifications: vec![],
+            response: self.snap.on_error.clone(),
+        }
+    }
+
     /// The hasher back from its body, counted when it was hashed on a
     /// thread.
     async fn finish_body<T: crate::bodyhash::BodySink>(
@@ -445,32 +458,15 @@ impl Handler for DkimHandler {
                         response: Response::Continue,
                     }
                 }
-                Err(e) => {
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "dkimd: queue_id={} error: signing failed: {e}",
-                        macros.get("i").unwrap_or("-")
-                    );
-                    EomResult {
-                        modifications: vec![],
-                        response: self.snap.on_error.clone(),
-                    }
-                }
+                Err(e) => self.failed(macros, "signing", &e),
             },
             Mode::Verify(body) => {
                 let v = match self.finish_body(body).await {
                     Ok(v) => v,
                     Err(e) => {
-                        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                        eprintln!(
-                            "dkimd: queue_id={} error: verification failed: {e}",
-                            macros.get("i").unwrap_or("-")
-                        );
+                        let failed = self.failed(macros, "verification", &e);
                         self.reset();
-                        return EomResult {
-                            modifications: vec![],
-                            response: self.snap.on_error.clone(),
-                        };
+                        return failed;
                     }
                 };
                 let names = v.key_names();

@@ -806,35 +806,26 @@ mod tests {
             wire.push(cmd);
             wire.extend((0..len).map(|i| (i % 7) as u8 + b'a'));
         }
+        async fn next(r: &mut &[u8], spare: &mut Option<Vec<u8>>) -> Vec<u8> {
+            read_frame_into(r, 1 << 20, spare).await.unwrap().unwrap().1
+        }
         let mut r = wire.as_slice();
         let stale = vec![b'Z'; 65_535];
         let spare_ptr = stale.as_ptr();
         let mut spare = Some(stale);
-        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
-            .await
-            .unwrap()
-            .unwrap();
+        let d = next(&mut r, &mut spare).await;
         assert_eq!(d.len(), 40_000);
         assert_eq!(d.as_ptr(), spare_ptr, "a 40 KB frame fits a 64 KB spare");
         assert!(spare.is_none());
         assert!(d.iter().all(|&b| b != b'Z'));
         spare = Some(d);
-        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
-            .await
-            .unwrap()
-            .unwrap();
+        let d = next(&mut r, &mut spare).await;
         assert_eq!(d, b"abc");
         assert!(spare.is_some(), "a tiny frame leaves the spare alone");
-        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
-            .await
-            .unwrap()
-            .unwrap();
+        let d = next(&mut r, &mut spare).await;
         assert_eq!(d.len(), 70_000);
         assert_ne!(d.as_ptr(), spare_ptr, "too large for the spare");
-        let (_, d) = read_frame_into(&mut r, 1 << 20, &mut spare)
-            .await
-            .unwrap()
-            .unwrap();
+        let d = next(&mut r, &mut spare).await;
         assert_eq!(d.as_ptr(), spare_ptr);
         assert_eq!(d.len(), 65_000);
         assert_eq!(&d[..7], b"abcdefg");
