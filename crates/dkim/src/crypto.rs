@@ -265,6 +265,9 @@ pub(crate) fn verify(
             .map_err(|_| VerifyError::Mismatch)
         }
         KeyAlgorithm::Ed25519 => {
+            if ed25519_spki_inner(public).is_some() {
+                return Err(VerifyError::BadKey(ED25519_SPKI_REASON.into()));
+            }
             let raw = ed25519_raw(public).ok_or_else(|| {
                 VerifyError::BadKey(format!(
                     "an Ed25519 public key is 32 bytes, this one has {}",
@@ -290,12 +293,22 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
+/// Why an Ed25519 key in SubjectPublicKeyInfo form is refused.
+pub const ED25519_SPKI_REASON: &str = "Ed25519 key in SubjectPublicKeyInfo form (44 bytes); RFC 8463 requires the bare 32-byte key in p=";
+
+/// The bare key (RFC 8463's form) of a key record.
 fn ed25519_raw(public: &[u8]) -> Option<&[u8]> {
-    match public.len() {
-        32 => Some(public),
-        44 => public.strip_prefix(&ED25519_SPKI_PREFIX[..]),
-        _ => None,
-    }
+    (public.len() == 32).then_some(public)
+}
+
+/// When `public` is an Ed25519 key wrapped in SubjectPublicKeyInfo (RFC
+/// 8410, 44 bytes), the 32-byte key inside. RFC 8463 puts the bare key in
+/// `p=`; dkimpy, Mail::DKIM and OpenDKIM refuse the wrapped form, so
+/// dkimd does too, and tells the admin how to fix the record.
+pub fn ed25519_spki_inner(public: &[u8]) -> Option<&[u8]> {
+    public
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .filter(|k| k.len() == 32)
 }
 
 /// Reads one DER TLV header at the start of `d`: (tag, content, rest).
@@ -406,6 +419,19 @@ mod tests {
             verify(KeyAlgorithm::Ed25519, &[0u8; 31], b"d", b"s"),
             Err(VerifyError::BadKey(_))
         ));
+        // The SubjectPublicKeyInfo form of a good key, with a good
+        // signature: refused with a reason that names the form.
+        let key = SigningKey::generate_ed25519().unwrap();
+        let raw = key.public_key_bytes();
+        let sig = key.sign(b"data").unwrap();
+        assert_eq!(verify(KeyAlgorithm::Ed25519, &raw, b"data", &sig), Ok(()));
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(&raw);
+        assert_eq!(ed25519_spki_inner(&spki), Some(&raw[..]));
+        assert_eq!(
+            verify(KeyAlgorithm::Ed25519, &spki, b"data", &sig),
+            Err(VerifyError::BadKey(ED25519_SPKI_REASON.into()))
+        );
         assert_eq!(der_tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
         assert_eq!(der_tlv(&[0x30, 0x05, 1]), None);
     }

@@ -55,7 +55,7 @@ mod verifier;
 pub use auth_results::authentication_results;
 pub use canon::{canonicalize_header_relaxed, canonicalize_header_simple, BodyCanonicalizer};
 pub use canon::{Canonicalization, CanonicalizationPair};
-pub use crypto::{KeyAlgorithm, SigningKey};
+pub use crypto::{ed25519_spki_inner, KeyAlgorithm, SigningKey, ED25519_SPKI_REASON};
 pub use error::{Error, KeyError, ParseError};
 pub use header::{HeaderField, Message};
 pub use name::{DomainName, FieldName, Selector};

@@ -1004,6 +1004,10 @@ fn live_states(
     })
 }
 
+/// The live state of an Ed25519 record that carries our key wrapped in
+/// SubjectPublicKeyInfo (44 bytes) instead of the bare 32-byte key.
+pub const WRONG_FORM: &str = "wrong form: the Ed25519 key is published in SubjectPublicKeyInfo form (44 bytes), which receivers reject; RFC 8463 requires the bare 32-byte key: publish the record shown";
+
 /// What DNS serves for one key, compared with the key.
 pub async fn live_state_async(
     resolver: &hickory_resolver::TokioResolver,
@@ -1017,11 +1021,26 @@ pub async fn live_state_async(
         Err(dkim::LookupError::NotFound) => "missing".into(),
         Err(e) => format!("lookup failed: {e}"),
         Ok(records) => {
-            let keys: Vec<Option<Vec<u8>>> = records
+            let parsed: Vec<Option<dkim::KeyRecord>> = records
                 .iter()
-                .map(|r| dkim::KeyRecord::parse(r).ok().map(|k| k.public_key))
+                .map(|r| dkim::KeyRecord::parse(r).ok())
                 .collect();
-            let matching = keys.iter().filter(|k| k.as_ref() == Some(&want)).count();
+            let keys: Vec<Option<&Vec<u8>>> = parsed
+                .iter()
+                .map(|k| k.as_ref().map(|k| &k.public_key))
+                .collect();
+            let matching = keys.iter().filter(|k| **k == Some(&want)).count();
+            // Our Ed25519 key, published wrapped in SubjectPublicKeyInfo:
+            // receivers refuse it (RFC 8463 wants the bare key).
+            let wrapped = parsed.iter().flatten().any(|k| {
+                matches!(
+                    k.key_type,
+                    dkim::KeyType::Known(dkim::KeyAlgorithm::Ed25519)
+                ) && dkim::ed25519_spki_inner(&k.public_key) == Some(&want[..])
+            });
+            if wrapped && matching == 0 {
+                return WRONG_FORM.into();
+            }
             match (records.len(), matching) {
                 (1, 1) => "ok".into(),
                 (n, m) if n > 1 && m > 0 => format!("multiple records ({n})"),
