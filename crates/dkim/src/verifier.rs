@@ -96,6 +96,17 @@ impl VerificationResult {
     pub fn none() -> Self {
         Self::new(DkimResult::None, None)
     }
+
+    /// A permanent error for the message as a whole, before any signature
+    /// was looked at (for example a message over the verifier's limits).
+    ///
+    /// ```
+    /// let r = dkim::VerificationResult::permerror("too many header fields");
+    /// assert_eq!(r.to_resinfo(), "dkim=permerror reason=\"too many header fields\"");
+    /// ```
+    pub fn permerror(reason: impl Into<String>) -> Self {
+        Self::new(DkimResult::PermError, Some(reason.into()))
+    }
 }
 
 /// Why a key lookup did not return records.

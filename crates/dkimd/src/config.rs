@@ -93,13 +93,35 @@ pub struct MilterConfig {
     /// Seconds for all key lookups of one message.
     #[serde(default = "default_lookup_timeout")]
     pub lookup_timeout: u64,
-    /// Seconds dkimd waits for the MTA's next frame before it drops the
-    /// connection (half-open connections, senders that stall).
+    /// Inside a message: seconds dkimd waits for the MTA's next frame
+    /// before it drops the connection (half-open connections, senders that
+    /// stall).
     #[serde(default = "default_read_timeout")]
     pub read_timeout: u64,
-    /// Milter connections served at once; more wait until one ends.
+    /// Seconds from connecting to option negotiation, in all; a connection
+    /// that has not negotiated by then is closed.
+    #[serde(default = "default_negotiate_timeout")]
+    pub negotiate_timeout: u64,
+    /// Seconds a negotiated connection may sit between messages before it
+    /// is closed. Keep it at least Postfix's smtpd_timeout (300 s): Postfix
+    /// keeps one milter connection per SMTP session, and applies
+    /// milter_default_action for the rest of a session whose milter
+    /// connection was closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// Milter connections served at once. At the limit, a new connection is
+    /// still served: the one waiting longest for option negotiation, or
+    /// else the one idle longest between messages, is closed for it. Only
+    /// when every connection is inside a message do new ones wait.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Macro bytes (names and values) a connection may hold at once; over
+    /// it the connection is closed. Postfix's macros take a few hundred.
+    #[serde(default = "default_max_macro_bytes")]
+    pub max_macro_bytes: usize,
+    /// Macro name/value pairs a connection may hold at once.
+    #[serde(default = "default_max_macros")]
+    pub max_macros: usize,
     /// Answer every body chunk (one round trip per chunk of up to 64 KB), so
     /// that dkimd can tell the MTA to skip the rest of a body it does not
     /// need. Off (the default): the MTA streams the body without waiting and
@@ -122,8 +144,10 @@ pub struct MilterConfig {
     /// the daemon's own group.
     #[serde(default)]
     pub socket_group: Option<String>,
-    /// Per message: at most this many header fields are kept; a message with
-    /// more is passed through unsigned and unverified (logged).
+    /// Per message: at most this many header fields are kept. A message
+    /// with more from an untrusted client gets dkim=permerror ("too many
+    /// header fields") and policy-permerror; from a trusted client it is
+    /// passed on unsigned. Both are logged and counted.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
     /// Per message: at most this many bytes of header fields are kept (as
@@ -166,6 +190,18 @@ fn default_max_connections() -> usize {
 fn default_read_timeout() -> u64 {
     300
 }
+fn default_negotiate_timeout() -> u64 {
+    milter::server::DEFAULT_NEGOTIATE_TIMEOUT
+}
+fn default_idle_timeout() -> u64 {
+    milter::server::DEFAULT_IDLE_TIMEOUT
+}
+fn default_max_macro_bytes() -> usize {
+    milter::server::DEFAULT_MAX_MACRO_BYTES
+}
+fn default_max_macros() -> usize {
+    milter::server::DEFAULT_MAX_MACROS
+}
 fn default_true() -> bool {
     true
 }
@@ -197,7 +233,11 @@ impl Default for MilterConfig {
             max_signatures: default_max_signatures(),
             lookup_timeout: default_lookup_timeout(),
             read_timeout: default_read_timeout(),
+            negotiate_timeout: default_negotiate_timeout(),
+            idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            max_macro_bytes: default_max_macro_bytes(),
+            max_macros: default_max_macros(),
             body_replies: false,
             body_thread: true,
             shutdown_grace: default_shutdown_grace(),
@@ -451,6 +491,27 @@ impl Config {
         }
         if m.max_signatures == 0 {
             return Err("milter.max_signatures must be at least 1".into());
+        }
+        for (name, v) in [
+            ("read_timeout", m.read_timeout),
+            ("negotiate_timeout", m.negotiate_timeout),
+            ("idle_timeout", m.idle_timeout),
+        ] {
+            if v == 0 {
+                return Err(format!("milter.{name} must be at least 1 (seconds)"));
+            }
+        }
+        if m.max_macro_bytes < 1024 {
+            return Err(format!(
+                "milter.max_macro_bytes must be at least 1024 (Postfix's macros take a few hundred bytes), not {}",
+                m.max_macro_bytes
+            ));
+        }
+        if m.max_macros < 16 {
+            return Err(format!(
+                "milter.max_macros must be at least 16, not {}",
+                m.max_macros
+            ));
         }
         self.admin.validate()?;
         let backends = ["bind-zone-file", "rfc2136", "manual"];

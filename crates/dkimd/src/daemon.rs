@@ -193,6 +193,25 @@ enum Mode {
     None,
     Sign(Body<dkim::Signing>, String),
     Verify(Body<dkim::Verification>),
+    /// An untrusted message over the header limits: not verified, but
+    /// marked dkim=permerror with this reason.
+    OverLimit(&'static str),
+}
+
+/// Which header limit a message went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OverLimit {
+    Count,
+    Bytes,
+}
+
+impl OverLimit {
+    fn reason(self) -> &'static str {
+        match self {
+            OverLimit::Count => "too many header fields",
+            OverLimit::Bytes => "header fields too large",
+        }
+    }
 }
 
 /// One connection.
@@ -205,7 +224,14 @@ pub struct DkimHandler {
     headers: Vec<HeaderField>,
     header_bytes: usize,
     bad_header: bool,
-    over_limit: bool,
+    over_limit: Option<OverLimit>,
+    /// Authentication-Results fields seen in this message (kept or not).
+    results_seen: u32,
+    /// Their indices (from 1, among Authentication-Results fields) that
+    /// claim our authserv-id: removed at end of message.
+    forged: Vec<u32>,
+    /// More forged fields than `max_headers`: the message is refused.
+    forged_overflow: bool,
     mode: Mode,
     why_trusted: Option<&'static str>,
     threads: Threads,
@@ -227,7 +253,10 @@ impl DkimHandler {
             headers: Vec::new(),
             header_bytes: 0,
             bad_header: false,
-            over_limit: false,
+            over_limit: None,
+            results_seen: 0,
+            forged: Vec::new(),
+            forged_overflow: false,
             mode: Mode::None,
             why_trusted: None,
             threads,
@@ -238,7 +267,10 @@ impl DkimHandler {
         self.headers.clear();
         self.header_bytes = 0;
         self.bad_header = false;
-        self.over_limit = false;
+        self.over_limit = None;
+        self.results_seen = 0;
+        self.forged = Vec::new();
+        self.forged_overflow = false;
         self.mode = Mode::None;
         self.why_trusted = None;
     }
@@ -330,16 +362,31 @@ impl Handler for DkimHandler {
     }
 
     fn header(&mut self, name: &str, value: &[u8]) -> Response {
+        // Forged results are found by index, kept or not, so that they can
+        // be removed whatever happens to the message.
+        if name.eq_ignore_ascii_case("Authentication-Results") {
+            self.results_seen = self.results_seen.saturating_add(1);
+            if claims(value, &self.snap.authserv_id) {
+                if self.forged.len() < self.snap.max_headers {
+                    self.forged.push(self.results_seen);
+                } else {
+                    self.forged_overflow = true;
+                }
+            }
+        }
         self.header_bytes = self
             .header_bytes
             .saturating_add(name.len() + value.len() + 3);
-        if self.over_limit
-            || self.headers.len() >= self.snap.max_headers
-            || self.header_bytes > self.snap.max_header_bytes
-        {
-            // Keep nothing more; the message passes through untouched.
-            self.over_limit = true;
-            self.headers.clear();
+        if self.over_limit.is_none() {
+            if self.headers.len() >= self.snap.max_headers {
+                self.over_limit = Some(OverLimit::Count);
+            } else if self.header_bytes > self.snap.max_header_bytes {
+                self.over_limit = Some(OverLimit::Bytes);
+            }
+        }
+        if self.over_limit.is_some() {
+            // Keep no header more, and let go of those kept.
+            self.headers = Vec::new();
             return Response::Continue;
         }
         let mut v = Vec::with_capacity(value.len() + 1);
@@ -356,16 +403,39 @@ impl Handler for DkimHandler {
 
     fn eoh(&mut self, macros: &Macros) -> Response {
         let snap = self.snap.clone();
-        if self.over_limit {
+        self.why_trusted = snap.trusted(self.client, macros);
+        if let Some(over) = self.over_limit {
+            let what = match over {
+                OverLimit::Count => format!(
+                    "more than {} header fields (milter.max_headers)",
+                    snap.max_headers
+                ),
+                OverLimit::Bytes => format!(
+                    "more than {} bytes of header fields (milter.max_header_bytes)",
+                    snap.max_header_bytes
+                ),
+            };
+            let outcome = match self.why_trusted {
+                Some(why) => {
+                    self.metrics.count_over_limit(true);
+                    format!("trusted client ({why}): passed on unsigned")
+                }
+                None if snap.settings.verify => {
+                    self.metrics.count_over_limit(false);
+                    self.mode = Mode::OverLimit(over.reason());
+                    "untrusted client: dkim=permerror, policy-permerror applies".to_string()
+                }
+                None => {
+                    self.metrics.count_over_limit(false);
+                    "untrusted client, verification off: passed on".to_string()
+                }
+            };
             eprintln!(
-                "dkimd: queue_id={} warning: headers over the limit (max_headers {}, max_header_bytes {}); passed through unsigned and unverified",
+                "dkimd: queue_id={} warning: {what}; {outcome}",
                 macros.get("i").unwrap_or("-"),
-                snap.max_headers,
-                snap.max_header_bytes
             );
             return Response::Continue;
         }
-        self.why_trusted = snap.trusted(self.client, macros);
         if let (Some(_), Some(domain)) = (
             self.why_trusted,
             author_domain_of(&self.headers, snap.use_sender),
@@ -398,7 +468,7 @@ impl Handler for DkimHandler {
         match &mut self.mode {
             Mode::Sign(b, _) => b.spare(),
             Mode::Verify(b) => b.spare(),
-            Mode::None => None,
+            Mode::None | Mode::OverLimit(_) => None,
         }
     }
 
@@ -406,7 +476,7 @@ impl Handler for DkimHandler {
         let wants_more = match &mut self.mode {
             Mode::Sign(b, _) => b.feed(chunk).await,
             Mode::Verify(b) => b.feed(chunk).await,
-            Mode::None => false,
+            Mode::None | Mode::OverLimit(_) => false,
         };
         if wants_more {
             Response::Continue
@@ -417,13 +487,35 @@ impl Handler for DkimHandler {
 
     async fn eom(&mut self, macros: &Macros) -> EomResult {
         let mode = std::mem::replace(&mut self.mode, Mode::None);
-        let result = match mode {
+        if self.forged_overflow {
+            self.reset();
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "dkimd: queue_id={} warning: more than {} Authentication-Results fields claim {}; refused",
+                macros.get("i").unwrap_or("-"),
+                self.snap.max_headers,
+                self.snap.authserv_id
+            );
+            return EomResult {
+                modifications: vec![],
+                response: Response::ReplyCode(format!(
+                    "550 5.7.1 too many Authentication-Results fields claiming {}",
+                    self.snap.authserv_id
+                )),
+            };
+        }
+        let removals = self.forged_removals(macros);
+        let mut result = match mode {
             Mode::None => {
                 self.log(macros, "mode=none action=continue");
                 EomResult {
                     modifications: vec![],
                     response: Response::Continue,
                 }
+            }
+            Mode::OverLimit(reason) => {
+                let results = vec![VerificationResult::permerror(reason)];
+                self.verdict(macros, &results, true)
             }
             Mode::Sign(body, domain) => match self
                 .finish_body(body)
@@ -460,103 +552,137 @@ impl Handler for DkimHandler {
                 }
                 Err(e) => self.failed(macros, "signing", &e),
             },
-            Mode::Verify(body) => {
-                let v = match self.finish_body(body).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let failed = self.failed(macros, "verification", &e);
-                        self.reset();
-                        return failed;
+            Mode::Verify(body) => match self.finish_body(body).await {
+                Err(e) => self.failed(macros, "verification", &e),
+                Ok(v) => {
+                    let names = v.key_names();
+                    let started = std::time::Instant::now();
+                    let table = tokio::time::timeout(
+                        self.snap.lookup_timeout,
+                        KeyTable::resolve(&self.resolver, names.clone()),
+                    )
+                    .await
+                    .unwrap_or_else(|_| KeyTable::temporary(&names, "key lookups timed out"));
+                    if !names.is_empty() {
+                        self.metrics.lookups.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.lookup_micros.fetch_add(
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
                     }
-                };
-                let names = v.key_names();
-                let started = std::time::Instant::now();
-                let table = tokio::time::timeout(
-                    self.snap.lookup_timeout,
-                    KeyTable::resolve(&self.resolver, names.clone()),
-                )
-                .await
-                .unwrap_or_else(|_| KeyTable::temporary(&names, "key lookups timed out"));
-                if !names.is_empty() {
-                    self.metrics.lookups.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.lookup_micros.fetch_add(
-                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
+                    let results = v.finish(&table);
+                    self.verdict(macros, &results, false)
                 }
-                let results = v.finish(&table);
-                for r in &results {
-                    self.metrics.verified(r.result);
-                }
-                let ar = dkim::authentication_results(&self.snap.authserv_id, &results);
-                let mut modifications = Vec::new();
-                // Remove forged results that claim our authserv-id, last first
-                // so that the indices stay right.
-                let ars: Vec<&HeaderField> = self
-                    .headers
-                    .iter()
-                    .filter(|h| h.is("Authentication-Results"))
-                    .collect();
-                for (i, h) in ars.iter().enumerate().rev() {
-                    if claims(h.value(), &self.snap.authserv_id) {
-                        modifications.push(Modification::ChangeHeader {
-                            index: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                            name: "Authentication-Results".into(),
-                            value: Vec::new(),
-                        });
-                    }
-                }
-                modifications.push(Modification::InsertHeader {
-                    index: 0,
-                    name: "Authentication-Results".into(),
-                    value: self.header_value(&ar),
-                });
-                let (action, class, reason) = self.verify_outcome(&results);
-                self.metrics.action(action);
-                let summary: Vec<String> = results
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{}{}",
-                            r.result,
-                            r.domain
-                                .as_ref()
-                                .map(|d| format!("({d})"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                let response = match action {
-                    Action::Accept => Response::Continue,
-                    Action::Reject => Response::ReplyCode(format!(
-                        "550 5.7.1 DKIM {class}: {}",
-                        reason.replace(['\r', '\n'], " ")
-                    )),
-                    Action::Tempfail => Response::ReplyCode(format!(
-                        "451 4.7.1 DKIM {class}: {}; try again later",
-                        reason.replace(['\r', '\n'], " ")
-                    )),
-                };
-                self.log(
-                    macros,
-                    &format!(
-                        "mode=verify results={} class={class} action={}",
-                        summary.join(","),
-                        action.as_str()
-                    ),
-                );
-                EomResult {
-                    modifications,
-                    response,
-                }
-            }
+            },
         };
+        // Forged results go first, so that their indices are those of the
+        // message as it came; our own field is inserted after.
+        if !removals.is_empty() {
+            result.modifications.splice(0..0, removals);
+        }
         self.reset();
         result
     }
 
     fn abort(&mut self) {
         self.reset();
+    }
+}
+
+impl DkimHandler {
+    /// Deletions of the Authentication-Results fields that claim our
+    /// authserv-id, last first so that the indices stay right.
+    fn forged_removals(&self, macros: &Macros) -> Vec<Modification> {
+        if !self.forged.is_empty() {
+            self.metrics.forged_removed.fetch_add(
+                u64::try_from(self.forged.len()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            self.log(
+                macros,
+                &format!(
+                    "removed {} Authentication-Results field(s) claiming {}",
+                    self.forged.len(),
+                    self.snap.authserv_id
+                ),
+            );
+        }
+        self.forged
+            .iter()
+            .rev()
+            .map(|i| Modification::ChangeHeader {
+                index: *i,
+                name: "Authentication-Results".into(),
+                value: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Our Authentication-Results field and the policy's answer for these
+    /// results. `over_limit`: the message was too large to verify; as
+    /// adding header fields would otherwise turn a fail (or an unsigned
+    /// message) into a milder class, it gets the strictest of the
+    /// policies for fail, permerror and none.
+    fn verdict(
+        &self,
+        macros: &Macros,
+        results: &[VerificationResult],
+        over_limit: bool,
+    ) -> EomResult {
+        for r in results {
+            self.metrics.verified(r.result);
+        }
+        let ar = dkim::authentication_results(&self.snap.authserv_id, results);
+        let modifications = vec![Modification::InsertHeader {
+            index: 0,
+            name: "Authentication-Results".into(),
+            value: self.header_value(&ar),
+        }];
+        let (mut action, class, reason) = self.verify_outcome(results);
+        if over_limit {
+            let p = &self.snap.settings;
+            action = [p.policy_fail, p.policy_permerror, p.policy_none]
+                .into_iter()
+                .max_by_key(|a| a.strictness())
+                .unwrap_or(action);
+        }
+        self.metrics.action(action);
+        let summary: Vec<String> = results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r.result,
+                    r.domain
+                        .as_ref()
+                        .map(|d| format!("({d})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let response = match action {
+            Action::Accept => Response::Continue,
+            Action::Reject => Response::ReplyCode(format!(
+                "550 5.7.1 DKIM {class}: {}",
+                reason.replace(['\r', '\n'], " ")
+            )),
+            Action::Tempfail => Response::ReplyCode(format!(
+                "451 4.7.1 DKIM {class}: {}; try again later",
+                reason.replace(['\r', '\n'], " ")
+            )),
+        };
+        self.log(
+            macros,
+            &format!(
+                "mode=verify results={} class={class} action={}",
+                summary.join(","),
+                action.as_str()
+            ),
+        );
+        EomResult {
+            modifications,
+            response,
+        }
     }
 }
 
@@ -568,6 +694,10 @@ pub struct Metrics {
     verified: [AtomicU64; 7],
     actions: [AtomicU64; 3],
     errors: AtomicU64,
+    /// Messages over the header limits: [trusted, untrusted].
+    over_limit: [AtomicU64; 2],
+    forged_removed: AtomicU64,
+    evicted: Arc<AtomicUsize>,
     bodies_threaded: AtomicU64,
     lookups: AtomicU64,
     lookup_micros: AtomicU64,
@@ -592,6 +722,11 @@ impl Metrics {
                 c.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn count_over_limit(&self, trusted: bool) {
+        let [t, u] = &self.over_limit;
+        if trusted { t } else { u }.fetch_add(1, Ordering::Relaxed);
     }
 
     fn action(&self, a: Action) {
@@ -638,6 +773,23 @@ impl Metrics {
         }
         s.push_str("# HELP dkimd_errors_total Messages dkimd failed on (answered with milter.on_error).\n# TYPE dkimd_errors_total counter\n");
         s.push_str(&format!("dkimd_errors_total {}\n", g(&self.errors)));
+        s.push_str("# HELP dkimd_over_limit_total Messages over milter.max_headers or milter.max_header_bytes (trusted: passed on unsigned; untrusted: dkim=permerror).\n# TYPE dkimd_over_limit_total counter\n");
+        for (who, c) in ["trusted", "untrusted"].iter().zip(self.over_limit.iter()) {
+            s.push_str(&format!(
+                "dkimd_over_limit_total{{client=\"{who}\"}} {}\n",
+                g(c)
+            ));
+        }
+        s.push_str("# HELP dkimd_forged_results_removed_total Authentication-Results fields removed because they claimed our authserv-id.\n# TYPE dkimd_forged_results_removed_total counter\n");
+        s.push_str(&format!(
+            "dkimd_forged_results_removed_total {}\n",
+            g(&self.forged_removed)
+        ));
+        s.push_str("# HELP dkimd_connections_evicted_total Connections closed at milter.max_connections to serve a new one (waiting for negotiation or idle between messages).\n# TYPE dkimd_connections_evicted_total counter\n");
+        s.push_str(&format!(
+            "dkimd_connections_evicted_total {}\n",
+            self.evicted.load(Ordering::Relaxed)
+        ));
         s.push_str("# HELP dkimd_bodies_hashed_on_thread_total Large bodies hashed on a thread of their own (milter.body_thread).\n# TYPE dkimd_bodies_hashed_on_thread_total counter\n");
         s.push_str(&format!(
             "dkimd_bodies_hashed_on_thread_total {}\n",
@@ -654,7 +806,7 @@ impl Metrics {
             "dkimd_active_connections {}\n",
             self.active.load(Ordering::Relaxed)
         ));
-        s.push_str("# HELP dkimd_connection_limit_reached_total Times milter.max_connections was reached (new connections waited).\n# TYPE dkimd_connection_limit_reached_total counter\n");
+        s.push_str("# HELP dkimd_connection_limit_reached_total Times milter.max_connections was reached with every connection inside a message (new connections waited).\n# TYPE dkimd_connection_limit_reached_total counter\n");
         s.push_str(&format!(
             "dkimd_connection_limit_reached_total {}\n",
             self.limit_reached.load(Ordering::Relaxed)
@@ -847,6 +999,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     let stats = Stats {
         active: metrics.active.clone(),
         limit_reached: metrics.limit_reached.clone(),
+        evicted: metrics.evicted.clone(),
     };
     // Say so (at most once a second) when the connection limit holds
     // connections back.
@@ -860,7 +1013,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             let now = limit_hits.load(Ordering::Relaxed);
             if now > seen {
                 eprintln!(
-                    "dkimd: warning: connection limit reached (milter.max_connections = {limit}); new connections wait until one ends"
+                    "dkimd: warning: connection limit reached (milter.max_connections = {limit}) with every connection inside a message; new connections wait until one ends"
                 );
                 seen = now;
             }
@@ -900,6 +1053,10 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         listener,
         milter::ServerConfig {
             read_timeout: Duration::from_secs(cfg.milter.read_timeout.max(1)),
+            negotiate_timeout: Duration::from_secs(cfg.milter.negotiate_timeout.max(1)),
+            idle_timeout: Duration::from_secs(cfg.milter.idle_timeout.max(1)),
+            max_macro_bytes: cfg.milter.max_macro_bytes,
+            max_macros: cfg.milter.max_macros,
             max_connections: cfg.milter.max_connections,
             ..milter::ServerConfig::default()
         }

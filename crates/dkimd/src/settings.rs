@@ -51,6 +51,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// Orders actions from the mildest to the strictest: accept, tempfail,
+    /// reject.
+    pub fn strictness(self) -> u8 {
+        match self {
+            Action::Accept => 0,
+            Action::Tempfail => 1,
+            Action::Reject => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Accept => "accept",

@@ -247,6 +247,52 @@ async fn real_postfix_signs_verifies_and_applies_policy() {
     )
     .await;
     assert!(a.starts_with("550 5.7.1"), "{a}");
+    // The same tampered message with a forged result on top and 1000 more
+    // fields: no way around the policy (permerror, the strictest policy).
+    let flood = |msg: &[u8]| {
+        let mut out =
+            b"Authentication-Results: mx.test; dkim=pass header.d=example.com\r\n".to_vec();
+        let text = String::from_utf8_lossy(msg).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for i in 0..1000 {
+            out.extend_from_slice(format!("X-Filler-{i}: x\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+        out
+    };
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &flood(&tampered),
+    )
+    .await;
+    assert!(a.starts_with("550 5.7.1 DKIM permerror"), "{a}");
+    // Under accept, the flood is delivered with our result only: the
+    // forged one never reaches the mailbox.
+    env.ok(&["set", "policy-fail", "accept"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let a = smtp_send(
+        pf.port,
+        "127.0.0.2",
+        "joe@example.com",
+        "suzie@example.net",
+        &flood(RAW),
+    )
+    .await;
+    assert!(a.starts_with("250"), "{a}");
+    let got = pf.delivered(20).expect("delivered");
+    let ar = ar_values(&got);
+    assert_eq!(ar.len(), 1, "{ar:?}");
+    assert!(
+        ar[0].contains("dkim=permerror reason=\"too many header fields\""),
+        "{ar:?}"
+    );
+    assert!(!ar[0].contains("dkim=pass"), "{ar:?}");
     env.ok(&["set", "policy-fail", "tempfail"]);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let a = smtp_send(

@@ -1,6 +1,8 @@
 //! The MTA side of the protocol, for tests and the load tool.
 
-use crate::codec::{read_frame, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME};
+use crate::codec::{
+    read_frame, write_frame, Command, FrameError, MacroList, Reply, Stage, DEFAULT_MAX_FRAME,
+};
 use crate::proto;
 use crate::server::{ListenAddr, Negotiated, Stream};
 
@@ -195,9 +197,13 @@ impl Client {
     async fn macros(&mut self, msg: &Message, stage: u8) -> Result<(), FrameError> {
         for (s, pairs) in &msg.macros {
             if *s == stage {
+                let stage = Stage::from_letter(stage).ok_or(FrameError::Malformed {
+                    command: 'D',
+                    reason: "macros for a stage that is not a protocol stage letter",
+                })?;
                 self.send(&Command::Macros {
                     stage,
-                    pairs: pairs.clone(),
+                    pairs: MacroList::from_pairs(pairs.iter().map(|(k, v)| (k, v))),
                 })
                 .await?;
             }

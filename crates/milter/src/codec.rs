@@ -29,6 +29,41 @@ pub enum FrameError {
         /// The limit in force.
         limit: usize,
     },
+    /// A frame larger than its command may be.
+    #[error("{command} frame of {size} bytes exceeds the limit of {limit} for that command")]
+    CommandTooLarge {
+        /// The command letter.
+        command: char,
+        /// The announced size.
+        size: usize,
+        /// The limit for that command.
+        limit: usize,
+    },
+    /// A per-connection bound was reached.
+    #[error("{what} over the limit of {limit} per connection")]
+    OverLimit {
+        /// What was counted, e.g. "macro bytes held".
+        what: &'static str,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The MTA sent nothing within the time allowed for this phase.
+    #[error("the MTA sent nothing in time ({phase}, {secs} s)")]
+    TimedOut {
+        /// "option negotiation", "between messages" or "inside a message".
+        phase: &'static str,
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// The server closed this connection at its connection limit, to serve
+    /// a new one.
+    #[error("closed at the connection limit to serve a new connection: it had been {phase} for {secs:.1} s")]
+    Evicted {
+        /// "waiting for option negotiation" or "idle between messages".
+        phase: &'static str,
+        /// How long it had been so.
+        secs: f64,
+    },
     /// A frame whose data does not match its command's layout.
     #[error("malformed {command} frame: {reason}")]
     Malformed {
@@ -139,6 +174,172 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The protocol stage a `D` (macro) frame belongs to, named by the
+/// command letter of that stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// `C`: connect.
+    Connect,
+    /// `H`: HELO/EHLO.
+    Helo,
+    /// `M`: MAIL FROM.
+    Mail,
+    /// `R`: RCPT TO.
+    Rcpt,
+    /// `T`: DATA.
+    Data,
+    /// `L`: a header field.
+    Header,
+    /// `N`: end of headers.
+    EndOfHeaders,
+    /// `B`: a body chunk.
+    Body,
+    /// `E`: end of message.
+    EndOfMessage,
+}
+
+impl Stage {
+    /// Every stage, from the newest in a message to the oldest.
+    pub const NEWEST_FIRST: [Stage; 9] = [
+        Stage::EndOfMessage,
+        Stage::Body,
+        Stage::EndOfHeaders,
+        Stage::Header,
+        Stage::Data,
+        Stage::Rcpt,
+        Stage::Mail,
+        Stage::Helo,
+        Stage::Connect,
+    ];
+
+    /// The stage named by a command letter; `None` for any other byte.
+    pub fn from_letter(b: u8) -> Option<Stage> {
+        Some(match b {
+            b'C' => Stage::Connect,
+            b'H' => Stage::Helo,
+            b'M' => Stage::Mail,
+            b'R' => Stage::Rcpt,
+            b'T' => Stage::Data,
+            b'L' => Stage::Header,
+            b'N' => Stage::EndOfHeaders,
+            b'B' => Stage::Body,
+            b'E' => Stage::EndOfMessage,
+            _ => return None,
+        })
+    }
+
+    /// The command letter.
+    pub fn letter(self) -> u8 {
+        match self {
+            Stage::Connect => b'C',
+            Stage::Helo => b'H',
+            Stage::Mail => b'M',
+            Stage::Rcpt => b'R',
+            Stage::Data => b'T',
+            Stage::Header => b'L',
+            Stage::EndOfHeaders => b'N',
+            Stage::Body => b'B',
+            Stage::EndOfMessage => b'E',
+        }
+    }
+
+    /// True for the stages of one message (MAIL FROM to end of message),
+    /// whose macros are forgotten when the message ends.
+    pub fn in_message(self) -> bool {
+        !matches!(self, Stage::Connect | Stage::Helo)
+    }
+
+    /// An index from 0 to 8, for tables with one slot per stage.
+    pub fn index(self) -> usize {
+        match self {
+            Stage::Connect => 0,
+            Stage::Helo => 1,
+            Stage::Mail => 2,
+            Stage::Rcpt => 3,
+            Stage::Data => 4,
+            Stage::Header => 5,
+            Stage::EndOfHeaders => 6,
+            Stage::Body => 7,
+            Stage::EndOfMessage => 8,
+        }
+    }
+}
+
+/// The name/value pairs of one `D` frame, kept as one string of
+/// NUL-terminated names and values (no allocation per pair: a frame of many
+/// tiny pairs costs what it weighs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacroList {
+    /// `name\0value\0name\0value\0…` (invalid UTF-8 replaced).
+    text: String,
+    /// Number of pairs.
+    count: usize,
+}
+
+impl MacroList {
+    /// Checks frame data: an even number of NUL-terminated strings.
+    pub fn parse(data: &[u8]) -> Result<MacroList, FrameError> {
+        let malformed = |reason| FrameError::Malformed {
+            command: 'D',
+            reason,
+        };
+        if data.last().is_some_and(|b| *b != 0) {
+            return Err(malformed("string without NUL"));
+        }
+        let strings = data.iter().filter(|b| **b == 0).count();
+        if strings % 2 != 0 {
+            return Err(malformed("a macro name without a value"));
+        }
+        Ok(MacroList {
+            text: String::from_utf8_lossy(data).into_owned(),
+            count: strings / 2,
+        })
+    }
+
+    /// A list from pairs (names and values must not contain NUL).
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> MacroList {
+        let mut text = String::new();
+        let mut count = 0;
+        for (k, v) in pairs {
+            text.push_str(k.as_ref());
+            text.push('\0');
+            text.push_str(v.as_ref());
+            text.push('\0');
+            count += 1;
+        }
+        MacroList { text, count }
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut parts = self.text.split_terminator('\0');
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes held (names, values and their NULs).
+    pub fn byte_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The frame data after the stage letter.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+}
+
 /// A command from the MTA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -154,10 +355,10 @@ pub enum Command {
     },
     /// `D`: macros for the stage named by `stage`.
     Macros {
-        /// The command letter the macros belong to.
-        stage: u8,
-        /// Name/value pairs.
-        pairs: Vec<(String, String)>,
+        /// The stage the macros belong to.
+        stage: Stage,
+        /// Name/value pairs, stored as they came.
+        pairs: MacroList,
     },
     /// `C`: a client connected.
     Connect {
@@ -229,13 +430,11 @@ impl Command {
                 }
             }
             b'D' => {
-                let stage = r.u8()?;
-                let mut pairs = Vec::new();
-                while !r.is_empty() {
-                    let k = text(r.cstr()?);
-                    let v = text(r.cstr()?);
-                    pairs.push((k, v));
-                }
+                let stage = Stage::from_letter(r.u8()?).ok_or(FrameError::Malformed {
+                    command: c,
+                    reason: "macros for a stage that is not a protocol stage letter",
+                })?;
+                let pairs = MacroList::parse(r.rest())?;
                 Command::Macros { stage, pairs }
             }
             b'C' => {
@@ -309,11 +508,8 @@ impl Command {
                 b'O'
             }
             Command::Macros { stage, pairs } => {
-                d.push(*stage);
-                for (k, v) in pairs {
-                    cstr(&mut d, k.as_bytes());
-                    cstr(&mut d, v.as_bytes());
-                }
+                d.push(stage.letter());
+                d.extend_from_slice(pairs.as_bytes());
                 b'D'
             }
             Command::Connect {
@@ -545,6 +741,18 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(
     max: usize,
     spare: &mut Option<Vec<u8>>,
 ) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+    read_frame_bounded(r, max, |_| max, spare).await
+}
+
+/// Reads one frame like [`read_frame_into`], with a limit per command:
+/// a frame is refused when it is over `max`, or, once its command byte is
+/// read, over `max_for(command)`; nothing is allocated for a refused frame.
+pub async fn read_frame_bounded<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    max_for: impl Fn(u8) -> usize,
+    spare: &mut Option<Vec<u8>>,
+) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -560,6 +768,14 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(
     }
     let mut cmd = [0u8; 1];
     r.read_exact(&mut cmd).await?;
+    let limit = max_for(cmd[0]).min(max);
+    if size > limit {
+        return Err(FrameError::CommandTooLarge {
+            command: char::from(cmd[0]),
+            size,
+            limit,
+        });
+    }
     // The data is read straight into its own buffer (no copy), and into its
     // spare capacity (not zeroed first); `take` keeps the reads inside
     // this frame.
@@ -635,11 +851,8 @@ mod tests {
                 protocol: 0x1fffff,
             },
             Command::Macros {
-                stage: b'C',
-                pairs: vec![
-                    ("j".into(), "mx".into()),
-                    ("{daemon_name}".into(), "smtpd".into()),
-                ],
+                stage: Stage::Connect,
+                pairs: MacroList::from_pairs([("j", "mx"), ("{daemon_name}", "smtpd")]),
             },
             Command::Connect {
                 hostname: "localhost".into(),

@@ -13,7 +13,7 @@ pub mod client;
 pub mod codec;
 pub mod server;
 
-pub use codec::{Command, Reply};
+pub use codec::{Command, MacroList, Reply, Stage};
 pub use server::{EomResult, Handler, Macros, Modification, Negotiated, Response, ServerConfig};
 
 /// Protocol step flags (`SMFIP_*`).

@@ -1,16 +1,19 @@
 //! The milter side: option negotiation and a per-connection [`Handler`].
 
 use crate::codec::{
-    append_frame, read_frame_into, write_frame, Command, FrameError, Reply, DEFAULT_MAX_FRAME,
+    append_frame, read_frame_bounded, write_frame, Command, FrameError, MacroList, Reply, Stage,
+    DEFAULT_MAX_FRAME,
 };
 use crate::{actions, proto};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// A handler's answer at one stage.
@@ -106,39 +109,73 @@ impl Negotiated {
 }
 
 /// The macros Postfix sent, newest stage first. Names may be given with or
-/// without braces: `auth_authen` finds `{auth_authen}`.
+/// without braces: `auth_authen` finds `{auth_authen}`. Each stage keeps
+/// its pairs as one string; what is held at once is bounded by
+/// [`ServerConfig::max_macro_bytes`] and [`ServerConfig::max_macros`].
 #[derive(Debug, Default, Clone)]
 pub struct Macros {
-    stages: HashMap<u8, Vec<(String, String)>>,
+    stages: [Option<MacroList>; 9],
+    bytes: usize,
+    count: usize,
 }
-
-/// Stage letters from the newest to the oldest.
-const STAGE_ORDER: [u8; 9] = [b'E', b'B', b'N', b'L', b'T', b'R', b'M', b'H', b'C'];
-/// Stages that belong to one message.
-const MESSAGE_STAGES: [u8; 7] = [b'M', b'R', b'T', b'L', b'N', b'B', b'E'];
 
 impl Macros {
     /// The value of a macro, if the MTA sent it.
     pub fn get(&self, name: &str) -> Option<&str> {
         let bare = name.trim_start_matches('{').trim_end_matches('}');
-        let braced = format!("{{{bare}}}");
-        STAGE_ORDER.iter().find_map(|st| {
-            self.stages.get(st).and_then(|pairs| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| k == bare || *k == braced)
-                    .map(|(_, v)| v.as_str())
-            })
+        Stage::NEWEST_FIRST.iter().find_map(|st| {
+            self.stages
+                .get(st.index())
+                .and_then(Option::as_ref)
+                .and_then(|list| {
+                    list.iter()
+                        .find(|(k, _)| {
+                            *k == bare
+                                || k.strip_prefix('{')
+                                    .and_then(|k| k.strip_suffix('}'))
+                                    .is_some_and(|k| k == bare)
+                        })
+                        .map(|(_, v)| v)
+                })
         })
     }
 
-    fn set(&mut self, stage: u8, pairs: Vec<(String, String)>) {
-        self.stages.insert(stage, pairs);
+    /// Bytes held over all stages.
+    pub fn byte_len(&self) -> usize {
+        self.bytes
+    }
+
+    /// Pairs held over all stages.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no macros are held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Replaces the macros of `stage`.
+    fn set(&mut self, stage: Stage, pairs: MacroList) {
+        let (bytes, count) = (pairs.byte_len(), pairs.len());
+        if let Some(slot) = self.stages.get_mut(stage.index()) {
+            if let Some(old) = slot.replace(pairs) {
+                self.bytes -= old.byte_len();
+                self.count -= old.len();
+            }
+            self.bytes += bytes;
+            self.count += count;
+        }
     }
 
     fn clear_message(&mut self) {
-        for s in MESSAGE_STAGES {
-            self.stages.remove(&s);
+        for st in Stage::NEWEST_FIRST {
+            if st.in_message() {
+                if let Some(old) = self.stages.get_mut(st.index()).and_then(Option::take) {
+                    self.bytes -= old.byte_len();
+                    self.count -= old.len();
+                }
+            }
         }
     }
 }
@@ -193,19 +230,34 @@ pub trait Handler: Send + 'static {
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Largest frame accepted.
+    /// Largest frame accepted (headers and body chunks; the other
+    /// commands are held to [`SMALL_FRAME`], macros to `max_macro_bytes`).
     pub max_frame: usize,
-    /// Longest wait for the MTA's next frame.
+    /// Inside a message (MAIL FROM to end of message): the longest wait for
+    /// the MTA's next frame.
     pub read_timeout: Duration,
+    /// From connecting to option negotiation, in all.
+    pub negotiate_timeout: Duration,
+    /// Between messages: the longest a negotiated connection may stay
+    /// without starting a message (Postfix keeps its milter connection for
+    /// the whole SMTP session, whose idle limit is its `smtpd_timeout`).
+    pub idle_timeout: Duration,
+    /// Macro bytes (names, values, NULs) held at once per connection.
+    pub max_macro_bytes: usize,
+    /// Macro name/value pairs held at once per connection.
+    pub max_macros: usize,
     /// Actions wanted (intersected with what the MTA offers).
     pub actions: u32,
     /// Protocol flags wanted (intersected with what the MTA offers).
     pub protocol: u32,
     /// Macros requested per stage (SMFIM_* number, space-separated names).
     pub macros: Vec<(u32, String)>,
-    /// Connections served at once. At the limit no more are accepted: new
-    /// ones wait in the listen queue until one ends (Postfix gives up after
-    /// its milter_connect_timeout and applies milter_default_action).
+    /// Connections served at once. At the limit a new connection is still
+    /// served: the connection that has waited longest for option
+    /// negotiation is closed for it, or else the one idle longest between
+    /// messages. When every connection is inside a message, new ones wait
+    /// in the listen queue until one ends (Postfix gives up after its
+    /// milter_connect_timeout and applies milter_default_action).
     pub max_connections: usize,
 }
 
@@ -235,6 +287,10 @@ impl Default for ServerConfig {
         ServerConfig {
             max_frame: DEFAULT_MAX_FRAME,
             read_timeout: Duration::from_secs(300),
+            negotiate_timeout: Duration::from_secs(DEFAULT_NEGOTIATE_TIMEOUT),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT),
+            max_macro_bytes: DEFAULT_MAX_MACRO_BYTES,
+            max_macros: DEFAULT_MAX_MACROS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             actions: actions::ADDHDRS | actions::CHGHDRS | actions::SETSYMLIST,
             protocol: proto::NOHELO
@@ -258,10 +314,32 @@ impl Default for ServerConfig {
 
 /// Runs one connection until the MTA quits or the connection fails.
 /// Returns the number of messages that reached end of message.
-pub async fn session<S, H>(
+pub async fn session<S, H>(stream: S, handler: H, cfg: &ServerConfig) -> Result<usize, FrameError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    session_in(stream, handler, cfg, &Slot::new(Instant::now())).await
+}
+
+/// The most data a frame of this command may carry: headers and body
+/// chunks up to `max_frame`, macros up to what a connection may hold, the
+/// rest (options, connect, HELO, MAIL and RCPT arguments) [`SMALL_FRAME`].
+fn frame_limit(cfg: &ServerConfig, command: u8) -> usize {
+    match command {
+        b'L' | b'B' | b'E' => cfg.max_frame,
+        b'D' => cfg.max_macro_bytes.saturating_add(2),
+        _ => SMALL_FRAME,
+    }
+}
+
+/// Like [`session`], reporting its phase in `slot` (for the connection
+/// limit), and ending when the slot is taken from it.
+pub async fn session_in<S, H>(
     stream: S,
     mut handler: H,
     cfg: &ServerConfig,
+    slot: &Slot,
 ) -> Result<usize, FrameError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -276,22 +354,34 @@ where
     let mut macros = Macros::default();
     let mut messages = 0usize;
     let mut spare: Option<Vec<u8>> = None;
+    let mut phase = Phase::Negotiating;
+    let started = tokio::time::Instant::now();
+    let mut idle_since = started;
     loop {
         if spare.is_none() {
             spare = handler.spare_buffer();
         }
-        let frame = match tokio::time::timeout(
-            cfg.read_timeout,
-            read_frame_into(&mut stream, cfg.max_frame, &mut spare),
-        )
-        .await
-        {
+        let (deadline, limit) = match phase {
+            Phase::Negotiating => (started + cfg.negotiate_timeout, cfg.negotiate_timeout),
+            Phase::Idle => (idle_since + cfg.idle_timeout, cfg.idle_timeout),
+            Phase::Busy | Phase::Evicted => (
+                tokio::time::Instant::now() + cfg.read_timeout,
+                cfg.read_timeout,
+            ),
+        };
+        let read = read_frame_bounded(
+            &mut stream,
+            cfg.max_frame,
+            |c| frame_limit(cfg, c),
+            &mut spare,
+        );
+        let frame = match tokio::time::timeout_at(deadline, read).await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(FrameError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the MTA sent nothing in time",
-                )))
+                return Err(FrameError::TimedOut {
+                    phase: phase.waiting_for(),
+                    secs: limit.as_secs(),
+                })
             }
         };
         let Some((cmd, data)) = frame else {
@@ -303,6 +393,28 @@ where
             spare = None;
         }
         let command = Command::parse_owned(cmd, data)?;
+        let next = match &command {
+            Command::OptNeg { .. } => Some(Phase::Idle),
+            Command::Mail(_)
+            | Command::Rcpt(_)
+            | Command::Data
+            | Command::Header { .. }
+            | Command::EndOfHeaders
+            | Command::Body(_)
+            | Command::EndOfMessage(_) => Some(Phase::Busy),
+            _ => None,
+        };
+        if let Some(next) = next {
+            if next != phase {
+                if !slot.enter(phase, next) {
+                    return Err(slot.evicted_error());
+                }
+                phase = next;
+                if next == Phase::Idle {
+                    idle_since = tokio::time::Instant::now();
+                }
+            }
+        }
         let p = negotiated.protocol;
         let reply_unless = |flag: u32| p & flag == 0;
         let reply: Option<Reply> = match command {
@@ -337,6 +449,18 @@ where
             }
             Command::Macros { stage, pairs } => {
                 macros.set(stage, pairs);
+                if macros.byte_len() > cfg.max_macro_bytes {
+                    return Err(FrameError::OverLimit {
+                        what: "macro bytes held",
+                        limit: cfg.max_macro_bytes,
+                    });
+                }
+                if macros.len() > cfg.max_macros {
+                    return Err(FrameError::OverLimit {
+                        what: "macros held",
+                        limit: cfg.max_macros,
+                    });
+                }
                 None
             }
             Command::Connect {
@@ -399,17 +523,27 @@ where
                 stream.write_all(&out).await?;
                 macros.clear_message();
                 messages += 1;
+                phase = slot.become_idle(phase)?;
+                idle_since = tokio::time::Instant::now();
                 None
             }
             Command::Abort => {
                 handler.abort();
                 macros.clear_message();
+                if phase == Phase::Busy {
+                    phase = slot.become_idle(phase)?;
+                    idle_since = tokio::time::Instant::now();
+                }
                 None
             }
             Command::Quit => return Ok(messages),
             Command::QuitNewConnection => {
                 handler.abort();
                 macros = Macros::default();
+                if phase == Phase::Busy {
+                    phase = slot.become_idle(phase)?;
+                    idle_since = tokio::time::Instant::now();
+                }
                 None
             }
         };
@@ -504,6 +638,136 @@ impl Drop for Listener {
 /// Bytes read ahead per connection (see [`session`]).
 const READ_BUFFER: usize = 16 * 1024;
 
+/// The largest frame of a command other than a header, a body chunk or
+/// macros: options, connect, HELO, MAIL and RCPT with their arguments.
+pub const SMALL_FRAME: usize = 64 * 1024;
+
+/// Default seconds from connecting to option negotiation.
+pub const DEFAULT_NEGOTIATE_TIMEOUT: u64 = 10;
+
+/// Default seconds a connection may stay idle between messages (Postfix's
+/// default `smtpd_timeout` is 300 s).
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+
+/// Default macro bytes held per connection (Postfix sends a few hundred).
+pub const DEFAULT_MAX_MACRO_BYTES: usize = 32 * 1024;
+
+/// Default macro pairs held per connection.
+pub const DEFAULT_MAX_MACROS: usize = 256;
+
+/// Where a connection is, as the connection limit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connected; option negotiation not done yet.
+    Negotiating,
+    /// Negotiated; no message in progress.
+    Idle,
+    /// Inside a message.
+    Busy,
+    /// Closed by the server to make room.
+    Evicted,
+}
+
+impl Phase {
+    fn code(self) -> u8 {
+        match self {
+            Phase::Negotiating => 0,
+            Phase::Idle => 1,
+            Phase::Busy => 2,
+            Phase::Evicted => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Phase {
+        match c {
+            0 => Phase::Negotiating,
+            1 => Phase::Idle,
+            2 => Phase::Busy,
+            _ => Phase::Evicted,
+        }
+    }
+
+    fn waiting_for(self) -> &'static str {
+        match self {
+            Phase::Negotiating => "option negotiation",
+            Phase::Idle => "between messages",
+            Phase::Busy | Phase::Evicted => "inside a message",
+        }
+    }
+}
+
+/// One connection's phase and since when, shared between its session and
+/// the accept loop, which may take the slot from a connection that waits
+/// for negotiation or sits between messages.
+#[derive(Debug)]
+pub struct Slot {
+    phase: std::sync::atomic::AtomicU8,
+    /// Milliseconds after `epoch` when the phase began.
+    since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Slot {
+    /// A slot for a connection that has just connected.
+    pub fn new(epoch: Instant) -> Slot {
+        Slot {
+            phase: std::sync::atomic::AtomicU8::new(Phase::Negotiating.code()),
+            since_ms: AtomicU64::new(Self::ms(epoch)),
+            epoch,
+        }
+    }
+
+    fn ms(epoch: Instant) -> u64 {
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Moves from `from` to `to`; false when the slot was taken meanwhile.
+    fn enter(&self, from: Phase, to: Phase) -> bool {
+        let ok = self
+            .phase
+            .compare_exchange(from.code(), to.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if ok {
+            self.since_ms.store(Self::ms(self.epoch), Ordering::Release);
+        }
+        ok
+    }
+
+    fn become_idle(&self, from: Phase) -> Result<Phase, FrameError> {
+        if self.enter(from, Phase::Idle) {
+            Ok(Phase::Idle)
+        } else {
+            Err(self.evicted_error())
+        }
+    }
+
+    fn evicted_error(&self) -> FrameError {
+        FrameError::Evicted {
+            phase: "idle",
+            secs: 0.0,
+        }
+    }
+
+    /// Phase and milliseconds in it, for choosing a connection to close.
+    fn state(&self) -> (Phase, u64) {
+        let phase = Phase::from_code(self.phase.load(Ordering::Acquire));
+        let since = self.since_ms.load(Ordering::Acquire);
+        (phase, Self::ms(self.epoch).saturating_sub(since))
+    }
+
+    /// Takes the slot when it is still in `phase`.
+    fn take(&self, phase: Phase) -> bool {
+        self.phase
+            .compare_exchange(
+                phase.code(),
+                Phase::Evicted.code(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
 /// The default connection limit (Postfix's default process limit is 100,
 /// and each smtpd process holds at most one milter connection).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 500;
@@ -513,14 +777,39 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 500;
 pub struct Stats {
     /// Connections being served now.
     pub active: Arc<AtomicUsize>,
-    /// Times the server reached `max_connections` and stopped accepting.
+    /// Times the server reached `max_connections` with every connection
+    /// inside a message, and stopped accepting until one ended.
     pub limit_reached: Arc<AtomicUsize>,
+    /// Connections closed at the limit to serve a new one.
+    pub evicted: Arc<AtomicUsize>,
+}
+
+/// The connection to close at the limit: the one that has waited longest
+/// for option negotiation, or else the one idle longest between messages.
+fn victim(
+    slots: &HashMap<tokio::task::Id, (Arc<Slot>, tokio::task::AbortHandle)>,
+) -> Option<tokio::task::Id> {
+    let mut best: Option<(bool, u64, tokio::task::Id)> = None;
+    for (id, (slot, _)) in slots {
+        let (phase, ms) = slot.state();
+        let negotiating = match phase {
+            Phase::Negotiating => true,
+            Phase::Idle => false,
+            Phase::Busy | Phase::Evicted => continue,
+        };
+        // Negotiating beats idle; within a kind, the longer wait wins.
+        if best.is_none_or(|(n, m, _)| (negotiating, ms) > (n, m)) {
+            best = Some((negotiating, ms, *id));
+        }
+    }
+    best.map(|(_, _, id)| id)
 }
 
 /// Accepts connections until `shutdown` completes, serving each with a
 /// handler from `factory`; then waits up to `grace` for the connections in
 /// flight. `on_error` is told about each connection that ended with an error
-/// (malformed frames, I/O); other connections are not affected.
+/// (malformed frames, I/O, time limits) or was closed at the connection
+/// limit; other connections are not affected.
 pub async fn serve<H, F, E>(
     listener: Listener,
     cfg: ServerConfig,
@@ -537,37 +826,57 @@ where
 {
     let cfg = Arc::new(cfg);
     let limit = cfg.max_connections.max(1);
+    let epoch = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut at_limit = false;
+    let mut slots: HashMap<tokio::task::Id, (Arc<Slot>, tokio::task::AbortHandle)> = HashMap::new();
+    let mut waiting = false;
+    // A connection accepted when there seemed to be room, that turned out
+    // to have none (every connection went inside a message meanwhile): it
+    // is served as soon as there is, and nothing more is accepted until.
+    let mut held: Option<Box<dyn Stream>> = None;
+    let live = |slots: &Slots| {
+        slots
+            .values()
+            .filter(|(s, _)| s.state().0 != Phase::Evicted)
+            .count()
+    };
     tokio::pin!(shutdown);
     loop {
-        if tasks.len() >= limit {
-            if !at_limit {
+        if let Some(stream) = held.take() {
+            if live(&slots) < limit || evict_one(&slots, &stats, &on_error) {
+                let (id, entry) =
+                    spawn_session(&mut tasks, stream, &factory, &cfg, &on_error, &stats, epoch);
+                slots.insert(id, entry);
+            } else {
+                held = Some(stream);
+            }
+        }
+        // Evicted connections still being torn down do not count.
+        let full = live(&slots) >= limit;
+        let can_accept = held.is_none() && (!full || victim(&slots).is_some());
+        if !can_accept {
+            if !waiting {
                 stats.limit_reached.fetch_add(1, Ordering::SeqCst);
             }
-            at_limit = true;
+            waiting = true;
         } else {
-            at_limit = false;
+            waiting = false;
         }
-        let spawn_one =
-            |tasks: &mut tokio::task::JoinSet<()>, handler: H, stream: Box<dyn Stream>| {
-                let cfg = cfg.clone();
-                let on_error = on_error.clone();
-                let active = stats.active.clone();
-                active.fetch_add(1, Ordering::SeqCst);
-                tasks.spawn(async move {
-                    if let Err(e) = session(stream, handler, &cfg).await {
-                        on_error(e);
-                    }
-                    active.fetch_sub(1, Ordering::SeqCst);
-                });
-            };
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = accept(&listener), if tasks.len() < limit => {
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                slots.remove(&id);
+            }
+            // Every connection is inside a message: look again shortly, as
+            // one may have finished it and become idle.
+            _ = tokio::time::sleep(Duration::from_millis(50)), if !can_accept => {}
+            accepted = accept(&listener), if can_accept => {
                 match accepted {
-                    Ok(stream) => spawn_one(&mut tasks, factory(), stream),
+                    Ok(stream) => held = Some(stream),
                     Err(e) => {
                         // Out of file descriptors and the like: pause, go on.
                         on_error(FrameError::Io(e));
@@ -594,6 +903,75 @@ where
         }
     }
     Ok(())
+}
+
+/// The connections being served, by task.
+type Slots = HashMap<tokio::task::Id, (Arc<Slot>, tokio::task::AbortHandle)>;
+
+/// Closes the connection [`victim`] names; false when there is none.
+fn evict_one<E: Fn(FrameError)>(slots: &Slots, stats: &Stats, on_error: &E) -> bool {
+    while let Some(id) = victim(slots) {
+        let Some((slot, handle)) = slots.get(&id) else {
+            return false;
+        };
+        let (phase, ms) = slot.state();
+        // The connection may have moved on since it was chosen.
+        if slot.take(phase) {
+            handle.abort();
+            stats.evicted.fetch_add(1, Ordering::SeqCst);
+            on_error(FrameError::Evicted {
+                phase: if phase == Phase::Negotiating {
+                    "waiting for option negotiation"
+                } else {
+                    "idle between messages"
+                },
+                secs: ms as f64 / 1000.0,
+            });
+            return true;
+        }
+    }
+    false
+}
+
+/// Starts serving one connection.
+fn spawn_session<H, F, E>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    stream: Box<dyn Stream>,
+    factory: &F,
+    cfg: &Arc<ServerConfig>,
+    on_error: &E,
+    stats: &Stats,
+    epoch: Instant,
+) -> (tokio::task::Id, (Arc<Slot>, tokio::task::AbortHandle))
+where
+    H: Handler,
+    F: Fn() -> H,
+    E: Fn(FrameError) + Clone + Send + 'static,
+{
+    let slot = Arc::new(Slot::new(epoch));
+    let handler = factory();
+    let cfg = cfg.clone();
+    let on_error = on_error.clone();
+    stats.active.fetch_add(1, Ordering::SeqCst);
+    // The count goes down however the task ends, aborted included.
+    let guard = ActiveGuard(stats.active.clone());
+    let task_slot = slot.clone();
+    let handle = tasks.spawn(async move {
+        let _guard = guard;
+        if let Err(e) = session_in(stream, handler, &cfg, &task_slot).await {
+            on_error(e);
+        }
+    });
+    (handle.id(), (slot, handle))
+}
+
+/// Counts a connection down when its task ends or is aborted.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A connected stream of either kind.
@@ -633,25 +1011,28 @@ mod tests {
     fn macros_newest_stage_wins_and_message_stages_clear() {
         let mut m = Macros::default();
         m.set(
-            b'C',
-            vec![
-                ("j".into(), "mx".into()),
-                ("{daemon_name}".into(), "smtpd".into()),
-            ],
+            Stage::Connect,
+            MacroList::from_pairs([("j", "mx"), ("{daemon_name}", "smtpd")]),
         );
         m.set(
-            b'M',
-            vec![
-                ("{auth_authen}".into(), "joe".into()),
-                ("i".into(), "Q1".into()),
-            ],
+            Stage::Mail,
+            MacroList::from_pairs([("{auth_authen}", "joe"), ("i", "Q1")]),
         );
-        m.set(b'E', vec![("i".into(), "Q2".into())]);
+        m.set(Stage::EndOfMessage, MacroList::from_pairs([("i", "Q2")]));
         assert_eq!(m.get("auth_authen"), Some("joe"));
         assert_eq!(m.get("{daemon_name}"), Some("smtpd"));
+        assert_eq!(m.get("daemon_name"), Some("smtpd"));
         assert_eq!(m.get("i"), Some("Q2"));
+        assert_eq!(m.len(), 5);
+        // A stage sent again replaces its pairs; the totals follow.
+        m.set(Stage::Mail, MacroList::from_pairs([("i", "Q3")]));
+        assert_eq!((m.len(), m.get("auth_authen")), (4, None));
         m.clear_message();
-        assert_eq!(m.get("auth_authen"), None);
+        assert_eq!(m.get("i"), None);
         assert_eq!(m.get("j"), Some("mx"));
+        assert_eq!(
+            (m.len(), m.byte_len()),
+            (2, "j\0mx\0{daemon_name}\0smtpd\0".len())
+        );
     }
 }

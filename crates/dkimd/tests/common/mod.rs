@@ -8,6 +8,7 @@ pub mod env;
 pub mod fakedns;
 pub mod http;
 pub mod knot;
+pub mod mta;
 pub mod postfix;
 pub mod web;
 
