@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 const MSG: &[u8] =
     b"From: Joe <joe@example.com>\r\nTo: x@example.net\r\nSubject: cli\r\n\r\nHello\r\n";
@@ -342,6 +343,68 @@ fn verify_exit_codes_json_and_time() {
     let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&dns), MSG);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("dkim=none"));
+}
+
+/// An Ed25519 record that carries the key wrapped in SubjectPublicKeyInfo
+/// (44 bytes, as `openssl pkey -pubout` writes it) instead of RFC 8463's
+/// bare 32 bytes: dkimd says permerror and names the form, as dkimpy
+/// refuses it too; the bare form of the same key passes.
+#[test]
+fn ed25519_record_in_spki_form_is_a_permerror() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = keygen(dir.path(), "ed25519");
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "{}", stderr(&der));
+    assert_eq!(der.stdout.len(), 44);
+    use base64::Engine;
+    let wrapped = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        base64::engine::general_purpose::STANDARD.encode(&der.stdout)
+    );
+    let signed = run_with_input(
+        dkimd()
+            .args([
+                "sign",
+                "--domain",
+                "example.com",
+                "--selector",
+                "s1",
+                "--key",
+            ])
+            .arg(&key),
+        MSG,
+    )
+    .stdout;
+    let msg = dir.path().join("signed.eml");
+    std::fs::write(&msg, &signed).unwrap();
+    for (rec, want) in [(record, "pass"), (wrapped, "permerror")] {
+        let dns = dir.path().join("dns.txt");
+        write_dns_file(&dns, &[("s1._domainkey.example.com".into(), rec.clone())]);
+        let o = run_with_input(
+            dkimd().args(["verify", "--json", "--dns-file"]).arg(&dns),
+            &signed,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["results"][0]["result"], want, "{rec}: {v}");
+        if want == "permerror" {
+            assert_eq!(o.status.code(), Some(1));
+            let reason = v["results"][0]["reason"].as_str().unwrap();
+            assert!(
+                reason.contains(
+                    "SubjectPublicKeyInfo form (44 bytes); RFC 8463 requires the bare 32-byte key"
+                ),
+                "{reason}"
+            );
+        }
+        if have_dkimpy() {
+            let r = dkimpy_verify(&dns, std::slice::from_ref(&msg));
+            assert_eq!(r[0].1, want == "pass", "dkimpy on {rec}: {}", r[0].2);
+        }
+    }
 }
 
 #[test]
