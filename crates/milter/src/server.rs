@@ -1007,6 +1007,183 @@ mod tests {
         assert!("unix:".parse::<ListenAddr>().is_err());
     }
 
+    struct Quiet;
+    impl Handler for Quiet {
+        async fn eom(&mut self, _m: &Macros) -> EomResult {
+            EomResult {
+                modifications: vec![],
+                response: Response::Continue,
+            }
+        }
+    }
+
+    /// Feeds `frames` to a session and returns how it ended.
+    async fn run(cfg: &ServerConfig, frames: &[Command]) -> Result<usize, FrameError> {
+        let (mta, milter_side) = tokio::io::duplex(1 << 20);
+        let (mut r, mut w) = tokio::io::split(mta);
+        let drain = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut sink).await;
+        });
+        let mut bytes = Vec::new();
+        for f in frames {
+            let (c, d) = f.encode();
+            append_frame(&mut bytes, c, &d).unwrap();
+        }
+        let cfg2 = cfg.clone();
+        let server = tokio::spawn(async move { session(milter_side, Quiet, &cfg2).await });
+        w.write_all(&bytes).await.unwrap();
+        let result = server.await.unwrap();
+        drop(w);
+        let _ = drain.await;
+        result
+    }
+
+    fn optneg() -> Command {
+        Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1f_ffff,
+        }
+    }
+
+    #[tokio::test]
+    async fn macro_bounds_per_connection() {
+        let cfg = ServerConfig::default();
+        let pairs = |n: usize| MacroList::from_pairs(std::iter::repeat_n(("a", "b"), n));
+        // Within the bounds, and the same stage again replaces (no growth).
+        let mut ok = vec![optneg()];
+        for _ in 0..50 {
+            ok.push(Command::Macros {
+                stage: Stage::Mail,
+                pairs: pairs(200),
+            });
+        }
+        ok.push(Command::Quit);
+        assert_eq!(run(&cfg, &ok).await.unwrap(), 0);
+        // Pairs over max_macros across stages.
+        let over = [
+            optneg(),
+            Command::Macros {
+                stage: Stage::Mail,
+                pairs: pairs(200),
+            },
+            Command::Macros {
+                stage: Stage::Rcpt,
+                pairs: pairs(100),
+            },
+        ];
+        assert!(matches!(
+            run(&cfg, &over).await,
+            Err(FrameError::OverLimit {
+                what: "macros held",
+                limit: 256
+            })
+        ));
+        // A frame over max_macro_bytes is refused by its size.
+        let big = [
+            optneg(),
+            Command::Macros {
+                stage: Stage::Connect,
+                pairs: MacroList::from_pairs([("x", "v".repeat(40_000))]),
+            },
+        ];
+        assert!(matches!(
+            run(&cfg, &big).await,
+            Err(FrameError::CommandTooLarge { command: 'D', .. })
+        ));
+    }
+
+    #[test]
+    fn macro_stage_must_be_a_stage_letter() {
+        assert!(matches!(
+            Command::parse(b'D', b"Za\0b\0"),
+            Err(FrameError::Malformed { command: 'D', .. })
+        ));
+        assert!(matches!(
+            Command::parse(b'D', b"Ca\0b"),
+            Err(FrameError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Command::parse(b'D', b"Ca\0"),
+            Err(FrameError::Malformed { .. })
+        ));
+        for st in Stage::NEWEST_FIRST {
+            assert_eq!(Stage::from_letter(st.letter()), Some(st));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn negotiation_and_idle_time_limits() {
+        let cfg = ServerConfig {
+            negotiate_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            ..ServerConfig::default()
+        };
+        // Macro frames do not extend the time to negotiate.
+        let (mta, milter_side) = tokio::io::duplex(1 << 16);
+        let (_r, mut w) = tokio::io::split(mta);
+        let cfg2 = cfg.clone();
+        let server = tokio::spawn(async move { session(milter_side, Quiet, &cfg2).await });
+        let started = tokio::time::Instant::now();
+        for _ in 0..5 {
+            let (c, d) = Command::Macros {
+                stage: Stage::Connect,
+                pairs: MacroList::from_pairs([("j", "mx")]),
+            }
+            .encode();
+            if write_frame(&mut w, c, &d).await.is_err() {
+                break; // closed by the server
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(FrameError::TimedOut {
+                phase: "option negotiation",
+                secs: 10
+            })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(16));
+    }
+
+    #[test]
+    fn victims_unnegotiated_first_then_longest_idle() {
+        let epoch = Instant::now() - Duration::from_secs(100);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut slots: Slots = HashMap::new();
+            let mut add = |slots: &mut Slots, phase: Phase, age_ms: u64| {
+                let slot = Arc::new(Slot::new(epoch));
+                slot.phase.store(phase.code(), Ordering::SeqCst);
+                slot.since_ms
+                    .store(Slot::ms(epoch) - age_ms, Ordering::SeqCst);
+                let h = tasks.spawn(std::future::pending::<()>());
+                let id = h.id();
+                slots.insert(id, (slot, h));
+                id
+            };
+            let _busy = add(&mut slots, Phase::Busy, 90_000);
+            let idle_old = add(&mut slots, Phase::Idle, 50_000);
+            let _idle_new = add(&mut slots, Phase::Idle, 1_000);
+            assert_eq!(victim(&slots), Some(idle_old));
+            let neg = add(&mut slots, Phase::Negotiating, 500);
+            assert_eq!(victim(&slots), Some(neg), "unnegotiated before idle");
+            let stats = Stats::default();
+            assert!(evict_one(&slots, &stats, &|_| {}));
+            assert_eq!(slots[&neg].0.state().0, Phase::Evicted);
+            assert!(evict_one(&slots, &stats, &|_| {}));
+            assert_eq!(slots[&idle_old].0.state().0, Phase::Evicted);
+            assert_eq!(stats.evicted.load(Ordering::SeqCst), 2);
+            // A slot that went busy meanwhile cannot be taken.
+            assert!(!slots[&_busy].0.take(Phase::Idle));
+            tasks.abort_all();
+        });
+    }
+
     #[test]
     fn macros_newest_stage_wins_and_message_stages_clear() {
         let mut m = Macros::default();
