@@ -26,41 +26,19 @@
 mod common;
 
 use common::bind::have_named;
-use common::daemon::{free_port, Daemon};
-use common::env::SigningEnv;
+use common::daemon::Daemon;
+use common::env::MilterEnv;
 use common::mta::{apply, as_milter, metric, mods_text, rss_kb};
 use common::postfix::{have_postfix, smtp_send, Postfix};
 use milter::client::{Client, Message};
-use milter::server::ListenAddr;
 use milter::{Command as C, MacroList, Reply, Stage};
 use std::time::{Duration, Instant};
 
-struct Env {
-    base: SigningEnv,
-    mport: u16,
-}
-
-impl std::ops::Deref for Env {
-    type Target = SigningEnv;
-    fn deref(&self) -> &SigningEnv {
-        &self.base
-    }
-}
+type Env = MilterEnv;
 
 /// A signing setup whose `[milter]` section has `extra` lines as well.
 fn setup(extra: &str) -> Env {
-    let mport = free_port();
-    let milter = format!(
-        "trusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\"\n{extra}"
-    );
-    let base = SigningEnv::start(tempfile::tempdir().unwrap(), &milter, &[], "h1");
-    Env { base, mport }
-}
-
-impl Env {
-    fn addr(&self) -> ListenAddr {
-        ListenAddr::Tcp(format!("127.0.0.1:{}", self.port).parse().unwrap())
-    }
+    MilterEnv::start(extra, "h1")
 }
 
 const RAW: &[u8] = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: hostile test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <h1@example.com>\r\n\r\nHello from the hostile test.\r\n";
@@ -95,6 +73,37 @@ async fn send(env: &Env, ip: &str, raw: &[u8]) -> milter::client::Outcome {
     let out = c.message(&m).await.unwrap();
     c.quit().await.unwrap();
     out
+}
+
+/// Sends `m`'s header fields (with `pause` after each) and end of headers.
+async fn headers(c: &mut Client, m: &Message, pause: Duration) {
+    for (name, value) in &m.headers {
+        c.stage(&C::Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(pause).await;
+    }
+    c.stage(&C::EndOfHeaders).await.unwrap();
+}
+
+/// Sends `m`'s body and end of message; the headers inserted before the
+/// final "continue".
+async fn body_and_end(c: &mut Client, m: &Message) -> usize {
+    for chunk in &m.body {
+        c.body_stage(chunk).await.unwrap();
+    }
+    c.send(&C::EndOfMessage(vec![])).await.unwrap();
+    let mut inserted = 0;
+    loop {
+        match c.read_reply().await.unwrap() {
+            Reply::InsertHeader { .. } => inserted += 1,
+            Reply::Continue => return inserted,
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 fn inserted_results(mods: &[Reply]) -> Vec<String> {
@@ -404,28 +413,8 @@ async fn time_limits_for_negotiation_and_between_messages() {
     c.stage(&C::Mail(vec!["<joe@example.com>".into()]))
         .await
         .unwrap();
-    for (name, value) in &m.headers {
-        c.stage(&C::Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    c.stage(&C::EndOfHeaders).await.unwrap();
-    for chunk in &m.body {
-        c.body_stage(chunk).await.unwrap();
-    }
-    c.send(&C::EndOfMessage(vec![])).await.unwrap();
-    let mut mods = 0;
-    loop {
-        match c.read_reply().await.unwrap() {
-            Reply::InsertHeader { .. } => mods += 1,
-            Reply::Continue => break,
-            other => panic!("{other:?}"),
-        }
-    }
+    headers(&mut c, &m, Duration::from_millis(700)).await;
+    let mods = body_and_end(&mut c, &m).await;
     assert_eq!(mods, 2, "a slow message (3.5 s of headers) is signed");
     c.quit().await.unwrap();
 }
@@ -543,22 +532,8 @@ async fn busy_connections_are_never_closed_at_the_limit() {
     );
     // Both busy connections finish their messages unharmed.
     for c in [&mut a, &mut b] {
-        for (name, value) in &m.headers {
-            c.stage(&C::Header {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .await
-            .unwrap();
-        }
-        c.stage(&C::EndOfHeaders).await.unwrap();
-        c.body_stage(&m.body[0]).await.unwrap();
-        c.send(&C::EndOfMessage(vec![])).await.unwrap();
-        let mut mods = 0;
-        while let Reply::InsertHeader { .. } = c.read_reply().await.unwrap() {
-            mods += 1;
-        }
-        assert_eq!(mods, 2);
+        headers(c, &m, Duration::ZERO).await;
+        assert_eq!(body_and_end(c, &m).await, 2);
     }
     // Now idle: the waiting connection is served by closing one of them.
     let (mut third, _) = tokio::time::timeout(Duration::from_secs(10), pending)
@@ -684,23 +659,8 @@ async fn malformed_and_oversized_frames() {
         slow.send_raw(&[b]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (name, value) in &m.headers {
-        slow.stage(&C::Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .await
-        .unwrap();
-    }
-    slow.stage(&C::EndOfHeaders).await.unwrap();
-    for chunk in &m.body {
-        slow.body_stage(chunk).await.unwrap();
-    }
-    slow.send(&C::EndOfMessage(vec![])).await.unwrap();
-    let mut mods = 0;
-    while let Reply::InsertHeader { .. } = slow.read_reply().await.unwrap() {
-        mods += 1;
-    }
+    headers(&mut slow, &m, Duration::ZERO).await;
+    let mods = body_and_end(&mut slow, &m).await;
     assert_eq!(mods, 2, "the slow sender's message is signed");
 
     // 100,000 header fields and a 1 MB header value: kept within the
@@ -775,15 +735,7 @@ async fn sigkill_in_the_middle_of_a_large_body() {
     c.stage(&C::Mail(vec!["<joe@example.com>".into()]))
         .await
         .unwrap();
-    for (name, value) in &m.headers {
-        c.stage(&C::Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .await
-        .unwrap();
-    }
-    c.stage(&C::EndOfHeaders).await.unwrap();
+    headers(&mut c, &m, Duration::ZERO).await;
     let chunk = vec![b'a'; 65_535];
     for i in 0..640 {
         if i == 320 {

@@ -13,8 +13,8 @@
 mod common;
 
 use common::bind::have_named;
-use common::daemon::{free_port, Daemon};
-use common::env::SigningEnv;
+use common::daemon::Daemon;
+use common::env::MilterEnv;
 use common::mta::{apply, as_milter, metric, metrics, mods_text};
 use common::*;
 use milter::client::{Client, Message};
@@ -22,31 +22,10 @@ use milter::server::ListenAddr;
 use milter::Reply;
 use std::path::Path;
 
-struct Env {
-    base: SigningEnv,
-    mport: u16,
-}
-
-impl std::ops::Deref for Env {
-    type Target = SigningEnv;
-    fn deref(&self) -> &SigningEnv {
-        &self.base
-    }
-}
+type Env = MilterEnv;
 
 fn setup() -> Env {
-    let mport = free_port();
-    let milter = format!(
-        "trusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\""
-    );
-    let base = SigningEnv::start(tempfile::tempdir().unwrap(), &milter, &[], "m1");
-    Env { base, mport }
-}
-
-impl Env {
-    fn addr(&self) -> ListenAddr {
-        ListenAddr::Tcp(format!("127.0.0.1:{}", self.port).parse().unwrap())
-    }
+    MilterEnv::start("", "m1")
 }
 
 const RAW: &[u8] = b"From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: milter test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\n\r\nHello from the milter test.\r\nSecond  line \r\n";

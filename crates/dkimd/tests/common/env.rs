@@ -91,3 +91,35 @@ impl SigningEnv {
         p
     }
 }
+
+/// A signing setup for milter daemon tests: trusted 127.0.0.1/32,
+/// authserv-id `mx.test`, metrics on a port of their own.
+pub struct MilterEnv {
+    pub base: SigningEnv,
+    /// The metrics port.
+    pub mport: u16,
+}
+
+impl std::ops::Deref for MilterEnv {
+    type Target = SigningEnv;
+    fn deref(&self) -> &SigningEnv {
+        &self.base
+    }
+}
+
+impl MilterEnv {
+    /// `extra`: more `[milter]` lines; `selector`: the signing selector.
+    pub fn start(extra: &str, selector: &str) -> MilterEnv {
+        let mport = free_port();
+        let milter = format!(
+            "trusted_networks = [\"127.0.0.1/32\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5\nmetrics = \"127.0.0.1:{mport}\"\n{extra}"
+        );
+        let base = SigningEnv::start(tempfile::tempdir().unwrap(), &milter, &[], selector);
+        MilterEnv { base, mport }
+    }
+
+    /// The milter's address.
+    pub fn addr(&self) -> milter::server::ListenAddr {
+        milter::server::ListenAddr::Tcp(format!("127.0.0.1:{}", self.port).parse().unwrap())
+    }
+}
