@@ -373,9 +373,10 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                         let out = c.message(&message).await.context("message")?;
                         lat.push(t.elapsed());
                         if show_first.swap(false, Ordering::SeqCst) {
-                            eprintln!(
+                            errln!(
                                 "dkimd: bench: first message: reply {:?}, modifications {:?}",
-                                out.reply, out.modifications
+                                out.reply,
+                                out.modifications
                             );
                         }
                         if counts(&out.modifications, verify) {
@@ -447,14 +448,14 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         "ok": good,
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
+        outln!(
             "{} {} messages, body {} B, concurrency {}: {:.0} msg/s, latency p50 {:.2} ms p99 {:.2} ms",
             a.mode, n, a.body_size, a.concurrency, n as f64 / elapsed, pct(0.5), pct(0.99)
         );
         if let (Some(c), Some(h), Some(p)) = (milter_cpu, hwm, pss) {
-            println!(
+            outln!(
                 "milter: {:.3} ms CPU per message, peak RSS {} kB (VmHWM {} kB), PSS now {} kB, RSS {} kB at start, {} kB at end",
                 c * 1000.0 / n.max(1) as f64,
                 peak_rss,
@@ -466,15 +467,15 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         }
         if !curve.is_empty() {
             let points: Vec<String> = curve.iter().map(|(n, kb)| format!("{n}:{kb}")).collect();
-            println!("milter RSS (messages sent:kB): {}", points.join(" "));
+            outln!("milter RSS (messages sent:kB): {}", points.join(" "));
         }
-        println!(
+        outln!(
             "load tool: {:.3} ms CPU per message",
             own * 1000.0 / n.max(1) as f64
         );
         if mixed {
             let k: Vec<usize> = kinds.iter().map(|k| k.load(Ordering::SeqCst)).collect();
-            println!(
+            outln!(
                 "as expected: {good} of {n} (signed {}, dkim=pass {}, dkim=fail {}, aborted {})",
                 k.first().unwrap_or(&0),
                 k.get(1).unwrap_or(&0),
@@ -487,14 +488,14 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
                 .map(|s| s.iter().cloned().collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
             if verify {
-                println!("dkim=pass: {good} of {n}");
+                outln!("dkim=pass: {good} of {n}");
             } else {
-                println!("signed: {good} of {n} (a={seen})");
+                outln!("signed: {good} of {n} (a={seen})");
             }
         }
     }
     if good != n || n != a.messages {
-        eprintln!(
+        errln!(
             "dkimd: bench: only {good} of {} messages were {}",
             a.messages,
             if verify { "verified as pass" } else { "signed" }

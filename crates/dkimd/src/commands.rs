@@ -17,13 +17,13 @@ fn finish(m: &mut Manager, extra: serde_json::Value) -> anyhow::Result<ExitCode>
         if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
             obj.extend(more);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(if m.out.failures == 0 {
         ExitCode::SUCCESS
     } else {
         if !m.out.is_json() {
-            eprintln!("dkimd: {} step(s) failed", m.out.failures);
+            errln!("dkimd: {} step(s) failed", m.out.failures);
         }
         ExitCode::from(1)
     })
@@ -139,7 +139,7 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
             ok,
             steps: &lines,
         }) {
-            eprintln!("dkimd: warning: {e:#}");
+            errln!("dkimd: warning: {e:#}");
         }
     }
     r
@@ -286,7 +286,7 @@ fn admin(m: &mut Manager, a: crate::cli::AdminCmd) -> anyhow::Result<ExitCode> {
                 return print_json(&serde_json::json!({ "users": names }));
             }
             for n in names {
-                println!("{n}");
+                outln!("{n}");
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -317,7 +317,7 @@ fn targets(a: &crate::cli::InstallArgs) -> anyhow::Result<crate::install::Target
 }
 
 fn print_json(v: &serde_json::Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -337,13 +337,16 @@ fn domain_list(m: &Manager) -> anyhow::Result<ExitCode> {
     if m.out.is_json() {
         return print_json(&serde_json::json!({ "domains": rows }));
     }
-    println!(
+    outln!(
         "{:<32} {:<4} {:<4} {:<8} SIGNS",
-        "DOMAIN", "DNS", "MAIL", "DKIM"
+        "DOMAIN",
+        "DNS",
+        "MAIL",
+        "DKIM"
     );
     for d in &st.domains {
         let dec = decide(&st.settings, &d.name, Some((d.dns, d.mail, d.dkim)));
-        println!(
+        outln!(
             "{:<32} {:<4} {:<4} {:<8} {dec}",
             d.name,
             if d.dns { "on" } else { "off" },
@@ -370,7 +373,7 @@ fn settings(m: &Manager) -> anyhow::Result<ExitCode> {
             .find(|(n, _)| *n == k)
             .map(|(_, h)| *h)
             .unwrap_or("set by enable / disable");
-        println!(
+        outln!(
             "{k:<18} {:<24} # {help}",
             if v.is_empty() { "-".to_string() } else { v }
         );
@@ -410,7 +413,7 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
         return print_json(&serde_json::json!({ "keys": rows }));
     }
     for r in rows {
-        println!(
+        outln!(
             "{} key, {} {} bits, selector {}",
             if r["own_key"].as_bool() == Some(true) {
                 "own"
@@ -421,9 +424,9 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
             r["bits"],
             r["selector"].as_str().unwrap_or("")
         );
-        println!("  record name: {}", r["record_name"].as_str().unwrap_or(""));
-        println!("  record:      {}", r["record"].as_str().unwrap_or(""));
-        println!("  zone line:   {}", r["zone_line"].as_str().unwrap_or(""));
+        outln!("  record name: {}", r["record_name"].as_str().unwrap_or(""));
+        outln!("  record:      {}", r["record"].as_str().unwrap_or(""));
+        outln!("  zone line:   {}", r["zone_line"].as_str().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -458,7 +461,7 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
             "verify": st.settings.verify, "domains": rows,
         }))?;
     } else {
-        println!(
+        outln!(
             "signing {}, selector {}, verification {}",
             if st.settings.signing { "on" } else { "off" },
             if st.settings.selector.is_empty() {
@@ -468,9 +471,13 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
             },
             if st.settings.verify { "on" } else { "off" }
         );
-        println!(
+        outln!(
             "{:<28} {:<5} {:<18} {:<12} {:<20} WHY",
-            "DOMAIN", "SIGNS", "SELECTOR", "KEY", "DNS"
+            "DOMAIN",
+            "SIGNS",
+            "SELECTOR",
+            "KEY",
+            "DNS"
         );
         for r in &rows {
             let signs = if r["signs"].as_bool() == Some(true) {
@@ -482,13 +489,15 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
             let why = r["why"].as_str().unwrap_or("");
             let keys = r["keys"].as_array().cloned().unwrap_or_default();
             if keys.is_empty() {
-                println!(
+                outln!(
                     "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
-                    "-", "-", "-"
+                    "-",
+                    "-",
+                    "-"
                 );
             }
             for k in keys {
-                println!(
+                outln!(
                     "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
                     k["selector"].as_str().unwrap_or(""),
                     format!("{}-{}", k["algorithm"].as_str().unwrap_or(""), k["bits"]),

@@ -277,7 +277,7 @@ impl DkimHandler {
 
     fn log(&self, macros: &Macros, what: &str) {
         if self.snap.info {
-            eprintln!("dkimd: queue_id={} {what}", macros.get("i").unwrap_or("-"));
+            errln!("dkimd: queue_id={} {what}", macros.get("i").unwrap_or("-"));
         }
     }
 
@@ -295,7 +295,7 @@ impl DkimHandler {
     /// A message dkimd failed on: counted, logged, answered with on_error.
     fn failed(&self, macros: &Macros, what: &str, e: &anyhow::Error) -> EomResult {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!(
+        errln!(
             "dkimd: queue_id={} error: {what} failed: {e}",
             macros.get("i").unwrap_or("-")
         );
@@ -430,7 +430,7 @@ impl Handler for DkimHandler {
                     "untrusted client, verification off: passed on".to_string()
                 }
             };
-            eprintln!(
+            errln!(
                 "dkimd: queue_id={} warning: {what}; {outcome}",
                 macros.get("i").unwrap_or("-"),
             );
@@ -490,7 +490,7 @@ impl Handler for DkimHandler {
         if self.forged_overflow {
             self.reset();
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
+            errln!(
                 "dkimd: queue_id={} warning: more than {} Authentication-Results fields claim {}; refused",
                 macros.get("i").unwrap_or("-"),
                 self.snap.max_headers,
@@ -897,7 +897,7 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<()> {
     let snap = load_snapshot(&cfg)?;
     if check_only {
         crate::web::check(&cfg)?;
-        println!(
+        outln!(
             "configuration ok: socket {}, state {}, signing {} ({} domains), verification {}",
             cfg.milter.socket,
             cfg.state_dir.display(),
@@ -939,7 +939,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     let admin = crate::web::bind(&cfg).await?;
     let shared: Shared = Arc::new(RwLock::new(snap));
     let resolver = verify_resolver(&cfg)?;
-    eprintln!(
+    errln!(
         "dkimd: listening on {} (signing {}, verification {}); Postfix: smtpd_milters = {}",
         listener.postfix_addr(),
         if shared.read().map(|s| s.settings.signing).unwrap_or(false) {
@@ -977,10 +977,10 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
                     if let Ok(mut w) = reload_shared.write() {
                         *w = s;
                     }
-                    eprintln!("dkimd: reloaded ({why})");
+                    errln!("dkimd: reloaded ({why})");
                 }
                 Err(e) => {
-                    eprintln!("dkimd: reload ({why}) failed, keeping the previous state: {e:#}")
+                    errln!("dkimd: reload ({why}) failed, keeping the previous state: {e:#}")
                 }
             }
         }
@@ -993,7 +993,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        eprintln!("dkimd: shutting down; finishing messages in flight");
+        errln!("dkimd: shutting down; finishing messages in flight");
     };
     let metrics = Arc::new(Metrics::default());
     let stats = Stats {
@@ -1012,7 +1012,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             tick.tick().await;
             let now = limit_hits.load(Ordering::Relaxed);
             if now > seen {
-                eprintln!(
+                errln!(
                     "dkimd: warning: connection limit reached (milter.max_connections = {limit}) with every connection inside a message; new connections wait until one ends"
                 );
                 seen = now;
@@ -1023,13 +1023,13 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        eprintln!("dkimd: metrics on http://{addr}/metrics");
+        errln!("dkimd: metrics on http://{addr}/metrics");
         tokio::spawn(serve_metrics(l, metrics.clone()));
     }
     if let Some(admin) = admin {
         tokio::spawn(async move {
             if let Err(e) = crate::web::serve(admin).await {
-                eprintln!("dkimd: admin page stopped: {e:#}");
+                errln!("dkimd: admin page stopped: {e:#}");
             }
         });
     }
@@ -1048,7 +1048,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
             threads.clone(),
         )
     };
-    let on_error = |e: milter::codec::FrameError| eprintln!("dkimd: connection ended: {e}");
+    let on_error = |e: milter::codec::FrameError| errln!("dkimd: connection ended: {e}");
     milter::server::serve(
         listener,
         milter::ServerConfig {
@@ -1069,7 +1069,7 @@ async fn serve(cfg: Config, addr: ListenAddr, snap: Arc<Snapshot>) -> anyhow::Re
     )
     .await
     .context("milter server")?;
-    eprintln!("dkimd: stopped");
+    errln!("dkimd: stopped");
     Ok(())
 }
 

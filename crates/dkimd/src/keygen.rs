@@ -61,20 +61,20 @@ pub fn run(a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
             "record": record.to_string(),
             "zone_line": zone_line,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        eprintln!(
+        errln!(
             "dkimd: wrote {} ({} {} bits, mode 0600) and {}",
             key_path.display(),
             key.algorithm(),
             key.bits(),
             txt_path.display()
         );
-        eprintln!(
+        errln!(
             "dkimd: publish this TXT record in the zone of {}:",
             domain.to_lowercase()
         );
-        println!("{zone_line}");
+        outln!("{zone_line}");
     }
     Ok(ExitCode::SUCCESS)
 }

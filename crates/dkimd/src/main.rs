@@ -4,6 +4,23 @@
 //! own module. Exit codes: 0 success, 1 operational failure (including "no
 //! signature passed" for `verify`), 2 usage or configuration error.
 
+/// `println!` that never panics: a closed or full standard output (`dkimd
+/// status | head -1`) makes the rest of the output go nowhere, and the
+/// command goes on (a changing command finishes its change and writes its
+/// audit entry).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (a closed standard error loses the line).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::stderr_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod bodyhash;
 mod cli;
@@ -14,6 +31,7 @@ mod install;
 mod keyfile;
 mod keygen;
 mod manage;
+mod output;
 mod publish;
 mod rfc2136;
 mod settings;
@@ -48,7 +66,7 @@ fn main() -> ExitCode {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(": ");
-            eprintln!("dkimd: error: {msg}");
+            errln!("dkimd: error: {msg}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -95,7 +95,7 @@ impl Steps {
                 self.lines.push(line);
             }
             Mode::Print => {
-                println!("{line}");
+                outln!("{line}");
                 self.lines.push(line);
             }
             Mode::Collect => self.lines.push(line),
@@ -111,7 +111,7 @@ impl Steps {
         };
         match self.mode {
             Mode::Print => {
-                println!("{line}");
+                outln!("{line}");
                 self.lines.push(line);
             }
             Mode::Collect => self.lines.push(line),

@@ -3,6 +3,7 @@
 use crate::cli::{now, read_stdin_message, SignArgs};
 use crate::keyfile::load_private_key;
 use crate::usage;
+use anyhow::Context;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -68,7 +69,9 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
     }
     out.extend_from_slice(&input);
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    stdout.flush()?;
+    stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .context("cannot write the signed message to standard output")?;
     Ok(ExitCode::SUCCESS)
 }

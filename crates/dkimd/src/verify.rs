@@ -50,12 +50,12 @@ pub fn run(a: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
             "results": items,
             "authentication_results": format!("Authentication-Results: {ar}"),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for r in &results {
-            println!("{}", line(r));
+            outln!("{}", line(r));
         }
-        println!("Authentication-Results: {ar}");
+        outln!("Authentication-Results: {ar}");
     }
     let passed = results.iter().any(|r| r.result == DkimResult::Pass);
     Ok(if passed {

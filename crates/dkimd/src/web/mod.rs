@@ -210,7 +210,7 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     ] {
         h.insert(k, HeaderValue::from_static(v));
     }
-    eprintln!(
+    errln!(
         "dkimd: admin page: {peer} {method} {path} {}",
         resp.status().as_u16()
     );
@@ -354,7 +354,7 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")))?
     };
-    eprintln!(
+    errln!(
         "dkimd: admin page on {}://{local}/ ({})",
         if tls.is_some() { "https" } else { "http" },
         if users.is_empty() {
@@ -369,7 +369,7 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("dkimd: admin page: accept failed: {e}");
+                errln!("dkimd: admin page: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

@@ -329,7 +329,7 @@ async fn change(
         ok: failures == 0,
         steps: &lines,
     }) {
-        eprintln!("dkimd: admin page: {e:#}");
+        errln!("dkimd: admin page: {e:#}");
         failures += 1;
         lines.push(StepLine {
             subject: Some("audit".into()),
@@ -337,7 +337,7 @@ async fn change(
             ok: false,
         });
     }
-    eprintln!(
+    errln!(
         "dkimd: admin page: {} from {remote}: {action} {detail}: {}",
         who.user,
         if failures == 0 {
@@ -469,7 +469,7 @@ pub async fn login(
     let hash = match ok {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("dkimd: admin page: login check failed: {e:#}");
+            errln!("dkimd: admin page: login check failed: {e:#}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the store cannot be read; see the daemon's log",
@@ -486,13 +486,13 @@ pub async fn login(
     };
     let ok = hash.is_some();
     if let Err(e) = app.audit.write(&entry(ok)) {
-        eprintln!("dkimd: admin page: {e:#}");
+        errln!("dkimd: admin page: {e:#}");
     }
     if !ok {
         if let Ok(mut l) = app.limiter.lock() {
             l.failed(&addr, &user);
         }
-        eprintln!("dkimd: admin page: failed login for {user:?} from {addr}");
+        errln!("dkimd: admin page: failed login for {user:?} from {addr}");
         return login_page(
             &app,
             &headers,
