@@ -22,6 +22,12 @@ pub enum Outcome {
     Absent,
     /// Manual backend: DNS does not serve the record yet; the admin must publish it.
     Pending(String),
+    /// The zone file already said so, but DNS served an older version of
+    /// the zone (an earlier reload failed): reloaded, and now served.
+    ReloadedNowServed,
+    /// The zone file no longer had the record, but DNS still served it (an
+    /// earlier reload failed): reloaded, and now gone.
+    ReloadedNowRemoved,
 }
 
 impl Outcome {
@@ -36,6 +42,12 @@ impl Outcome {
             Outcome::Removed(n) => format!("{n} records removed"),
             Outcome::Absent => "no record to remove".into(),
             Outcome::Pending(what) => format!("publish by hand: {what}"),
+            Outcome::ReloadedNowServed => {
+                "in the zone file but not served (an earlier reload failed): zone reloaded, now served".into()
+            }
+            Outcome::ReloadedNowRemoved => {
+                "gone from the zone file but still served (an earlier reload failed): zone reloaded".into()
+            }
         }
     }
 
@@ -43,7 +55,10 @@ impl Outcome {
     pub fn is_published(&self) -> bool {
         matches!(
             self,
-            Outcome::Added | Outcome::AlreadyPresent | Outcome::Replaced(_)
+            Outcome::Added
+                | Outcome::AlreadyPresent
+                | Outcome::Replaced(_)
+                | Outcome::ReloadedNowServed
         )
     }
 }
@@ -249,6 +264,22 @@ impl ZoneFile {
         let edit = zonefile::edit(&text, &self.zone, name, value, self.ttl, served, today())
             .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
         let Some(new_text) = edit.text else {
+            // The file says so already. "Present" must mean served: when DNS
+            // serves an older zone than the file (a reload that failed, a
+            // server that was down), reload now and wait for it.
+            if self.poll {
+                let file_serial = zonefile::serial(&text, &self.zone)
+                    .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
+                if served.is_none_or(|s| zonefile::serial_gt(file_serial, s)) {
+                    run(&self.reload, "reload")?;
+                    self.wait_for_serial(file_serial)?;
+                    return Ok(if value.is_some() {
+                        Outcome::ReloadedNowServed
+                    } else {
+                        Outcome::ReloadedNowRemoved
+                    });
+                }
+            }
             return Ok(match edit.outcome {
                 zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
                 _ => Outcome::Absent,

@@ -1,0 +1,85 @@
+//! What a first-time admin tripped over (issue 14), against the real BIND
+//! of the test setup.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use common::bind::have_named;
+use common::env::SigningEnv;
+use common::*;
+
+fn run(env: &SigningEnv, args: &[&str]) -> std::process::Output {
+    dkimd()
+        .arg("--config")
+        .arg(&env.config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A reload that failed leaves the record in the zone file but not served.
+/// The next `enable` must not call that "already present": it reloads the
+/// zone, waits until DNS serves the record, and says so; `status` is ok.
+#[test]
+fn a_failed_reload_is_retried_not_called_present() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "r1");
+    let name = "r1._domainkey.example.com";
+    let before = env.named.dig_txt(name);
+    assert_eq!(before.len(), 1);
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    let bad: String = good
+        .lines()
+        .map(|l| {
+            if l.starts_with("reload_command") {
+                "reload_command = [\"false\"]".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&env.config, bad).unwrap();
+    // New keys: the zone file gets the new records, the reload fails.
+    let o = run(&env, &["key", "generate", "example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("reload"), "{}", text(&o));
+    assert_eq!(
+        env.named.dig_txt(name),
+        before,
+        "the new record is not served"
+    );
+    // The admin fixes the configuration and runs enable again.
+    std::fs::write(&env.config, &good).unwrap();
+    let o = run(&env, &["enable"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    // The first record reloads the zone; the second is then served.
+    assert!(
+        out.contains("r1._domainkey.example.com: in the zone file but not served (an earlier reload failed): zone reloaded, now served"),
+        "{out}"
+    );
+    assert_ne!(env.named.dig_txt(name), before, "the new record is served");
+    let o = run(&env, &["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Run again: now it is present, and nothing is reloaded.
+    let o = run(&env, &["enable"]);
+    assert!(text(&o).contains("already present"), "{}", text(&o));
+    assert!(!text(&o).contains("reloaded"), "{}", text(&o));
+}
