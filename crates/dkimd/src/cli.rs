@@ -306,7 +306,7 @@ pub struct VerifyArgs {
     /// Ask this DNS server (IP:PORT, UDP then TCP) instead of the system's resolvers.
     #[arg(long)]
     pub nameserver: Option<SocketAddr>,
-    /// DNS timeout in seconds.
+    /// Seconds for all key lookups together, retries included.
     #[arg(long, default_value_t = 5)]
     pub dns_timeout: u64,
     /// Verify as of this time (seconds since the epoch), for the expiry (x=) of old mail.

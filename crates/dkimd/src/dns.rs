@@ -20,8 +20,23 @@ impl KeyTable {
     /// Reads `NAME<TAB>VALUE` lines; several lines for one name are several
     /// records. Blank lines and lines starting with `#` are skipped.
     pub fn from_file(path: &Path) -> anyhow::Result<KeyTable> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let line = e
+                    .as_bytes()
+                    .get(..at)
+                    .map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+                    + 1;
+                return crate::usage(format!(
+                    "{}:{line}: not UTF-8 text (byte {at} of the file)",
+                    path.display()
+                ));
+            }
+        };
         let mut map: HashMap<String, Result<Vec<String>, LookupError>> = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');

@@ -35,9 +35,22 @@ pub fn run(a: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            // --dns-timeout is the time for all lookups together, retries
+            // included.
+            let total = Duration::from_secs(a.dns_timeout.max(1));
             let table = rt.block_on(async {
-                let resolver = dns::resolver(&servers, Duration::from_secs(a.dns_timeout.max(1)))?;
-                anyhow::Ok(KeyTable::resolve(&resolver, names).await)
+                let resolver = dns::resolver(&servers, total)?;
+                let lookups = KeyTable::resolve(&resolver, names.clone());
+                anyhow::Ok(
+                    tokio::time::timeout(total, lookups)
+                        .await
+                        .unwrap_or_else(|_| {
+                            KeyTable::temporary(
+                                &names,
+                                &format!("key lookups timed out after {} s", total.as_secs()),
+                            )
+                        }),
+                )
             })?;
             v.finish(&table)
         }

@@ -415,6 +415,20 @@ fn verify_usage_errors_exit_2() {
     let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&bad), MSG);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.txt:3:"), "{}", stderr(&o));
+    // A byte that is not UTF-8 on line 2: exit 2, file and line.
+    std::fs::write(&bad, b"a\tb\nname\t\xff\n").unwrap();
+    let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&bad), MSG);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.txt:2: not UTF-8 text"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing on standard input: a usage error, exit 2, as documented.
+    std::fs::write(&bad, "a\tb\n").unwrap();
+    let o = run_with_input(dkimd().args(["verify", "--dns-file"]).arg(&bad), b"");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no message on standard input"));
     let o = run_with_input(
         dkimd().args([
             "verify",

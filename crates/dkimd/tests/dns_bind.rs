@@ -123,6 +123,9 @@ fn verify_reports_temperror_when_dns_does_not_answer() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.starts_with("temperror"), "{out}");
     assert!(out.contains("dkim=temperror"), "{out}");
+    // --dns-timeout is the total: the lookups are given up after it, not
+    // after each of the resolver's tries.
+    assert!(out.contains("key lookups timed out after 1 s"), "{out}");
 }
 
 /// A published Ed25519 record whose key is wrapped in SubjectPublicKeyInfo
