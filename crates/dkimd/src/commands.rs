@@ -119,7 +119,15 @@ pub fn current_user() -> String {
 pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     let audit_as = audit_name(&cmd);
     let audit = crate::web::audit::Audit::new(cfg.admin.audit_path(&cfg.state_dir));
-    let mut m = Manager::open(cfg, json)?;
+    let read_only = matches!(
+        cmd,
+        Command::Settings | Command::Status | Command::Domain(DomainCmd::List)
+    );
+    let mut m = if read_only {
+        Manager::open_read_only(cfg, json)?
+    } else {
+        Manager::open(cfg, json)?
+    };
     let r = run_in(&mut m, cmd);
     if let Some((action, detail)) = audit_as {
         let mut lines = m.out.take_lines();
@@ -382,10 +390,12 @@ fn settings(m: &Manager) -> anyhow::Result<ExitCode> {
 }
 
 fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
-    let domain = domain
+    let parsed = domain
         .parse::<dkim::DomainName>()
-        .map(|d| d.to_lowercase())
         .map_err(|e| crate::UsageError(e.to_string()))?;
+    let domain = parsed.to_lowercase();
+    // The zone's own TTL, as the zone file backend writes it.
+    let ttl = m.cfg.zone_for(&parsed).and_then(|z| z.ttl).unwrap_or(3600);
     let st = m.load()?;
     let keys = st.keys_for(&domain);
     if keys.is_empty() {
@@ -406,7 +416,7 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
             "public_key": key.public_key_base64(),
             "record_name": name,
             "record": record.to_string(),
-            "zone_line": format!("{name}. 3600 IN TXT ( {} )", record.to_zone_rdata()),
+            "zone_line": format!("{name}. {ttl} IN TXT ( {} )", record.to_zone_rdata()),
         }));
     }
     if m.out.is_json() {

@@ -43,8 +43,9 @@ fn default_state_dir() -> PathBuf {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
-    /// Servers to ask, as "IP:PORT"; empty means the system's resolvers.
-    #[serde(default)]
+    /// Servers to ask, as "IP:PORT" or "IP" (port 53); empty means the
+    /// system's resolvers.
+    #[serde(default, deserialize_with = "nameservers")]
     pub nameservers: Vec<SocketAddr>,
     /// Seconds to wait for one answer.
     #[serde(default = "default_timeout")]
@@ -56,6 +57,26 @@ pub struct DnsConfig {
 
 fn default_timeout() -> u64 {
     5
+}
+
+/// A name server address: "IP:PORT", "[IPv6]:PORT", or a bare IP (port 53).
+pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "{s:?} is not a name server address: expected IP or IP:PORT, e.g. \"127.0.0.1:53\" or \"[::1]:53\""
+    ))
+}
+
+fn nameservers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let v: Vec<String> = Vec::deserialize(d)?;
+    v.iter()
+        .map(|s| parse_nameserver(s).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn default_propagation() -> u64 {
@@ -623,6 +644,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
+        assert!(
+            e.to_string().contains(
+                "\"not an address\" is not a name server address: expected IP or IP:PORT"
+            ),
+            "{e}"
+        );
+        // A bare IP means port 53.
+        let c = Config::parse(
+            "[dns]\nnameservers = [\"127.0.0.1\", \"::1\", \"127.0.0.2:5353\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns.nameservers,
+            ["127.0.0.1:53", "[::1]:53", "127.0.0.2:5353"]
+                .map(|a| a.parse::<SocketAddr>().unwrap())
+                .to_vec()
+        );
         let e = Config::parse("\n\nbogus = 1\n", Path::new("t.toml")).unwrap_err();
         assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");

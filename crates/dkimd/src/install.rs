@@ -375,6 +375,31 @@ pub fn postfix_state(cfg: &Config) -> String {
     match postconf(&dir, &["-h", "smtpd_milters"]) {
         Ok(v) if split_list(&v).contains(&socket) => format!("smtpd_milters has {socket}"),
         Ok(_) => format!("not hooked up: smtpd_milters lacks {socket} (run dkimd install)"),
-        Err(_) => "Postfix not found (dkimd install hooks it up)".into(),
+        Err(e) => postfix_missing(&dir, &e),
+    }
+}
+
+/// What is missing when `postconf` could not answer, in words an admin acts
+/// on.
+fn postfix_missing(dir: &Path, e: &anyhow::Error) -> String {
+    let main_cf = dir.join("main.cf");
+    let have_postconf = Command::new("postconf")
+        .arg("-d")
+        .arg("mail_version")
+        .output()
+        .is_ok();
+    if !have_postconf {
+        "Postfix not found: no postconf command (install Postfix, then dkimd install hooks it up)"
+            .into()
+    } else if !main_cf.exists() {
+        format!(
+            "Postfix is installed but {} does not exist: Postfix is not configured yet (configure it, then run dkimd install)",
+            main_cf.display()
+        )
+    } else {
+        format!(
+            "cannot read Postfix's configuration in {}: {e:#}",
+            dir.display()
+        )
     }
 }

@@ -280,6 +280,24 @@ impl Manager {
         })
     }
 
+    /// For commands that only read: the store when it exists, else an empty
+    /// one in memory (nothing is created on disk).
+    pub fn open_read_only(cfg: Config, json: bool) -> anyhow::Result<Manager> {
+        if SqliteStore::path_in(&cfg.state_dir).exists() {
+            return Manager::open(cfg, json);
+        }
+        errln!(
+            "dkimd: no store yet in {} (nothing set): showing the defaults",
+            cfg.state_dir.display()
+        );
+        let store = SqliteStore::empty()?;
+        Ok(Manager {
+            cfg,
+            store: Box::new(store),
+            out: Steps::new(json),
+        })
+    }
+
     pub fn load(&self) -> anyhow::Result<State> {
         self.store.load()
     }
@@ -753,7 +771,8 @@ impl Manager {
         }
         let pf = crate::install::postfix_state(&self.cfg);
         self.out.step("postfix", &pf, true);
-        self.out.step("daemon", &reload_daemon(), true);
+        self.out
+            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
         Ok(())
     }
 
@@ -800,7 +819,8 @@ impl Manager {
             &format!("{pf}; with signing off dkimd only verifies"),
             true,
         );
-        self.out.step("daemon", &reload_daemon(), true);
+        self.out
+            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
         Ok(())
     }
 
@@ -946,15 +966,50 @@ impl Manager {
 }
 
 /// Running daemons notice store changes within a second on their own;
-/// this says whether one is running.
-fn reload_daemon() -> String {
-    let running = std::process::Command::new("pgrep")
-        .args(["-f", "dkimd.* run"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if running {
-        "a running dkimd picks up the change within a second (it watches the store)".into()
+/// this says whether one runs on this store (it holds the store open), or
+/// only on another one.
+fn reload_daemon(state_dir: &std::path::Path) -> String {
+    let store = crate::store::SqliteStore::path_in(state_dir);
+    let store = store.canonicalize().unwrap_or(store);
+    let (mut ours, mut others) = (Vec::new(), Vec::new());
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_daemon = args.first().is_some_and(|a| a.ends_with(b"dkimd"))
+            && args.iter().any(|a| *a == b"run")
+            && !args.iter().any(|a| *a == b"--check-config");
+        if !is_daemon {
+            continue;
+        }
+        let holds_store = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store));
+        if holds_store {
+            ours.push(pid);
+        } else {
+            others.push(pid);
+        }
+    }
+    if !ours.is_empty() {
+        format!(
+            "the running dkimd (pid {}) picks up the change within a second (it watches the store)",
+            ours.join(", ")
+        )
+    } else if !others.is_empty() {
+        format!(
+            "a dkimd daemon runs (pid {}), but on another store than {}: it does not see this change",
+            others.join(", "),
+            store.display()
+        )
     } else {
         "no dkimd daemon is running (start it with `dkimd run` or systemctl start dkimd)".into()
     }

@@ -36,6 +36,7 @@ impl Outcome {
         match self {
             Outcome::Added => "record added".into(),
             Outcome::AlreadyPresent => "already present".into(),
+            Outcome::Replaced(0) => "duplicate records made one".into(),
             Outcome::Replaced(1) => "replaced a stale record".into(),
             Outcome::Replaced(n) => format!("replaced {n} stale records"),
             Outcome::Removed(1) => "record removed".into(),

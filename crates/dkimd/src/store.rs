@@ -249,6 +249,18 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// An empty store in memory, for showing the defaults where no store
+    /// exists yet (read-only commands create nothing).
+    pub fn empty() -> anyhow::Result<SqliteStore> {
+        let conn = Connection::open_in_memory().context("cannot open an in-memory store")?;
+        let mut store = SqliteStore {
+            conn,
+            path: PathBuf::from(":memory:"),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     fn corrupt(&self, e: impl std::fmt::Display) -> anyhow::Error {
         anyhow!(
             "store {} is damaged or not a dkimd store: {e}",

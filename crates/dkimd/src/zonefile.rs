@@ -386,10 +386,16 @@ pub fn edit(
                 strings.join(" ")
             ));
             edits.push((text.len()..text.len(), line));
+            // Only the records that differ were stale; one equal to the
+            // new record (among others) was right and is kept as it was.
+            let stale = existing
+                .iter()
+                .filter(|i| entries.get(**i).is_some_and(|e| txt_value(e) != r))
+                .count();
             if existing.is_empty() {
                 Outcome::Added
             } else {
-                Outcome::Replaced(existing.len())
+                Outcome::Replaced(stale)
             }
         }
         None => Outcome::Removed(existing.len()),
@@ -489,6 +495,23 @@ mail IN A 127.0.0.3\n";
             vec!["v=DKIM1; k=rsa; p=NEW".to_string()]
         );
         assert_eq!(serial(&t2, "example.com").unwrap(), 2026112403);
+        // Two records at the name, one of them right: one stale record.
+        let two = format!("{t2}{name}. 300 IN TXT \"v=DKIM1; k=rsa; p=OLD\"\n");
+        let e = edit(
+            &two,
+            "example.com",
+            name,
+            Some("v=DKIM1; k=rsa; p=NEW"),
+            3600,
+            None,
+            20261124,
+        )
+        .unwrap();
+        assert_eq!(e.outcome, Outcome::Replaced(1));
+        assert_eq!(
+            txt_records(&e.text.unwrap(), "example.com", name).unwrap(),
+            vec!["v=DKIM1; k=rsa; p=NEW".to_string()]
+        );
         let e = edit(&t2, "example.com", name, None, 3600, None, 20261124).unwrap();
         assert_eq!(e.outcome, Outcome::Removed(1));
         let t3 = e.text.unwrap();

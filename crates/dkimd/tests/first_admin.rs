@@ -83,3 +83,82 @@ fn a_failed_reload_is_retried_not_called_present() {
     assert!(text(&o).contains("already present"), "{}", text(&o));
     assert!(!text(&o).contains("reloaded"), "{}", text(&o));
 }
+
+/// Smaller things: `key show` uses the zone's TTL; `settings` on a new
+/// machine creates no store; `enable` says which daemon sees the change,
+/// and what is missing of Postfix.
+#[test]
+fn key_show_ttl_read_only_settings_and_which_daemon() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "t1");
+    let mut text_cfg = std::fs::read_to_string(&env.config).unwrap();
+    text_cfg.push_str("ttl = 300\n");
+    std::fs::write(&env.config, &text_cfg).unwrap();
+    let o = run(&env, &["key", "show", "example.com"]);
+    assert!(
+        text(&o).contains("t1._domainkey.example.com. 300 IN TXT ("),
+        "{}",
+        text(&o)
+    );
+
+    // Another configuration whose state directory does not exist yet.
+    let other_state = env.tmp.path().join("other-state");
+    let other = env.tmp.path().join("other.toml");
+    std::fs::write(
+        &other,
+        text_cfg.replace(
+            &format!("{}", env.tmp.path().join("state").display()),
+            &other_state.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let o = dkimd()
+        .arg("--config")
+        .arg(&other)
+        .arg("settings")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("policy-fail"));
+    assert!(text(&o).contains("no store yet"), "{}", text(&o));
+    assert!(!other_state.exists(), "settings created a store");
+
+    // A daemon on this store, and enable on each store.
+    let daemon = common::daemon::Daemon::start(&env.config, env.port);
+    let o = run(&env, &["enable"]);
+    assert!(
+        text(&o).contains(&format!(
+            "the running dkimd (pid {}) picks up the change",
+            daemon.pid()
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = dkimd()
+        .arg("--config")
+        .arg(&other)
+        .args(["enable", "--selector", "t2"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("but on another store than"),
+        "{}",
+        text(&o)
+    );
+    // Postfix: installed here without a main.cf (the tests run their own
+    // instances), or not installed at all.
+    let postfix = if std::path::Path::new("/etc/postfix/main.cf").exists() {
+        "smtpd_milters"
+    } else if std::process::Command::new("postconf")
+        .arg("-d")
+        .output()
+        .is_ok()
+    {
+        "Postfix is installed but /etc/postfix/main.cf does not exist"
+    } else {
+        "Postfix not found: no postconf command"
+    };
+    assert!(text(&o).contains(postfix), "{}", text(&o));
+}
