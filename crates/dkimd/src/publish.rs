@@ -272,7 +272,7 @@ impl ZoneFile {
                 let file_serial = zonefile::serial(&text, &self.zone)
                     .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
                 if served.is_none_or(|s| zonefile::serial_gt(file_serial, s)) {
-                    run(&self.reload, "reload")?;
+                    run(&self.reload_command(), "reload")?;
                     self.wait_for_serial(file_serial)?;
                     return Ok(if value.is_some() {
                         Outcome::ReloadedNowServed
@@ -287,7 +287,7 @@ impl ZoneFile {
             });
         };
         self.write_checked(&new_text)?;
-        run(&self.reload, "reload")?;
+        run(&self.reload_command(), "reload")?;
         if self.poll {
             self.wait_for_serial(edit.new_serial)?;
         }
@@ -298,6 +298,17 @@ impl ZoneFile {
             zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
             zonefile::Outcome::Absent => Outcome::Absent,
         })
+    }
+
+    /// The reload command with ZONE and FILE filled in, as in check_command.
+    fn reload_command(&self) -> Vec<String> {
+        self.reload
+            .iter()
+            .map(|a| {
+                a.replace("ZONE", &self.zone)
+                    .replace("FILE", &self.file.to_string_lossy())
+            })
+            .collect()
     }
 
     /// Writes the new zone next to the old one with the old owner and mode,
@@ -332,7 +343,16 @@ impl ZoneFile {
                             .replace("FILE", &tmp.to_string_lossy())
                     })
                     .collect();
-                run(&cmd, "zone check")?;
+                // The check runs on the copy; its errors name the zone file.
+                run(&cmd, "zone check").map_err(|e| {
+                    anyhow!(
+                        "{}",
+                        format!("{e:#}").replace(
+                            &tmp.to_string_lossy().into_owned(),
+                            &format!("{} (as edited)", self.file.display())
+                        )
+                    )
+                })?;
             }
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &self.file)
@@ -351,10 +371,19 @@ impl ZoneFile {
     fn wait_for_serial(&self, serial: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.propagation;
         let mut last = None;
+        let mut said = false;
         loop {
             last = dns::soa_serial_blocking(&self.resolver, &self.zone).or(last);
             if last.is_some_and(|s| s == serial || zonefile::serial_gt(s, serial)) {
                 return Ok(());
+            }
+            if !said {
+                errln!(
+                    "dkimd: waiting up to {} s for DNS to serve serial {serial} of zone {}",
+                    self.propagation.as_secs(),
+                    self.zone
+                );
+                said = true;
             }
             if Instant::now() >= deadline {
                 bail!(

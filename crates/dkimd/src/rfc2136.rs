@@ -134,8 +134,11 @@ impl Rfc2136 {
     fn explain(&self, e: impl std::fmt::Display) -> anyhow::Error {
         let s = e.to_string();
         if s.to_ascii_lowercase().contains("hmac") || s.to_ascii_lowercase().contains("tsig") {
+            // The client library reports a refused signature as a protocol
+            // error of its own ("truncated HMACs"), which says nothing
+            // useful: name the three things that can be wrong instead.
             anyhow!(
-                "{} rejected the TSIG signature (check tsig_key_name and the secret): {s}",
+                "{} did not accept the TSIG-signed update: the key name (tsig_key_name), the secret (tsig_secret_file) or the algorithm (HMAC-SHA256) does not match a key of the server; its log tells which (BADKEY: unknown key name or algorithm, BADSIG: wrong secret)",
                 self.server
             )
         } else {

@@ -162,3 +162,36 @@ fn key_show_ttl_read_only_settings_and_which_daemon() {
     };
     assert!(text(&o).contains(postfix), "{}", text(&o));
 }
+
+/// reload_command takes ZONE and FILE as check_command does; a failed zone
+/// check names the zone file, not the temporary copy it ran on.
+#[test]
+fn reload_placeholders_and_check_errors_name_the_zone_file() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "z1");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    assert!(cfg.contains("\"reload\", \"example.com\"]"), "{cfg}");
+    let cfg = cfg.replace("\"reload\", \"example.com\"]", "\"reload\", \"ZONE\"]");
+    std::fs::write(&env.config, &cfg).unwrap();
+    let before = env.named.dig_txt("z1._domainkey.example.com");
+    let o = run(&env, &["key", "generate", "example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(env.named.dig_txt("z1._domainkey.example.com"), before);
+
+    let zone_file = env.named.zone_file("example.com");
+    let mut bad = cfg.clone();
+    bad.push_str(
+        "check_command = [\"sh\", \"-c\", \"echo \\\"$0: bad zone\\\"; exit 1\", \"FILE\"]\n",
+    );
+    std::fs::write(&env.config, bad).unwrap();
+    let o = run(&env, &["key", "generate", "example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{} (as edited): bad zone", zone_file.display())),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains(".dkimd"), "{}", text(&o));
+}

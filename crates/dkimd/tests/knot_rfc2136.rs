@@ -141,5 +141,11 @@ fn enable_replace_disable_with_knot() {
         out.contains("k1._domainkey.knot.example: ") && out.contains("failed"),
         "{out}"
     );
+    // The reason names what to check, not the client library's words.
+    assert!(
+        out.contains("the key name (tsig_key_name), the secret (tsig_secret_file) or the algorithm (HMAC-SHA256) does not match"),
+        "{out}"
+    );
+    assert!(!out.contains("Please file an issue"), "{out}");
     assert!(knot.dig_txt("k1._domainkey.knot.example").is_empty());
 }
