@@ -17,6 +17,9 @@ pub struct Manager {
     pub cfg: Config,
     pub store: Box<dyn Store>,
     pub out: Steps,
+    /// Publishing targets (backend and server or file) whose DNS did not
+    /// answer in this run, with why: their other records are not tried.
+    down: std::collections::HashMap<String, String>,
 }
 
 /// How steps are reported.
@@ -277,6 +280,7 @@ impl Manager {
             cfg,
             store: Box::new(store),
             out,
+            down: Default::default(),
         })
     }
 
@@ -295,6 +299,7 @@ impl Manager {
             cfg,
             store: Box::new(store),
             out: Steps::new(json),
+            down: Default::default(),
         })
     }
 
@@ -324,7 +329,15 @@ impl Manager {
             }
         };
         let mut changes = Vec::new();
+        let key = format!("{} {}", publisher.backend(), publisher.target());
+        let mut failed = 0usize;
         for (name, value) in wanted {
+            if let Some(why) = self.down.get(&key) {
+                self.out
+                    .step(domain, &format!("{name}: not tried: {why}"), false);
+                failed += 1;
+                continue;
+            }
             match publisher.set(&name, &value) {
                 Ok(outcome) => {
                     let ok = outcome.is_published() || matches!(outcome, Outcome::Pending(_));
@@ -343,10 +356,32 @@ impl Manager {
                         }));
                     }
                 }
-                Err(e) => self.out.step(domain, &format!("{name}: {e:#}"), false),
+                Err(e) => {
+                    failed += 1;
+                    self.note_unreachable(&key, &e);
+                    self.out.step(domain, &format!("{name}: {e:#}"), false);
+                }
             }
         }
+        if failed > 0 && st.settings.signing {
+            self.out.step(
+                domain,
+                &format!(
+                    "signs, but {failed} of its records are not published: receivers cannot verify its mail until they are (fix the cause, then run dkimd enable)"
+                ),
+                false,
+            );
+        }
         self.store.apply(&changes)
+    }
+
+    /// Remembers a target whose DNS did not answer, so that the rest of this
+    /// run does not wait for it again.
+    fn note_unreachable(&mut self, key: &str, e: &anyhow::Error) {
+        if let Some(u) = e.downcast_ref::<publish::Unreachable>() {
+            self.down
+                .insert(key.to_string(), format!("{} earlier in this run", u.0));
+        }
     }
 
     /// Removes the given record names from a domain.
@@ -363,7 +398,13 @@ impl Manager {
             }
         };
         let mut changes = Vec::new();
+        let key = format!("{} {}", publisher.backend(), publisher.target());
         for name in names {
+            if let Some(why) = self.down.get(&key) {
+                self.out
+                    .step(domain, &format!("{name}: not tried: {why}"), false);
+                continue;
+            }
             match publisher.remove(name) {
                 Ok(outcome) => {
                     let pending = matches!(outcome, Outcome::Pending(_));
@@ -379,7 +420,10 @@ impl Manager {
                         });
                     }
                 }
-                Err(e) => self.out.step(domain, &format!("{name}: {e:#}"), false),
+                Err(e) => {
+                    self.note_unreachable(&key, &e);
+                    self.out.step(domain, &format!("{name}: {e:#}"), false);
+                }
             }
         }
         self.store.apply(&changes)

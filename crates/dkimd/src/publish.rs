@@ -64,6 +64,20 @@ impl Outcome {
     }
 }
 
+/// The DNS that serves (or takes updates for) a zone did not answer. The
+/// manager then leaves that zone's other records for this run ("not
+/// tried") instead of waiting the full timeout for each.
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 /// One way of changing DNS.
 pub trait Publisher {
     /// `bind-zone-file`, `rfc2136` or `manual`.
@@ -386,6 +400,13 @@ impl ZoneFile {
                 said = true;
             }
             if Instant::now() >= deadline {
+                if last.is_none() {
+                    return Err(Unreachable(format!(
+                        "the zone file was updated (serial {serial}) and reloaded, but DNS did not answer for zone {}'s SOA",
+                        self.zone
+                    ))
+                    .into());
+                }
                 bail!(
                     "the zone file was updated (serial {serial}) but DNS still serves serial {}; see the name server's log",
                     last.map_or("nothing".to_string(), |s| s.to_string())

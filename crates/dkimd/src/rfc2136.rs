@@ -141,6 +141,16 @@ impl Rfc2136 {
                 "{} did not accept the TSIG-signed update: the key name (tsig_key_name), the secret (tsig_secret_file) or the algorithm (HMAC-SHA256) does not match a key of the server; its log tells which (BADKEY: unknown key name or algorithm, BADSIG: wrong secret)",
                 self.server
             )
+        } else if [
+            "timed out",
+            "timeout",
+            "refused",
+            "no connections available",
+        ]
+        .iter()
+        .any(|w| s.to_ascii_lowercase().contains(w))
+        {
+            crate::publish::Unreachable(format!("{} did not answer ({s})", self.server)).into()
         } else {
             anyhow!("dynamic update via {}: {s}", self.server)
         }

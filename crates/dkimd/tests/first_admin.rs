@@ -195,3 +195,54 @@ fn reload_placeholders_and_check_errors_name_the_zone_file() {
     );
     assert!(!text(&o).contains(".dkimd"), "{}", text(&o));
 }
+
+/// A zone whose DNS does not answer is waited for once per run: its other
+/// records are reported "not tried", and each domain left unpublished says
+/// that it signs without its records. With DNS back, one `enable` finishes.
+#[test]
+fn a_zone_whose_dns_does_not_answer_is_tried_once() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "u1");
+    for d in ["a.example.com", "b.example.com", "c.example.com"] {
+        let o = run(&env, &["domain", "add", d]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bad = good
+        .replace(&env.named.addr(), &silent.local_addr().unwrap().to_string())
+        .replace("timeout = 2\n", "timeout = 1\npropagation_timeout = 2\n");
+    assert_ne!(bad, good);
+    std::fs::write(&env.config, bad).unwrap();
+    let o = run(&env, &["enable", "--selector", "u2", "--new-key"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(
+        out.matches("did not answer for zone example.com's SOA")
+            .count(),
+        8,
+        "the first record says why, the other 7 name it as the reason: {out}"
+    );
+    assert_eq!(out.matches(": not tried: ").count(), 7, "{out}");
+    assert_eq!(
+        out.matches("signs, but 2 of its records are not published")
+            .count(),
+        4,
+        "{out}"
+    );
+    // DNS back: one enable publishes what is missing, and all is served.
+    std::fs::write(&env.config, &good).unwrap();
+    let o = run(&env, &["enable"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&env, &["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for d in ["example.com", "a.example.com", "c.example.com"] {
+        assert_eq!(
+            env.named.dig_txt(&format!("u2._domainkey.{d}")).len(),
+            1,
+            "{d}"
+        );
+    }
+}
