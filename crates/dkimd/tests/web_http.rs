@@ -590,3 +590,74 @@ fn failed_steps_are_shown_and_audited() {
         "{last}"
     );
 }
+
+/// A login body over 8 KiB is refused (413) and audits nothing; a long user
+/// name is cut before it is echoed or audited; and the "recent changes"
+/// view stays small whatever the audit log holds.
+#[test]
+fn login_names_and_the_recent_changes_view_are_bounded() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com"]);
+    let mut c = Client::new(env.port);
+    let csrf = c.get("/login").csrf().unwrap();
+    let before = env.audit_log().len();
+    let big = "u".repeat(20_000);
+    let r = c.post(
+        "/login",
+        &[("user", &big), ("password", "x"), ("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(
+        env.audit_log().len(),
+        before,
+        "a refused body is not audited"
+    );
+
+    let name = "n".repeat(5000);
+    let r = c.login(&name, "wrong password");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.body.contains(&format!("{}…", "n".repeat(64))),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains(&"n".repeat(65)));
+    assert!(r.body.len() < 20_000, "{}", r.body.len());
+    let log = env.audit_log();
+    assert!(log.contains("\"action\":\"login failed\""), "{log}");
+    assert!(
+        !log.contains(&"n".repeat(65)),
+        "the audit log holds the whole name"
+    );
+
+    // An audit log that already holds a 4.5 MB entry.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.tmp.path().join("state/audit.log"))
+        .unwrap();
+    let huge = serde_json::json!({
+        "time": "2026-12-01T00:00:00Z", "user": "x".repeat(1_500_000),
+        "remote": "local", "action": "set", "detail": "d".repeat(3_000_000),
+        "ok": true, "steps": []
+    });
+    writeln!(f, "{huge}").unwrap();
+    let r = c.login(USER, PASSWORD);
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.len() < 100_000,
+        "index page of {} bytes",
+        page.body.len()
+    );
+    // Entries after it are shown; one that long is not (nor what lies
+    // behind it in the file: the view reads only the log's last 256 KiB).
+    assert!(
+        page.body.contains("<td>admin</td><td>login</td>"),
+        "the newest entry is shown: {}",
+        page.body
+    );
+}

@@ -6,6 +6,15 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
+/// The most of the log's end that the "recent changes" view reads.
+pub const TAIL_BYTES: u64 = 256 * 1024;
+
+/// The longest detail or step line written to the log.
+const MAX_FIELD: usize = 2000;
+
+/// The longest field shown in the "recent changes" view.
+const SHOWN_FIELD: usize = 200;
+
 /// Appends entries to the audit log.
 #[derive(Clone, Debug)]
 pub struct Audit {
@@ -31,14 +40,15 @@ impl Audit {
     /// never interleave). Failing to write is reported, not fatal.
     pub fn write(&self, e: &Entry<'_>) -> anyhow::Result<()> {
         let now = crate::cli::now();
+        // Every field is bounded, whatever a request carried.
         let v = serde_json::json!({
             "time": crate::publish::utc_timestamp(now),
-            "user": e.user,
-            "remote": e.remote,
-            "action": e.action,
-            "detail": e.detail,
+            "user": super::cut(e.user, super::MAX_USER_NAME),
+            "remote": super::cut(e.remote, 64),
+            "action": super::cut(e.action, 64),
+            "detail": super::cut(e.detail, MAX_FIELD),
             "ok": e.ok,
-            "steps": e.steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "steps": e.steps.iter().map(|s| super::cut(&s.to_string(), MAX_FIELD)).collect::<Vec<_>>(),
         });
         let mut line = serde_json::to_string(&v)?;
         line.push('\n');
@@ -54,17 +64,38 @@ impl Audit {
             .map_err(|err| anyhow::anyhow!("cannot write audit log {}: {err}", self.path.display()))
     }
 
-    /// The last `n` entries, newest first, as (time, user, action, detail, ok).
+    /// The last `n` entries, newest first, as (time, user, action, detail,
+    /// ok). Only the log's last [`TAIL_BYTES`] are read, and every field is
+    /// cut, so that the page stays small whatever the log holds.
     pub fn tail(&self, n: usize) -> Vec<(String, String, String, String, bool)> {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Vec::new();
         };
-        text.lines()
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(TAIL_BYTES);
+        if f.seek(SeekFrom::Start(start)).is_err() {
+            return Vec::new();
+        }
+        let mut bytes = Vec::new();
+        if f.take(TAIL_BYTES).read_to_end(&mut bytes).is_err() {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        // A line cut by the start of the window is not an entry.
+        let mut lines: Vec<&str> = text.lines().collect();
+        if start > 0 && !lines.is_empty() {
+            lines.remove(0);
+        }
+        lines
+            .into_iter()
             .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .take(n)
             .map(|v| {
-                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                let s = |k: &str| {
+                    super::cut(v.get(k).and_then(|x| x.as_str()).unwrap_or(""), SHOWN_FIELD)
+                };
                 let ok = v
                     .get("ok")
                     .and_then(serde_json::Value::as_bool)

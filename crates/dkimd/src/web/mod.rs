@@ -29,6 +29,21 @@ use tower::ServiceExt;
 
 /// The largest request body accepted (a PEM key fits many times over).
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// The largest login form accepted (user name, password, token).
+pub const MAX_LOGIN_BODY: usize = 8 * 1024;
+
+/// User names are cut to this many characters before they are shown,
+/// logged or audited.
+pub const MAX_USER_NAME: usize = 64;
+
+/// `s` cut to at most `max` characters, with "…" when it was longer.
+pub fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", s.get(..i).unwrap_or_default()),
+        None => s.to_string(),
+    }
+}
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 64;
 /// The session cookie's name.
@@ -120,7 +135,12 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(app.clone(), require_login));
     Router::new()
-        .route("/login", get(pages::login_form).post(pages::login))
+        .route(
+            "/login",
+            get(pages::login_form)
+                .post(pages::login)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/static/style.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
         .route("/favicon.ico", get(pages::favicon))

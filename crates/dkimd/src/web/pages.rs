@@ -416,9 +416,11 @@ pub async fn login(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
+    // A name longer than any user's is cut before it is echoed, logged,
+    // counted or audited (the password check then simply fails).
     let user = f
         .get("user")
-        .map(|u| u.trim().to_string())
+        .map(|u| super::cut(u.trim(), super::MAX_USER_NAME))
         .unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let sent = f.get("csrf").cloned().unwrap_or_default();
