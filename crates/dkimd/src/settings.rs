@@ -179,10 +179,22 @@ pub fn matches_pattern(pattern: &str, domain: &str) -> bool {
     }
 }
 
-fn list(s: &str) -> Result<Vec<String>, String> {
-    s.split(|c: char| c == ',' || c.is_whitespace())
+/// A list of domains or `*.domain` patterns: one per line, or separated by
+/// commas. White space around an entry is dropped; inside one it is an
+/// error ("exa mple.com" is one wrong name, not two domains).
+pub fn list(s: &str) -> Result<Vec<String>, String> {
+    s.split([',', '\n'])
+        .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(check_pattern)
+        .map(|p| {
+            if p.contains(char::is_whitespace) {
+                Err(format!(
+                    "{p:?} is not a domain: a name has no spaces (one domain per line, or separate them with commas)"
+                ))
+            } else {
+                check_pattern(p)
+            }
+        })
         .collect()
 }
 
@@ -425,6 +437,14 @@ mod tests {
         assert!(st.set("verify", "maybe", false).is_err());
         assert!(st.set("rsa-bits", "1024", false).is_err());
         assert!(st.set("extra-domains", "bad_domain", false).is_err());
+        // Lines or commas separate; a space inside a name is an error, not
+        // two domains.
+        assert_eq!(
+            list("a.example\n b.example , *.c.example\n\n").unwrap(),
+            ["a.example", "b.example", "*.c.example"]
+        );
+        let e = list("ok.example\nexa mple.com").unwrap_err();
+        assert!(e.contains("\"exa mple.com\" is not a domain: a name has no spaces"), "{e}");
         assert!(st
             .set("selector", "x", false)
             .unwrap_err()

@@ -2,7 +2,7 @@
 
 use super::{auth, cookie, App, Authed, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::manage::{selector_for, DomainStatus, Manager, StepLine, Steps};
-use crate::settings::{check_pattern, Settings};
+use crate::settings::Settings;
 use askama::Template;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -588,12 +588,9 @@ pub async fn index(State(app): State<Arc<App>>, Extension(who): Extension<Authed
     index_page(&app, &who, StatusCode::OK, None, HashMap::new()).await
 }
 
-/// Splits a list field (lines, commas or spaces) into patterns.
+/// Splits a list field (one per line, or commas) into patterns.
 fn patterns(v: &str) -> Result<Vec<String>, String> {
-    v.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .map(check_pattern)
-        .collect()
+    crate::settings::list(v)
 }
 
 /// What a valid settings form asks for.
@@ -1054,6 +1051,14 @@ mod tests {
         );
         assert!(e["rsa_bits"].contains("2048"), "{e:?}");
         assert!(!e.contains_key("verify"));
+        // "exa mple.com" is one bad name with a field error, not two domains.
+        let mut form = SettingsForm::from_settings(&cur);
+        form.excluded_domains = "exa mple.com".into();
+        let e = check_settings(&cur, &form).err().unwrap();
+        assert!(
+            e["excluded_domains"].contains("\"exa mple.com\" is not a domain: a name has no spaces"),
+            "{e:?}"
+        );
     }
 
     #[test]
