@@ -143,6 +143,25 @@ impl KeyRecord {
             .any(|s| matches!(s, ServiceType::All | ServiceType::Email))
     }
 
+    /// The record as one zone-file line at `name` (absolute, with its
+    /// trailing dot), with `ttl`, its text in strings of at most 255 bytes:
+    /// what `named-checkzone` takes as it is.
+    ///
+    /// ```
+    /// let r = dkim::KeyRecord::parse("v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=").unwrap();
+    /// assert_eq!(
+    ///     r.zone_line("s1._domainkey.example.com", 300),
+    ///     "s1._domainkey.example.com. 300 IN TXT ( \"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\" )"
+    /// );
+    /// ```
+    pub fn zone_line(&self, name: &str, ttl: u32) -> String {
+        format!(
+            "{}. {ttl} IN TXT ( {} )",
+            name.trim_end_matches('.'),
+            self.to_zone_rdata()
+        )
+    }
+
     /// The record as zone-file TXT data: the text split into quoted strings
     /// of at most 255 bytes, e.g. `"v=DKIM1; k=rsa; p=MIIB…" "…"`.
     pub fn to_zone_rdata(&self) -> String {

@@ -395,7 +395,7 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
         .map_err(|e| crate::UsageError(e.to_string()))?;
     let domain = parsed.to_lowercase();
     // The zone's own TTL, as the zone file backend writes it.
-    let ttl = m.cfg.zone_for(&parsed).and_then(|z| z.ttl).unwrap_or(3600);
+    let ttl = m.cfg.ttl_for(&parsed);
     let st = m.load()?;
     let keys = st.keys_for(&domain);
     if keys.is_empty() {
@@ -416,7 +416,7 @@ fn key_show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
             "public_key": key.public_key_base64(),
             "record_name": name,
             "record": record.to_string(),
-            "zone_line": format!("{name}. {ttl} IN TXT ( {} )", record.to_zone_rdata()),
+            "zone_line": record.zone_line(&name, ttl),
         }));
     }
     if m.out.is_json() {
@@ -458,7 +458,7 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
                     serde_json::json!({
                         "selector": k.selector, "algorithm": k.algorithm.as_str(), "bits": k.bits,
                         "own_key": k.own_key, "record_name": k.record_name, "record": k.record,
-                        "dns": k.dns,
+                        "zone_line": k.zone_line, "dns": k.dns,
                     })
                 })
                 .collect();

@@ -617,6 +617,12 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The TTL records of `domain` are published with: its zone's `ttl`,
+    /// else 3600.
+    pub fn ttl_for(&self, domain: &dkim::DomainName) -> u32 {
+        self.zone_for(domain).and_then(|z| z.ttl).unwrap_or(3600)
+    }
+
     /// The zone configuration responsible for `domain`: the longest
     /// configured zone that is `domain` or a parent of it.
     pub fn zone_for(&self, domain: &dkim::DomainName) -> Option<&ZoneConfig> {

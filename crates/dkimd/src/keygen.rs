@@ -46,7 +46,7 @@ pub fn run(a: KeygenArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     let record = dkim::KeyRecord::for_key(&key);
     let record_name = format!("{}._domainkey.{}", selector, domain.to_lowercase());
-    let zone_line = format!("{record_name}. 3600 IN TXT ( {} )", record.to_zone_rdata());
+    let zone_line = record.zone_line(&record_name, 3600);
     write_atomic(&key_path, key.to_pem()?.as_bytes(), 0o600)?;
     write_atomic(&txt_path, format!("{zone_line}\n").as_bytes(), 0o644)?;
     if json {

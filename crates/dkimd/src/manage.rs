@@ -196,6 +196,9 @@ pub struct KeyStatus {
     pub record_name: String,
     /// The TXT record to publish.
     pub record: String,
+    /// The same as one zone-file line (absolute name, the zone's TTL,
+    /// strings of at most 255 bytes).
+    pub zone_line: String,
     /// ok, missing, mismatch, multiple records (N), lookup failed: …
     pub dns: String,
 }
@@ -523,14 +526,19 @@ impl Manager {
             let signs = dec.signs && st.settings.signing;
             let mut keys = Vec::new();
             if signs {
+                let ttl = name
+                    .parse::<dkim::DomainName>()
+                    .map_or(3600, |d| self.cfg.ttl_for(&d));
                 for k in st.keys_for(&name) {
                     let key = key_of(k)?;
+                    let rname = record_name(&k.selector, &name);
                     keys.push(KeyStatus {
                         selector: k.selector.clone(),
                         algorithm: k.algorithm,
                         bits: k.bits,
                         own_key: k.domain.is_some(),
-                        record_name: record_name(&k.selector, &name),
+                        zone_line: dkim::KeyRecord::for_key(&key).zone_line(&rname, ttl),
+                        record_name: rname,
                         record: key.dns_record(),
                         dns: String::new(),
                     });

@@ -99,7 +99,10 @@ pub fn publisher_for(
     match cfg.zone_for(domain) {
         Some(z) if z.backend == "bind-zone-file" => Ok(Box::new(ZoneFile::new(cfg, z, resolver)?)),
         Some(z) if z.backend == "rfc2136" => Ok(Box::new(crate::rfc2136::Rfc2136::new(cfg, z)?)),
-        _ => Ok(Box::new(Manual { resolver })),
+        _ => Ok(Box::new(Manual {
+            resolver,
+            ttl: cfg.ttl_for(domain),
+        })),
     }
 }
 
@@ -115,6 +118,8 @@ pub fn live_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
 /// DNS serves it.
 pub struct Manual {
     resolver: TokioResolver,
+    /// The TTL of the line to publish.
+    ttl: u32,
 }
 
 impl Publisher for Manual {
@@ -131,14 +136,10 @@ impl Publisher for Manual {
             Ok(records) if records.len() == 1 && records.first().is_some_and(|r| r == value) => {
                 Ok(Outcome::AlreadyPresent)
             }
-            _ => Ok(Outcome::Pending(format!(
-                "{name}. IN TXT ( {} )",
-                dkim::split_txt_strings(value)
-                    .iter()
-                    .map(|s| format!("\"{s}\""))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ))),
+            _ => Ok(Outcome::Pending(match dkim::KeyRecord::parse(value) {
+                Ok(r) => r.zone_line(name, self.ttl),
+                Err(_) => format!("{name}. {} IN TXT ( \"{value}\" )", self.ttl),
+            })),
         }
     }
 

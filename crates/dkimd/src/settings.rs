@@ -444,7 +444,10 @@ mod tests {
             ["a.example", "b.example", "*.c.example"]
         );
         let e = list("ok.example\nexa mple.com").unwrap_err();
-        assert!(e.contains("\"exa mple.com\" is not a domain: a name has no spaces"), "{e}");
+        assert!(
+            e.contains("\"exa mple.com\" is not a domain: a name has no spaces"),
+            "{e}"
+        );
         assert!(st
             .set("selector", "x", false)
             .unwrap_err()

@@ -216,6 +216,40 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         assert_eq!(env.named.dig_txt(&format!("{s}._domainkey.{d}")).len(), 1);
     }
     shot(&c, "03-enabled").await;
+    // What "Copy record" copies is zone-file syntax: named-checkzone takes
+    // the example.com lines as they are.
+    let mut lines = Vec::new();
+    for t in c
+        .find_all(Locator::Css("td.record textarea"))
+        .await
+        .unwrap()
+    {
+        let v = t.prop("value").await.unwrap().unwrap_or_default();
+        if v.split_whitespace()
+            .next()
+            .is_some_and(|n| n.ends_with(".example.com."))
+        {
+            lines.push(v);
+        }
+    }
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let zone = common::bind::zone_file("example.com", 1, &lines);
+    let zf = env.tmp.path().join("copied.zone");
+    std::fs::write(&zf, zone).unwrap();
+    let o = std::process::Command::new("named-checkzone")
+        .arg("example.com")
+        .arg(&zf)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "named-checkzone refuses the copied records: {}{}\n{lines:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for l in &lines {
+        assert!(l.contains(". 300 IN TXT ("), "the zone's TTL: {l}");
+    }
     let table = c.find(Locator::Id("domains")).await.unwrap();
     std::fs::write(
         artifacts_dir().join("03-enabled-domains.png"),

@@ -165,7 +165,7 @@ impl DomainRow {
                     selector: k.selector,
                     alg: format!("{}-{}", k.algorithm.as_str(), k.bits),
                     own: k.own_key,
-                    record: format!("{} IN TXT \"{}\"", k.record_name, k.record),
+                    record: k.zone_line,
                     record_name: k.record_name,
                     dns: k.dns,
                 })
@@ -1056,7 +1056,8 @@ mod tests {
         form.excluded_domains = "exa mple.com".into();
         let e = check_settings(&cur, &form).err().unwrap();
         assert!(
-            e["excluded_domains"].contains("\"exa mple.com\" is not a domain: a name has no spaces"),
+            e["excluded_domains"]
+                .contains("\"exa mple.com\" is not a domain: a name has no spaces"),
             "{e:?}"
         );
     }
