@@ -129,9 +129,23 @@ impl SigningKey {
         match RsaKeyPair::from_pkcs8(der) {
             Ok(pair) => Ok(Self::rsa(pair)),
             Err(e) if e.description_() == "TooSmall" => Err(KeyError::TooSmall),
-            Err(_) => {
+            Err(rsa) => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| {
-                    KeyError::Unsupported("PKCS#8 key is neither RSA nor Ed25519".into())
+                    // Damaged DER (a truncated copy, say) is not a question
+                    // of the algorithm: say what is wrong with it.
+                    if der_tlv(der).is_none_or(|(tag, _, rest)| tag != 0x30 || !rest.is_empty()) {
+                        KeyError::Decode(
+                            "the key's data is damaged or cut short (was the whole PEM block copied?)"
+                                .into(),
+                        )
+                    } else if rsa.description_() == "WrongAlgorithm" {
+                        KeyError::Unsupported("PKCS#8 key is neither RSA nor Ed25519".into())
+                    } else {
+                        KeyError::Decode(format!(
+                            "the PKCS#8 key cannot be read ({})",
+                            rsa.description_()
+                        ))
+                    }
                 })?;
                 Ok(SigningKey(Arc::new(Inner::Ed25519(pair))))
             }
@@ -388,6 +402,19 @@ mod tests {
         let k2 = SigningKey::from_pem(k.to_pem().unwrap().as_bytes()).unwrap();
         assert_eq!(k2.public_key_bytes(), k.public_key_bytes());
         assert!(k.dns_record().starts_with("v=DKIM1; k=rsa; p=MIIBIjAN"));
+    }
+
+    #[test]
+    fn a_truncated_pem_says_so() {
+        let pem = SigningKey::generate_rsa(2048).unwrap().to_pem().unwrap();
+        let lines: Vec<&str> = pem.lines().collect();
+        // Drop four whole base64 lines from the middle: still base64, but
+        // the DER inside is cut short.
+        let mut cut: Vec<&str> = lines.iter().take(5).copied().collect();
+        cut.extend(lines.iter().skip(9));
+        let e = SigningKey::from_pem(cut.join("\n").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("damaged or cut short"), "{e}");
+        assert!(!e.to_string().contains("neither RSA nor Ed25519"), "{e}");
     }
 
     #[test]

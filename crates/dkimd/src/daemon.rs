@@ -897,8 +897,9 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<()> {
     let snap = load_snapshot(&cfg)?;
     if check_only {
         crate::web::check(&cfg)?;
+        let stored = SqliteStore::open(&cfg.state_dir)?.load()?.domains.len();
         outln!(
-            "configuration ok: socket {}, state {}, signing {} ({} domains), verification {}",
+            "configuration ok: socket {}, state {}, signing {} ({stored} domains stored, {} with keys that sign), verification {}",
             cfg.milter.socket,
             cfg.state_dir.display(),
             if snap.settings.signing { "on" } else { "off" },

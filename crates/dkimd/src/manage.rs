@@ -859,7 +859,7 @@ impl Manager {
             self.out.step(
                 "keys",
                 &format!(
-                    "{} kept in the store (--purge-keys deletes them)",
+                    "{} kept in the store, so that signing can resume with the same keys (`dkimd disable --purge-keys` on the command line deletes them)",
                     st.keys.len()
                 ),
                 true,

@@ -363,7 +363,8 @@ fn sigterm_finishes_and_exits() {
         .unwrap();
     assert!(o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("signing on (1 domains)"),
+        String::from_utf8_lossy(&o.stdout)
+            .contains("signing on (1 domains stored, 1 with keys that sign)"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

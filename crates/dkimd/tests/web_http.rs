@@ -128,6 +128,12 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
         post_owned(&mut c, "/settings", &enable_form(&csrf, "web1")).status,
         403
     );
+    // Our host under another scheme is another origin.
+    c.extra = vec![("Origin".into(), format!("https://127.0.0.1:{}", env.port))];
+    assert_eq!(
+        post_owned(&mut c, "/settings", &enable_form(&csrf, "web1")).status,
+        403
+    );
     c.extra.clear();
     assert_eq!(
         env.settings(),
@@ -136,6 +142,18 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
     );
     let added: String = env.audit_log().replacen(&audit_before, "", 1);
     assert!(!added.contains("save settings"), "{added}");
+    // The refusals are audited, with why.
+    assert!(
+        added.contains(
+            "\"action\":\"refused\",\"detail\":\"/settings: missing or stale CSRF token\""
+        ),
+        "{added}"
+    );
+    assert_eq!(
+        added.matches("/settings: POST from another origin").count(),
+        2,
+        "{added}"
+    );
     // The host must be one the page is served under (DNS rebinding).
     let r = raw(
         env.port,

@@ -112,6 +112,35 @@ impl App {
     }
 
     /// The `Set-Cookie` attributes every cookie of ours carries.
+    /// Audits a request refused before anyone was known (Origin check).
+    pub fn audit_refused(&self, remote: &str, path: &str, why: &str) {
+        let _ = self.audit.write(&audit::Entry {
+            user: "-",
+            remote,
+            action: "refused",
+            detail: &format!("{path}: {why}"),
+            ok: false,
+            steps: &[],
+        });
+    }
+
+    /// Audits a logged-in user's request that was refused.
+    fn audit_refused_user(&self, user: &str, parts: &axum::http::request::Parts, why: &str) {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        let _ = self.audit.write(&audit::Entry {
+            user,
+            remote: &remote,
+            action: "refused",
+            detail: &format!("{}: {why}", parts.uri.path()),
+            ok: false,
+            steps: &[],
+        });
+    }
+
     pub fn cookie_attrs(&self) -> &'static str {
         if self.tls {
             "; HttpOnly; SameSite=Strict; Secure"
@@ -205,10 +234,15 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .is_some_and(|o| {
-                o.split_once("://")
-                    .is_none_or(|(_, rest)| rest.to_ascii_lowercase() != host)
+                // Scheme and host both: an https origin is not ours on
+                // plain http, nor the other way round.
+                let scheme = if app.tls { "https" } else { "http" };
+                o.split_once("://").is_none_or(|(s, rest)| {
+                    !s.eq_ignore_ascii_case(scheme) || rest.to_ascii_lowercase() != host
+                })
             })
     {
+        app.audit_refused(&peer, &path, "POST from another origin");
         plain(
             StatusCode::FORBIDDEN,
             "the form was sent from another site; nothing was changed",
@@ -281,6 +315,7 @@ async fn require_login(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST {
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            app.audit_refused_user(&authed.user, &parts, "form over the size limit");
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the form is too large; nothing was changed",
@@ -291,6 +326,7 @@ async fn require_login(State(app): State<Arc<App>>, req: Request, next: Next) ->
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         if !auth::same_secret(&token, &authed.csrf) {
+            app.audit_refused_user(&authed.user, &parts, "missing or stale CSRF token");
             return plain(
                 StatusCode::FORBIDDEN,
                 "the form's security token is missing or out of date (reload the page and try again); nothing was changed",

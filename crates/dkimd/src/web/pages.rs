@@ -426,6 +426,13 @@ pub async fn login(
     let sent = f.get("csrf").cloned().unwrap_or_default();
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if !auth::same_secret(&sent, &expected) {
+        refused(
+            &app,
+            &user,
+            &peer,
+            "login",
+            "missing or stale login form token",
+        );
         return login_page(
             &app,
             &headers,
@@ -441,6 +448,13 @@ pub async fn login(
         .ok()
         .and_then(|mut l| l.blocked(&addr, &user));
     if let Some(wait) = wait {
+        refused(
+            &app,
+            &user,
+            &peer,
+            "login",
+            &format!("rate limit: {wait} s to wait"),
+        );
         let mut r = login_page(
             &app,
             &headers,
@@ -683,11 +697,11 @@ fn check_settings(
     };
     if form.signing {
         for alg in &next.algorithms {
-            if let Err(e) = selector_for(&selector, *alg).parse::<dkim::Selector>() {
-                errors.insert(
-                    "selector",
-                    format!("{selector:?} is not a valid selector: {e}"),
-                );
+            if selector_for(&selector, *alg)
+                .parse::<dkim::Selector>()
+                .is_err()
+            {
+                errors.insert("selector", selector_error(&selector));
                 break;
             }
         }
@@ -729,6 +743,27 @@ fn check_settings(
     })
 }
 
+/// Why a selector is refused, said once, with what is allowed.
+fn selector_error(selector: &str) -> String {
+    format!(
+        "{selector:?} is not a valid selector: use letters, digits, hyphens and underscores, in labels separated by dots (e.g. 202612)"
+    )
+}
+
+/// Audits a change that was refused before it ran (invalid input).
+fn refused(app: &App, user: &str, peer: &SocketAddr, action: &str, detail: &str) {
+    if let Err(e) = app.audit.write(&super::audit::Entry {
+        user,
+        remote: &peer.ip().to_string(),
+        action: &format!("{action} (refused)"),
+        detail,
+        ok: false,
+        steps: &[],
+    }) {
+        errln!("dkimd: admin page: {e:#}");
+    }
+}
+
 pub async fn save_settings(
     State(app): State<Arc<App>>,
     Extension(who): Extension<Authed>,
@@ -746,7 +781,16 @@ pub async fn save_settings(
     let c = match check_settings(&cur, &form) {
         Ok(c) => c,
         Err(errors) => {
-            return index_page(&app, &who, StatusCode::BAD_REQUEST, Some(form), errors).await
+            let mut fields: Vec<&str> = errors.keys().copied().collect();
+            fields.sort_unstable();
+            refused(
+                &app,
+                &who.user,
+                &peer,
+                "save settings",
+                &format!("invalid: {}", fields.join(", ")),
+            );
+            return index_page(&app, &who, StatusCode::BAD_REQUEST, Some(form), errors).await;
         }
     };
     let mut detail = vec![format!("signing {}", if c.signing { "on" } else { "off" })];
@@ -872,7 +916,16 @@ pub async fn domain_dkim(
     let value = f.get("dkim").map(String::as_str).unwrap_or("");
     let ovr = match crate::settings::Override::parse(value) {
         Ok(o) => o,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("dkim: {e}")),
+        Err(e) => {
+            refused(
+                &app,
+                &who.user,
+                &peer,
+                "set domain dkim",
+                &format!("{name}: {e}"),
+            );
+            return error_page(StatusCode::BAD_REQUEST, &format!("dkim: {e}"));
+        }
     };
     let back = format!("/domains/{name}");
     let n = name.clone();
@@ -965,10 +1018,23 @@ pub async fn key_import(
         Ok(k) if !selector.is_empty() => selector_for(&selector, k.algorithm())
             .parse::<dkim::Selector>()
             .err()
-            .map(|e| format!("{selector:?} is not a valid selector: {e}")),
+            .map(|_| selector_error(&selector)),
         _ => None,
     };
     if key.is_err() || sel_error.is_some() {
+        // The reason, never the key text.
+        let why = match (&key, &sel_error) {
+            (Err(e), _) => e.clone(),
+            (_, Some(e)) => e.clone(),
+            _ => String::new(),
+        };
+        refused(
+            &app,
+            &who.user,
+            &peer,
+            "import key",
+            &format!("{name}: {why}"),
+        );
         return domain_view(
             &app,
             &who,
