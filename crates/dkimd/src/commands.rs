@@ -7,7 +7,6 @@ use crate::cli::{Command, DomainCmd, KeyCmd};
 use crate::config::Config;
 use crate::manage::{parse_onoff, Manager};
 use crate::settings::{decide, Override, SETTABLE};
-use crate::store::{Change, Domain, KeyState, NewKey};
 use anyhow::{anyhow, Context};
 use std::process::ExitCode;
 
@@ -202,8 +201,8 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
             crate::install::uninstall(&m.cfg.clone(), &targets(&a)?, &mut m.out)?
         }
         Command::Admin(a) => return admin(m, a),
-        Command::Export(f) => export(m, &f.file)?,
-        Command::Import(f) => import(m, &f.file)?,
+        Command::Export(f) => m.export(&f.file)?,
+        Command::Import(f) => m.import(&f.file)?,
         Command::Keygen(_)
         | Command::Sign(_)
         | Command::Verify(_)
@@ -521,125 +520,4 @@ fn status(m: &Manager) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-const EXPORT_FORMAT: &str = "dkimd-export-1";
-
-fn export(m: &mut Manager, file: &std::path::Path) -> anyhow::Result<()> {
-    let st = m.load()?;
-    let v = serde_json::json!({
-        "format": EXPORT_FORMAT,
-        "settings": st.settings.to_pairs().into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>(),
-        "domains": st.domains.iter().map(|d| serde_json::json!({
-            "name": d.name, "dns": d.dns, "mail": d.mail, "dkim": d.dkim.as_str() })).collect::<Vec<_>>(),
-        "keys": st.keys.iter().map(|k| serde_json::json!({
-            "domain": k.domain, "algorithm": k.algorithm.as_str(), "bits": k.bits, "selector": k.selector,
-            "pem": k.pem, "state": match k.state { KeyState::Active => "active", KeyState::Retired => "retired" } })).collect::<Vec<_>>(),
-    });
-    crate::keyfile::write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes(), 0o600)?;
-    m.out.step(
-        "export",
-        &format!(
-            "{} settings, {} domains, {} keys written to {} (mode 0600)",
-            st.settings.to_pairs().len(),
-            st.domains.len(),
-            st.keys.len(),
-            file.display()
-        ),
-        true,
-    );
-    Ok(())
-}
-
-fn import(m: &mut Manager, file: &std::path::Path) -> anyhow::Result<()> {
-    crate::store::check_private(file, "export file")?;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let bad = |what: &str| crate::UsageError(format!("{}: {what}", file.display()));
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| crate::UsageError(format!("{}:{}: {e}", file.display(), e.line())))?;
-    if v["format"] != EXPORT_FORMAT {
-        return Err(bad(&format!(
-            "not a dkimd export (format is not {EXPORT_FORMAT})"
-        ))
-        .into());
-    }
-    let mut changes = vec![Change::ClearAll];
-    let mut settings = crate::settings::Settings::default();
-    for (k, val) in v["settings"]
-        .as_object()
-        .ok_or_else(|| bad("no settings"))?
-    {
-        let val = val
-            .as_str()
-            .ok_or_else(|| bad(&format!("setting {k} is not text")))?;
-        settings
-            .set(k, val, true)
-            .map_err(|e| bad(&format!("setting {k}: {e}")))?;
-    }
-    for (k, val) in settings.to_pairs() {
-        changes.push(Change::Setting(k.to_string(), val));
-    }
-    for d in v["domains"].as_array().ok_or_else(|| bad("no domains"))? {
-        let name = d["name"]
-            .as_str()
-            .ok_or_else(|| bad("a domain without a name"))?;
-        name.parse::<dkim::DomainName>()
-            .map_err(|e| bad(&e.to_string()))?;
-        changes.push(Change::PutDomain(Domain {
-            name: name.to_ascii_lowercase(),
-            dns: d["dns"].as_bool().unwrap_or(true),
-            mail: d["mail"].as_bool().unwrap_or(true),
-            dkim: Override::parse(d["dkim"].as_str().unwrap_or("default")).map_err(|e| bad(&e))?,
-        }));
-    }
-    let mut retire = Vec::new();
-    for (i, k) in v["keys"]
-        .as_array()
-        .ok_or_else(|| bad("no keys"))?
-        .iter()
-        .enumerate()
-    {
-        let pem = k["pem"]
-            .as_str()
-            .ok_or_else(|| bad(&format!("key {} has no pem", i + 1)))?;
-        let key = dkim::SigningKey::from_pem(pem.as_bytes())
-            .map_err(|e| bad(&format!("key {}: {e}", i + 1)))?;
-        let selector = k["selector"]
-            .as_str()
-            .ok_or_else(|| bad(&format!("key {} has no selector", i + 1)))?;
-        changes.push(Change::AddKey(NewKey {
-            domain: k["domain"].as_str().map(str::to_string),
-            algorithm: key.algorithm(),
-            bits: key.bits(),
-            selector: selector.to_string(),
-            pem: pem.to_string(),
-        }));
-        if k["state"] == "retired" {
-            retire.push(i);
-        }
-    }
-    m.store.apply(&changes)?;
-    // Keys are inserted in order: mark the retired ones by position.
-    let st = m.load()?;
-    let retire_changes: Vec<Change> = retire
-        .iter()
-        .filter_map(|i| st.keys.get(*i))
-        .map(|k| Change::KeyState(k.id, KeyState::Retired))
-        .collect();
-    m.store.apply(&retire_changes)?;
-    let st = m.load()?;
-    m.out.step(
-        "import",
-        &format!(
-            "{} domains and {} keys restored from {}",
-            st.domains.len(),
-            st.keys.len(),
-            file.display()
-        ),
-        true,
-    );
-    // The records table starts empty: every signing domain is published
-    // again (idempotent: records already in DNS are reported as present).
-    m.sync_all()
 }

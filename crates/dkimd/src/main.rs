@@ -21,6 +21,7 @@ macro_rules! errln {
     };
 }
 
+mod backup;
 mod bench;
 mod bodyhash;
 mod cli;

@@ -489,6 +489,37 @@ impl Manager {
         Ok(())
     }
 
+    /// Brings every domain's records in line whatever the records table
+    /// says (after an import): each known domain is synced, each domain
+    /// that has records but is no longer known loses them, and with
+    /// signing off every record is removed.
+    pub fn resync_everything(&mut self) -> anyhow::Result<()> {
+        let st = self.load()?;
+        let mut published: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in &st.records {
+            published
+                .entry(r.domain.clone())
+                .or_default()
+                .push(r.name.clone());
+        }
+        if !st.settings.signing {
+            for (d, names) in published {
+                self.unpublish(&d, &names)?;
+            }
+            return Ok(());
+        }
+        let decisions = all_decisions(&st);
+        for (name, d) in &decisions {
+            self.sync_domain(name, d.signs)?;
+        }
+        for d in published.keys() {
+            if !decisions.iter().any(|(n, _)| n == d) {
+                self.sync_domain(d, false)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Changes settings by name (all checked first, then stored in one
     /// transaction), then brings every domain's records in line.
     pub fn set_settings(&mut self, pairs: &[(&str, &str)]) -> anyhow::Result<()> {
@@ -787,6 +818,8 @@ impl Manager {
                 bits: key.bits(),
                 selector: sel.clone(),
                 pem: key.to_pem()?,
+                created: None,
+                state: KeyState::Active,
             }));
             self.out.step(
                 "key",
@@ -921,6 +954,8 @@ impl Manager {
                 bits: key.bits(),
                 selector: sel,
                 pem: key.to_pem()?,
+                created: None,
+                state: KeyState::Active,
             }));
         }
         self.store.apply(&changes)?;

@@ -31,7 +31,7 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             KeyState::Active => "active",
             KeyState::Retired => "retired",
@@ -117,6 +117,9 @@ pub struct NewKey {
     pub bits: usize,
     pub selector: String,
     pub pem: String,
+    /// When the key was made (epoch seconds); `None`: now.
+    pub created: Option<i64>,
+    pub state: KeyState,
 }
 
 /// One change; a list of them is applied in one transaction.
@@ -137,7 +140,8 @@ pub enum Change {
         domain: String,
         name: String,
     },
-    /// Deletes everything (before an import).
+    /// Deletes settings, domains and keys (before an import), but not the
+    /// record of what is published in DNS.
     ClearAll,
 }
 
@@ -513,14 +517,15 @@ impl Store for SqliteStore {
                 Change::AddKey(k) => {
                     tx.execute(
                         "INSERT INTO keys(domain, algorithm, bits, selector, pem, created, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active')",
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         params![
                             k.domain,
                             k.algorithm.as_str(),
                             i64::try_from(k.bits).unwrap_or(0),
                             k.selector,
                             k.pem,
-                            now()
+                            k.created.unwrap_or_else(now),
+                            k.state.as_str()
                         ],
                     )?;
                 }
@@ -541,7 +546,11 @@ impl Store for SqliteStore {
                     )?;
                 }
                 Change::ClearAll => {
-                    tx.execute_batch("DELETE FROM settings; DELETE FROM domains; DELETE FROM keys; DELETE FROM records;")?;
+                    // What is published in DNS stays known, so that the
+                    // records an import no longer wants can be removed.
+                    tx.execute_batch(
+                        "DELETE FROM settings; DELETE FROM domains; DELETE FROM keys;",
+                    )?;
                 }
                 Change::RemoveRecord { domain, name } => {
                     tx.execute(

@@ -246,3 +246,67 @@ fn a_zone_whose_dns_does_not_answer_is_tried_once() {
         );
     }
 }
+
+/// An import replaces the store in one transaction and brings DNS in line:
+/// a domain the export lacks loses its records (they are not left behind
+/// for `disable` to miss); keys keep their creation time.
+#[test]
+fn import_removes_what_it_no_longer_wants_and_keeps_key_times() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "i1");
+    let e1 = env.tmp.path().join("e1.json");
+    let o = run(&env, &["export", e1.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&env, &["domain", "add", "gone.example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let gone = "i1._domainkey.gone.example.com";
+    assert_eq!(env.named.dig_txt(gone).len(), 1);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = run(&env, &["import", e1.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("not in the export, so removed: gone.example.com"),
+        "{out}"
+    );
+    assert!(
+        env.named.dig_txt(gone).is_empty(),
+        "orphan record left: {out}"
+    );
+    assert!(env
+        .named
+        .dig_txt("i1-ed25519._domainkey.gone.example.com")
+        .is_empty());
+    assert_eq!(env.named.dig_txt("i1._domainkey.example.com").len(), 1);
+    // The keys' creation times survived the round trip.
+    let e2 = env.tmp.path().join("e2.json");
+    run(&env, &["export", e2.to_str().unwrap()]);
+    let created = |p: &std::path::Path| {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["created"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(created(&e1), created(&e2));
+    // Again: nothing changes.
+    let o = run(&env, &["import", e1.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains("record added"), "{}", text(&o));
+    // And disable leaves nothing behind.
+    let o = run(&env, &["disable"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for name in [
+        "i1._domainkey.example.com",
+        "i1-ed25519._domainkey.example.com",
+        gone,
+    ] {
+        assert!(env.named.dig_txt(name).is_empty(), "{name}");
+    }
+}
