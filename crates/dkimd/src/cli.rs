@@ -214,12 +214,19 @@ pub struct SetArgs {
 pub enum KeyCmd {
     /// The public key, record name and record text of a domain's keys (never the private key).
     Show { domain: String },
-    /// Give a domain its own key from a PEM file (PKCS#1 or PKCS#8, RSA or Ed25519).
+    /// Give a domain its own key from a PEM file (PKCS#1 or PKCS#8, RSA or
+    /// Ed25519), signing under exactly the selector given; it replaces the
+    /// domain's key of the same algorithm only. The plan is printed first.
     Import {
         domain: String,
         file: PathBuf,
+        /// The selector the key is published under (used as it is).
         #[arg(long)]
         selector: Option<String>,
+        /// Print the plan (keys that sign afterwards, records published or
+        /// removed) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Generate own keys for one domain.
     Generate {

@@ -67,10 +67,12 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
         ),
         Command::Disable(a) => ("disable", format!("purge-keys={}", a.purge_keys)),
         Command::Set(a) => ("set", format!("{}={}", a.name, a.value)),
+        Command::Key(KeyCmd::Import { dry_run: true, .. }) => return None,
         Command::Key(KeyCmd::Import {
             domain,
             file,
             selector,
+            ..
         }) => (
             "import key",
             format!("{domain} from {} selector={selector:?}", file.display()),
@@ -190,7 +192,8 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
             domain,
             file,
             selector,
-        }) => m.key_import(&domain, &file, selector.as_deref())?,
+            dry_run,
+        }) => m.key_import(&domain, &file, selector.as_deref(), dry_run)?,
         Command::Key(KeyCmd::Generate { domain, selector }) => {
             m.key_generate(&domain, selector.as_deref())?
         }

@@ -271,6 +271,130 @@ fn possible_names(st: &State, domain: &str) -> Vec<String> {
     names.into_iter().collect()
 }
 
+/// What giving a domain its own keys would do.
+struct OwnKeysPlan {
+    /// The selector of each new key, in order.
+    selectors: Vec<String>,
+    /// The own keys the new ones replace.
+    retire: Vec<Change>,
+    /// In words: the keys that sign afterwards and the record changes.
+    lines: Vec<String>,
+}
+
+fn plan_own_keys(
+    st: &State,
+    domain: &str,
+    keys: &[SigningKey],
+    selector: Option<&str>,
+    exact: bool,
+) -> anyhow::Result<OwnKeysPlan> {
+    let Some(d) = st.domain(domain) else {
+        return crate::usage(format!("no domain {domain}"));
+    };
+    let base = selector
+        .map(str::to_string)
+        .or_else(|| Some(st.settings.selector.clone()).filter(|s| !s.is_empty()))
+        .unwrap_or_else(publish::year_month);
+    let mut selectors = Vec::new();
+    let mut retire = Vec::new();
+    let mut retired = BTreeSet::new();
+    for key in keys {
+        let sel = if exact && selector.is_some() {
+            base.clone()
+        } else {
+            selector_for(&base, key.algorithm())
+        };
+        sel.parse::<dkim::Selector>()
+            .map_err(|e| crate::UsageError(format!("selector: {e}")))?;
+        for old in st.keys.iter().filter(|k| {
+            k.domain.as_deref() == Some(domain)
+                && k.state == KeyState::Active
+                && k.algorithm == key.algorithm()
+        }) {
+            retire.push(Change::KeyState(old.id, KeyState::Retired));
+            retired.insert(old.id);
+        }
+        selectors.push(sel);
+    }
+    // The keys that sign afterwards: the new ones, the domain's other own
+    // keys, and the global key of every algorithm no own key covers.
+    let mut after: Vec<(KeyAlgorithm, usize, String, &str)> = keys
+        .iter()
+        .zip(&selectors)
+        .map(|(k, s)| (k.algorithm(), k.bits(), s.clone(), "new"))
+        .collect();
+    for k in &st.keys {
+        if k.domain.as_deref() == Some(domain)
+            && k.state == KeyState::Active
+            && !retired.contains(&k.id)
+        {
+            after.push((k.algorithm, k.bits, k.selector.clone(), "own"));
+        }
+    }
+    for g in st.global_keys() {
+        if !after.iter().any(|(a, ..)| *a == g.algorithm) {
+            after.push((g.algorithm, g.bits, g.selector.clone(), "global"));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (_, _, sel, _) in &after {
+        if !names.insert(sel.to_ascii_lowercase()) {
+            return crate::usage(format!(
+                "selector {sel} would be used by two keys of {domain}: choose another with --selector"
+            ));
+        }
+    }
+    let mut lines = vec![format!(
+        "afterwards {domain} signs with: {}",
+        after
+            .iter()
+            .map(|(a, b, s, w)| format!("{a} {b} bits, selector {s} ({w} key)"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )];
+    let signs =
+        st.settings.signing && decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs;
+    if signs {
+        let before: BTreeSet<String> = st
+            .keys_for(domain)
+            .iter()
+            .map(|k| record_name(&k.selector, domain))
+            .collect();
+        let now: BTreeSet<String> = after
+            .iter()
+            .map(|(_, _, s, _)| record_name(s, domain))
+            .collect();
+        let new_names: BTreeSet<String> = keys
+            .iter()
+            .zip(&selectors)
+            .map(|(_, s)| record_name(s, domain))
+            .collect();
+        for n in &now {
+            if new_names.contains(n) {
+                lines.push(format!("record {n}: published (the new key)"));
+            } else if before.contains(n) {
+                lines.push(format!("record {n}: kept"));
+            } else {
+                lines.push(format!("record {n}: published"));
+            }
+        }
+        for n in before.difference(&now) {
+            lines.push(format!(
+                "record {n}: removed (its key no longer signs for {domain})"
+            ));
+        }
+    } else {
+        lines.push(format!(
+            "{domain} does not sign now: no record is published or removed"
+        ));
+    }
+    Ok(OwnKeysPlan {
+        selectors,
+        retire,
+        lines,
+    })
+}
+
 impl Manager {
     pub fn open(cfg: Config, json: bool) -> anyhow::Result<Manager> {
         Manager::open_with(cfg, Steps::new(json))
@@ -912,33 +1036,33 @@ impl Manager {
     // ---- keys ----------------------------------------------------------------
 
     /// Gives a domain its own keys (generated or imported) and publishes them.
+    /// Gives `domain` its own `keys`: each replaces the domain's own key of
+    /// its algorithm (if any); keys of other algorithms go on signing.
+    /// `exact`: `selector` is used as it is (an imported key keeps the
+    /// selector it was published under); otherwise Ed25519 keys get
+    /// `SELECTOR-ed25519`. The plan (which keys sign afterwards, which
+    /// records are published, kept or removed) is printed first; with
+    /// `dry_run` nothing more happens.
     fn own_keys(
         &mut self,
         domain: &str,
         keys: Vec<SigningKey>,
         selector: Option<&str>,
+        exact: bool,
+        dry_run: bool,
     ) -> anyhow::Result<()> {
         let st = self.load()?;
-        if st.domain(domain).is_none() {
-            return crate::usage(format!("no domain {domain}"));
+        let plan = plan_own_keys(&st, domain, &keys, selector, exact)?;
+        for line in &plan.lines {
+            self.out.step(domain, line, true);
         }
-        let base = selector
-            .map(str::to_string)
-            .or_else(|| Some(st.settings.selector.clone()).filter(|s| !s.is_empty()))
-            .unwrap_or_else(publish::year_month);
+        if dry_run {
+            self.out.step(domain, "dry run: nothing was changed", true);
+            return Ok(());
+        }
         let before = possible_names(&st, domain);
-        let mut changes = Vec::new();
-        for key in keys {
-            let sel = selector_for(&base, key.algorithm());
-            sel.parse::<dkim::Selector>()
-                .map_err(|e| crate::UsageError(format!("selector: {e}")))?;
-            for old in st.keys.iter().filter(|k| {
-                k.domain.as_deref() == Some(domain)
-                    && k.state == KeyState::Active
-                    && k.algorithm == key.algorithm()
-            }) {
-                changes.push(Change::KeyState(old.id, KeyState::Retired));
-            }
+        let mut changes = plan.retire;
+        for (key, sel) in keys.iter().zip(plan.selectors) {
             self.out.step(
                 domain,
                 &format!(
@@ -998,18 +1122,21 @@ impl Manager {
             .iter()
             .map(|a| generate(*a, st.settings.rsa_bits))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        self.own_keys(&domain, keys, selector)
+        self.own_keys(&domain, keys, selector, false, false)
     }
 
+    /// Gives a domain its own key from a PEM file, under exactly the
+    /// selector given (the one it is published under elsewhere).
     pub fn key_import(
         &mut self,
         domain: &str,
         file: &std::path::Path,
         selector: Option<&str>,
+        dry_run: bool,
     ) -> anyhow::Result<()> {
         let domain = domain_name(domain)?;
         let key = crate::keyfile::load_private_key(file)?;
-        self.own_keys(&domain, vec![key], selector)
+        self.own_keys(&domain, vec![key], selector, true, dry_run)
     }
 
     /// Gives a domain its own key from PEM text (the web page's import).
@@ -1018,11 +1145,12 @@ impl Manager {
         domain: &str,
         pem: &str,
         selector: Option<&str>,
+        dry_run: bool,
     ) -> anyhow::Result<()> {
         let domain = domain_name(domain)?;
         let key = SigningKey::from_pem(pem.as_bytes())
             .map_err(|e| crate::UsageError(format!("not a usable private key: {e}")))?;
-        self.own_keys(&domain, vec![key], selector)
+        self.own_keys(&domain, vec![key], selector, true, dry_run)
     }
 
     pub fn key_default(&mut self, domain: &str) -> anyhow::Result<()> {

@@ -89,15 +89,19 @@ impl State {
 
     /// Active keys that sign for `domain`: its own when it has any, else the global ones.
     pub fn keys_for(&self, domain: &str) -> Vec<&StoredKey> {
-        let own: Vec<&StoredKey> = self
+        let mut keys: Vec<&StoredKey> = self
             .keys
             .iter()
             .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
             .collect();
-        if !own.is_empty() {
-            return own;
+        // An own key replaces the global key of its algorithm only: an
+        // imported RSA key signs beside the global Ed25519 key.
+        for g in self.global_keys() {
+            if !keys.iter().any(|k| k.algorithm == g.algorithm) {
+                keys.push(g);
+            }
         }
-        self.global_keys()
+        keys
     }
 
     /// The active global keys.

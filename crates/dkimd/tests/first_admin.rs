@@ -310,3 +310,90 @@ fn import_removes_what_it_no_longer_wants_and_keeps_key_times() {
         assert!(env.named.dig_txt(name).is_empty(), "{name}");
     }
 }
+
+/// A key moved in from elsewhere signs under exactly the selector given,
+/// replaces only the domain's key of its algorithm, and `--dry-run` shows
+/// the plan (keys that sign, records published or removed) changing nothing.
+#[test]
+fn key_import_keeps_the_selector_and_the_other_algorithm() {
+    if !have_named() {
+        return;
+    }
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "g1");
+    let key = keygen(env.tmp.path(), "ed25519", "ed1");
+    let path = key.path.to_str().unwrap();
+    let o = run(
+        &env,
+        &[
+            "key",
+            "import",
+            "example.com",
+            path,
+            "--selector",
+            "ed1",
+            "--dry-run",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for line in [
+        "afterwards example.com signs with: ed25519 256 bits, selector ed1 (new key); rsa 2048 bits, selector g1 (global key)",
+        "record ed1._domainkey.example.com: published (the new key)",
+        "record g1._domainkey.example.com: kept",
+        "record g1-ed25519._domainkey.example.com: removed",
+        "dry run: nothing was changed",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(env.named.dig_txt("ed1._domainkey.example.com").is_empty());
+    assert_eq!(
+        env.named.dig_txt("g1-ed25519._domainkey.example.com").len(),
+        1
+    );
+
+    let o = run(
+        &env,
+        &["key", "import", "example.com", path, "--selector", "ed1"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        env.named.dig_txt("ed1._domainkey.example.com"),
+        vec![key.record.clone()]
+    );
+    assert_eq!(env.named.dig_txt("g1._domainkey.example.com").len(), 1);
+    assert!(env
+        .named
+        .dig_txt("g1-ed25519._domainkey.example.com")
+        .is_empty());
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&env, &["--json", "status"]).stdout).unwrap();
+    let mut sels: Vec<String> = v["domains"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            format!(
+                "{}={}",
+                k["selector"].as_str().unwrap(),
+                k["dns"].as_str().unwrap()
+            )
+        })
+        .collect();
+    sels.sort();
+    assert_eq!(sels, ["ed1=ok", "g1=ok"], "{v}");
+    // A selector that another signing key uses is refused.
+    let rsa = keygen(env.tmp.path(), "rsa", "x");
+    let o = run(
+        &env,
+        &[
+            "key",
+            "import",
+            "example.com",
+            rsa.path.to_str().unwrap(),
+            "--selector",
+            "ed1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("selector ed1 would be used by two keys of example.com"));
+}

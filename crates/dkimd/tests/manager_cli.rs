@@ -187,11 +187,25 @@ fn key_import_pkcs1_pkcs8_rsa_ed25519() {
         assert_eq!(o.status.code(), Some(1));
         assert!(text(&o).contains("must not be readable"), "{}", text(&o));
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Each under its own selector, kept exactly (two keys that sign
+        // for one domain cannot share a record name).
+        let sel = name.trim_end_matches(".pem").to_string();
         let o = run(
             &s,
-            &["key", "import", "example.com", &fs, "--selector", "imp"],
+            &["key", "import", "example.com", &fs, "--selector", &sel],
         );
         assert!(o.status.success(), "{name}: {}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&run(&s, &["--json", "key", "show", "example.com"]).stdout)
+                .unwrap();
+        assert!(
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["selector"] == sel.as_str()),
+            "{name}: {v}"
+        );
         // The public key dkimd shows is openssl's.
         let pubder = Command::new("openssl")
             .args(["pkey", "-pubout", "-outform", "DER", "-in", &fs])

@@ -329,20 +329,37 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .click()
         .await
         .unwrap();
+    // The plan first; then confirm.
+    let plan = text(&c, "#import-plan").await;
+    assert!(
+        plan.contains(
+            "afterwards example.com signs with: ed25519 256 bits, selector imp1 (new key)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("record web1-ed25519._domainkey.example.com: removed"),
+        "{plan}"
+    );
+    shot(&c, "06-import-plan").await;
+    c.find(Locator::Id("import-confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let steps = text(&c, "#steps").await;
     assert!(
-        steps.contains("own ed25519 key, 256 bits, selector imp1-ed25519"),
+        steps.contains("own ed25519 key, 256 bits, selector imp1"),
         "{steps}"
     );
     assert!(!steps.contains("failed"), "{steps}");
     let cells = dns_cells(&c).await;
     assert!(
-        cells
-            .iter()
-            .any(|(_, s, st)| s == "imp1-ed25519" && st == "ok"),
+        cells.iter().any(|(_, s, st)| s == "imp1" && st == "ok"),
         "{cells:?}"
     );
-    let served = env.named.dig_txt("imp1-ed25519._domainkey.example.com");
+    let served = env.named.dig_txt("imp1._domainkey.example.com");
     assert_eq!(served.len(), 1, "{served:?}");
     assert!(served[0].contains(key.record.split("p=").nth(1).unwrap()));
     // The form is empty again: the key is not sent back to the browser.
@@ -392,7 +409,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     for name in [
         "web1._domainkey.example.com",
         "web1-ed25519._domainkey.example.com",
-        "imp1-ed25519._domainkey.example.com",
+        "imp1._domainkey.example.com",
         "web1._domainkey.dyn.example",
         "web1-ed25519._domainkey.dyn.example",
     ] {

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/domains/example.com/dkim"),
     ("POST", "/domains/example.com/key/generate"),
     ("POST", "/domains/example.com/key/import"),
+    ("POST", "/domains/example.com/key/import/confirm"),
     ("POST", "/domains/example.com/key/default"),
     ("POST", "/logout"),
     ("GET", "/no/such/page"),
@@ -324,17 +325,54 @@ fn changes_show_their_steps_bad_input_changes_nothing_and_no_private_key_leaves(
     );
     assert_eq!(r.status, 400);
     assert!(r.body.contains("id=\"err-key-selector\""));
+    // A good key: first the plan, nothing saved, the key not sent back.
     let r = c.post(
         "/domains/mail.example.com/key/import",
         &[("csrf", &csrf), ("pem", &pem), ("selector", "imp1")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    for line in [
+        "afterwards mail.example.com signs with: ed25519 256 bits, selector imp1 (new key); rsa 2048 bits, selector web1 (global key)",
+        "record imp1._domainkey.mail.example.com: published (the new key)",
+        "record web1._domainkey.mail.example.com: kept",
+        "record web1-ed25519._domainkey.mail.example.com: removed",
+    ] {
+        assert!(r.body.contains(line), "{line}: {}", r.body);
+    }
+    assert!(r.body.contains("id=\"import-confirm\""));
+    assert!(
+        !r.body.contains(pem.lines().nth(1).unwrap()),
+        "the key was sent back"
+    );
+    assert!(env
+        .named
+        .dig_txt("imp1._domainkey.mail.example.com")
+        .is_empty());
+    // Confirmed: saved, published under exactly that selector, and the
+    // global RSA key goes on signing beside it.
+    let r = c.post(
+        "/domains/mail.example.com/key/import/confirm",
+        &[("csrf", &csrf)],
     );
     assert_eq!(r.status, 303, "{r:?}");
     assert_eq!(r.header("location"), Some("/domains/mail.example.com"));
     let page = c.get("/domains/mail.example.com");
     assert!(page.body.contains("own ed25519 key"), "{}", page.body);
-    let served = env
+    assert_eq!(
+        env.named.dig_txt("web1._domainkey.mail.example.com").len(),
+        1
+    );
+    assert!(env
         .named
-        .dig_txt("imp1-ed25519._domainkey.mail.example.com");
+        .dig_txt("web1-ed25519._domainkey.mail.example.com")
+        .is_empty());
+    // A second confirm has nothing to confirm.
+    let r = c.post(
+        "/domains/mail.example.com/key/import/confirm",
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let served = env.named.dig_txt("imp1._domainkey.mail.example.com");
     assert_eq!(served.len(), 1, "{served:?}");
     assert!(
         served[0].contains(key.record.split("p=").nth(1).unwrap()),

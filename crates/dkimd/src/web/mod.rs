@@ -66,6 +66,21 @@ pub struct App {
     pub dummy_hash: String,
     /// Password checks running at once (each takes ~19 MiB and tens of ms).
     pub hashing: tokio::sync::Semaphore,
+    /// Key imports shown as a plan and waiting for confirmation, one per
+    /// session (so at most as many as sessions), for [`PENDING_FOR`].
+    pub pending: Mutex<std::collections::HashMap<String, PendingImport>>,
+}
+
+/// How long a key import's plan waits for its confirmation.
+pub const PENDING_FOR: Duration = Duration::from_secs(600);
+
+/// A pasted key, checked, waiting for the admin to confirm its plan. Never
+/// sent back to the browser.
+pub struct PendingImport {
+    pub domain: String,
+    pub pem: String,
+    pub selector: String,
+    pub at: std::time::Instant,
 }
 
 /// The logged-in admin of one request (set by the login check).
@@ -107,6 +122,7 @@ impl App {
             allowed_hosts,
             dummy_hash: auth::dummy_hash(),
             hashing: tokio::sync::Semaphore::new(2),
+            pending: Mutex::new(Default::default()),
             cfg,
         })
     }
@@ -159,6 +175,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/domains/{name}/dkim", post(pages::domain_dkim))
         .route("/domains/{name}/key/generate", post(pages::key_generate))
         .route("/domains/{name}/key/import", post(pages::key_import))
+        .route(
+            "/domains/{name}/key/import/confirm",
+            post(pages::key_import_confirm),
+        )
         .route("/domains/{name}/key/default", post(pages::key_default))
         .route("/logout", post(pages::logout))
         .fallback(pages::not_found)

@@ -216,6 +216,8 @@ struct DomainPage {
     pem_error: Option<String>,
     selector_error: Option<String>,
     key_selector: String,
+    /// A key import waiting for confirmation: what it will do.
+    plan: Option<Vec<String>>,
 }
 
 fn render<T: Template>(status: StatusCode, t: &T) -> Response {
@@ -872,6 +874,36 @@ async fn domain_view(
             pem_error,
             selector_error,
             key_selector,
+            plan: None,
+        },
+    )
+}
+
+/// The domain page with a key import's plan and its Confirm button.
+async fn domain_view_with_plan(
+    app: &Arc<App>,
+    who: &Authed,
+    name: &str,
+    plan: Vec<String>,
+    key_selector: String,
+) -> Response {
+    let row = match domain_row(app, name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found().await,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    render(
+        StatusCode::OK,
+        &DomainPage {
+            title: row.name.clone(),
+            user: who.user.clone(),
+            csrf: who.csrf.clone(),
+            flash: None,
+            row,
+            pem_error: None,
+            selector_error: None,
+            key_selector,
+            plan: Some(plan),
         },
     )
 }
@@ -1015,7 +1047,7 @@ pub async fn key_import(
             .map_err(|e| format!("not a usable private key: {e}"))
     };
     let sel_error = match &key {
-        Ok(k) if !selector.is_empty() => selector_for(&selector, k.algorithm())
+        Ok(_) if !selector.is_empty() => selector
             .parse::<dkim::Selector>()
             .err()
             .map(|_| selector_error(&selector)),
@@ -1047,11 +1079,105 @@ pub async fn key_import(
         .await;
     }
     let n = name.clone();
-    let detail = if selector.is_empty() {
+    // First the plan: which keys sign afterwards, which records are
+    // published or removed. The key waits on the server (never sent back)
+    // until the admin confirms.
+    let cfg = app.cfg.clone();
+    let (pem2, sel2) = (pem.clone(), selector.clone());
+    let plan = blocking(move || {
+        let mut m = Manager::open_with(cfg, Steps::collecting())?;
+        m.key_import_pem(&n, &pem2, (!sel2.is_empty()).then_some(sel2.as_str()), true)?;
+        Ok(m.out.take_lines())
+    })
+    .await;
+    let plan = match plan {
+        Ok(lines) => lines,
+        Err(e) => {
+            refused(
+                &app,
+                &who.user,
+                &peer,
+                "import key",
+                &format!("{name}: {e:#}"),
+            );
+            return domain_view(
+                &app,
+                &who,
+                &name,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(format!("{e:#}")),
+                selector,
+            )
+            .await;
+        }
+    };
+    if let Ok(mut p) = app.pending.lock() {
+        p.retain(|_, v| v.at.elapsed() < super::PENDING_FOR);
+        p.insert(
+            who.session.clone(),
+            super::PendingImport {
+                domain: name.clone(),
+                pem,
+                selector: selector.clone(),
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+    domain_view_with_plan(
+        &app,
+        &who,
+        &name,
+        plan.iter()
+            .filter(|l| !l.text.starts_with("dry run"))
+            .map(|l| l.text.clone())
+            .collect(),
+        selector,
+    )
+    .await
+}
+
+/// Confirms the key import the plan showed (the key waited on the server).
+pub async fn key_import_confirm(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let pending = app
+        .pending
+        .lock()
+        .ok()
+        .and_then(|mut p| p.remove(&who.session))
+        .filter(|p| p.domain == name && p.at.elapsed() < super::PENDING_FOR);
+    let Some(p) = pending else {
+        refused(
+            &app,
+            &who.user,
+            &peer,
+            "import key",
+            &format!("{name}: nothing to confirm"),
+        );
+        return domain_view(
+            &app,
+            &who,
+            &name,
+            StatusCode::BAD_REQUEST,
+            Some("Nothing to confirm (the plan expired after 10 minutes, or was for another domain): paste the key again.".into()),
+            None,
+            String::new(),
+        )
+        .await;
+    };
+    let detail = if p.selector.is_empty() {
         name.clone()
     } else {
-        format!("{name} selector {selector}")
+        format!("{name} selector {}", p.selector)
     };
+    let n = name.clone();
     change(
         &app,
         &who,
@@ -1062,8 +1188,9 @@ pub async fn key_import(
         move |m| {
             m.key_import_pem(
                 &n,
-                &pem,
-                (!selector.is_empty()).then_some(selector.as_str()),
+                &p.pem,
+                (!p.selector.is_empty()).then_some(p.selector.as_str()),
+                false,
             )
         },
     )
