@@ -129,7 +129,13 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         Manager::open(cfg, json)?
     };
+    // Zone file changes are gathered and made once per zone at the end.
+    m.begin_batch();
     let r = run_in(&mut m, cmd);
+    let r = match m.flush_batch() {
+        Ok(()) => r,
+        Err(e) => r.and(Err(e)),
+    };
     if let Some((action, detail)) = audit_as {
         let mut lines = m.out.take_lines();
         if let Err(e) = &r {
@@ -212,6 +218,8 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         | Command::Run(_)
         | Command::Bench(_) => return Err(anyhow!("internal: command routed to the manager")),
     }
+    // The gathered zone file changes, before the result is told.
+    m.flush_batch()?;
     finish(m, serde_json::json!({}))
 }
 

@@ -20,6 +20,20 @@ pub struct Manager {
     /// Publishing targets (backend and server or file) whose DNS did not
     /// answer in this run, with why: their other records are not tried.
     down: std::collections::HashMap<String, String>,
+    /// Record changes for backends that batch (zone files), gathered
+    /// during a command and made at [`Manager::flush_batch`]: one edit,
+    /// one serial step, one reload per zone file and command.
+    batch: Option<Vec<PendingRecord>>,
+}
+
+/// A record change waiting for the batch.
+struct PendingRecord {
+    domain: String,
+    name: String,
+    /// The value to publish; `None` to remove.
+    value: Option<String>,
+    /// The publishing target (backend and file).
+    key: String,
 }
 
 /// How steps are reported.
@@ -408,6 +422,7 @@ impl Manager {
             store: Box::new(store),
             out,
             down: Default::default(),
+            batch: None,
         })
     }
 
@@ -427,6 +442,7 @@ impl Manager {
             store: Box::new(store),
             out: Steps::new(json),
             down: Default::default(),
+            batch: None,
         })
     }
 
@@ -457,6 +473,19 @@ impl Manager {
         };
         let mut changes = Vec::new();
         let key = format!("{} {}", publisher.backend(), publisher.target());
+        if publisher.batches() {
+            if let Some(batch) = self.batch.as_mut() {
+                for (name, value) in wanted {
+                    batch.push(PendingRecord {
+                        domain: domain.to_string(),
+                        name,
+                        value: Some(value),
+                        key: key.clone(),
+                    });
+                }
+                return Ok(());
+            }
+        }
         let mut failed = 0usize;
         for (name, value) in wanted {
             if let Some(why) = self.down.get(&key) {
@@ -502,6 +531,118 @@ impl Manager {
         self.store.apply(&changes)
     }
 
+    /// From now on, record changes for backends that batch wait for
+    /// [`Manager::flush_batch`].
+    pub fn begin_batch(&mut self) {
+        if self.batch.is_none() {
+            self.batch = Some(Vec::new());
+        }
+    }
+
+    /// Makes the gathered record changes, one batch per publishing target,
+    /// and reports each record as publishing one at a time does.
+    pub fn flush_batch(&mut self) -> anyhow::Result<()> {
+        let Some(batch) = self.batch.as_mut().map(std::mem::take) else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut groups: Vec<(String, Vec<PendingRecord>)> = Vec::new();
+        for p in batch {
+            match groups.iter_mut().find(|(k, _)| *k == p.key) {
+                Some((_, v)) => v.push(p),
+                None => groups.push((p.key.clone(), vec![p])),
+            }
+        }
+        let signing = self.load()?.settings.signing;
+        let mut changes = Vec::new();
+        let mut failed: std::collections::BTreeMap<String, usize> = Default::default();
+        for (key, items) in groups {
+            let Some(first) = items.first() else { continue };
+            let publisher = first
+                .domain
+                .parse::<dkim::DomainName>()
+                .map_err(|e| anyhow!("{e}"))
+                .and_then(|dn| publish::publisher_for(&self.cfg, &dn));
+            let publisher = match publisher {
+                Ok(p) => p,
+                Err(e) => {
+                    for it in &items {
+                        self.out
+                            .step(&it.domain, &format!("{}: {e:#}", it.name), false);
+                    }
+                    continue;
+                }
+            };
+            let results: Vec<anyhow::Result<Outcome>> = match self.down.get(&key) {
+                Some(why) => items
+                    .iter()
+                    .map(|_| Err(anyhow!("not tried: {why}")))
+                    .collect(),
+                None => publisher.apply_many(
+                    &items
+                        .iter()
+                        .map(|i| (i.name.clone(), i.value.clone()))
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            for (it, r) in items.iter().zip(results) {
+                match r {
+                    Ok(outcome) => {
+                        let pending = matches!(outcome, Outcome::Pending(_));
+                        let ok = it.value.is_none() || outcome.is_published() || pending;
+                        self.out.step(
+                            &it.domain,
+                            &format!("{}: {}", it.name, where_(&outcome, publisher.as_ref())),
+                            ok,
+                        );
+                        match &it.value {
+                            Some(value) if outcome.is_published() => {
+                                changes.push(Change::PutRecord(PublishedRecord {
+                                    domain: it.domain.clone(),
+                                    name: it.name.clone(),
+                                    value: value.clone(),
+                                    backend: publisher.backend().into(),
+                                    published: i64::try_from(crate::cli::now()).unwrap_or(0),
+                                }));
+                            }
+                            Some(_) if !pending => {
+                                *failed.entry(it.domain.clone()).or_default() += 1
+                            }
+                            Some(_) => {}
+                            None if !pending => changes.push(Change::RemoveRecord {
+                                domain: it.domain.clone(),
+                                name: it.name.clone(),
+                            }),
+                            None => {}
+                        }
+                    }
+                    Err(e) => {
+                        self.note_unreachable(&key, &e);
+                        self.out
+                            .step(&it.domain, &format!("{}: {e:#}", it.name), false);
+                        if it.value.is_some() {
+                            *failed.entry(it.domain.clone()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if signing {
+            for (d, n) in failed {
+                self.out.step(
+                    &d,
+                    &format!(
+                        "signs, but {n} of its records are not published: receivers cannot verify its mail until they are (fix the cause, then run dkimd enable)"
+                    ),
+                    false,
+                );
+            }
+        }
+        self.store.apply(&changes)
+    }
+
     /// Remembers a target whose DNS did not answer, so that the rest of this
     /// run does not wait for it again.
     fn note_unreachable(&mut self, key: &str, e: &anyhow::Error) {
@@ -526,6 +667,19 @@ impl Manager {
         };
         let mut changes = Vec::new();
         let key = format!("{} {}", publisher.backend(), publisher.target());
+        if publisher.batches() {
+            if let Some(batch) = self.batch.as_mut() {
+                for name in names {
+                    batch.push(PendingRecord {
+                        domain: domain.to_string(),
+                        name: name.clone(),
+                        value: None,
+                        key: key.clone(),
+                    });
+                }
+                return Ok(());
+            }
+        }
         for name in names {
             if let Some(why) = self.down.get(&key) {
                 self.out
@@ -978,6 +1132,7 @@ impl Manager {
         for (name, _) in all_decisions(&st).into_iter().filter(|(_, d)| d.signs) {
             self.publish_domain(&st, &name)?;
         }
+        self.flush_batch()?;
         let pf = crate::install::postfix_state(&self.cfg);
         self.out.step("postfix", &pf, true);
         self.out
@@ -1022,6 +1177,7 @@ impl Manager {
                 true,
             );
         }
+        self.flush_batch()?;
         let pf = crate::install::postfix_state(&self.cfg);
         self.out.step(
             "postfix",

@@ -88,6 +88,32 @@ pub trait Publisher {
     fn set(&self, name: &str, value: &str) -> anyhow::Result<Outcome>;
     /// Removes every TXT record at `name`.
     fn remove(&self, name: &str) -> anyhow::Result<Outcome>;
+    /// Several changes (a value to set, or `None` to remove), with an
+    /// outcome each; backends that can make them in one go (a zone file:
+    /// one edit, one reload) do.
+    fn apply_many(&self, changes: &[(String, Option<String>)]) -> Vec<anyhow::Result<Outcome>> {
+        changes
+            .iter()
+            .map(|(n, v)| match v {
+                Some(v) => self.set(n, v),
+                None => self.remove(n),
+            })
+            .collect()
+    }
+    /// True when [`Publisher::apply_many`] does better than one change at
+    /// a time, so that the manager gathers a command's changes for it.
+    fn batches(&self) -> bool {
+        false
+    }
+}
+
+/// A copy of an error for each record of a batch it stopped (keeping
+/// [`Unreachable`], which the manager acts on).
+fn copy_error(e: &anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<Unreachable>() {
+        Some(u) => Unreachable(u.0.clone()).into(),
+        None => anyhow!("{e:#}"),
+    }
 }
 
 /// The publisher responsible for `domain`'s records.
@@ -262,6 +288,17 @@ impl ZoneFile {
     }
 
     fn change(&self, name: &str, value: Option<&str>) -> anyhow::Result<Outcome> {
+        let mut v = self.change_many(&[(name, value)])?;
+        v.pop().unwrap_or_else(|| Err(anyhow!("no outcome")))
+    }
+
+    /// All `changes` in one edit of the file: one serial step, one check,
+    /// one reload, one wait. The outer error is the batch's (lock, read,
+    /// check, reload, DNS); the inner ones are single records'.
+    fn change_many(
+        &self,
+        changes: &[(&str, Option<&str>)],
+    ) -> anyhow::Result<Vec<anyhow::Result<Outcome>>> {
         // One dkimd at a time edits zone files.
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -277,42 +314,49 @@ impl ZoneFile {
         } else {
             None
         };
-        let edit = zonefile::edit(&text, &self.zone, name, value, self.ttl, served, today())
-            .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
-        let Some(new_text) = edit.text else {
+        let (outcomes, new_text, new_serial) =
+            zonefile::edit_many(&text, &self.zone, changes, self.ttl, served, today())
+                .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
+        let file = self.file.display().to_string();
+        let mut outcomes: Vec<anyhow::Result<Outcome>> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.map(|o| match o {
+                    zonefile::Outcome::Added => Outcome::Added,
+                    zonefile::Outcome::Replaced(n) => Outcome::Replaced(n),
+                    zonefile::Outcome::Removed(n) => Outcome::Removed(n),
+                    zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
+                    zonefile::Outcome::Absent => Outcome::Absent,
+                })
+                .map_err(|e| anyhow!("zone file {file}: {e}"))
+            })
+            .collect();
+        let Some(new_text) = new_text else {
             // The file says so already. "Present" must mean served: when DNS
             // serves an older zone than the file (a reload that failed, a
             // server that was down), reload now and wait for it.
-            if self.poll {
-                let file_serial = zonefile::serial(&text, &self.zone)
-                    .map_err(|e| anyhow!("zone file {}: {e}", self.file.display()))?;
-                if served.is_none_or(|s| zonefile::serial_gt(file_serial, s)) {
-                    run(&self.reload_command(), "reload")?;
-                    self.wait_for_serial(file_serial)?;
-                    return Ok(if value.is_some() {
-                        Outcome::ReloadedNowServed
-                    } else {
-                        Outcome::ReloadedNowRemoved
-                    });
+            if self.poll && served.is_none_or(|s| zonefile::serial_gt(new_serial, s)) {
+                run(&self.reload_command(), "reload")?;
+                self.wait_for_serial(new_serial)?;
+                for o in outcomes.iter_mut() {
+                    if let Ok(out) = o {
+                        let now = match &*out {
+                            Outcome::AlreadyPresent => Outcome::ReloadedNowServed,
+                            Outcome::Absent => Outcome::ReloadedNowRemoved,
+                            other => other.clone(),
+                        };
+                        *out = now;
+                    }
                 }
             }
-            return Ok(match edit.outcome {
-                zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
-                _ => Outcome::Absent,
-            });
+            return Ok(outcomes);
         };
         self.write_checked(&new_text)?;
         run(&self.reload_command(), "reload")?;
         if self.poll {
-            self.wait_for_serial(edit.new_serial)?;
+            self.wait_for_serial(new_serial)?;
         }
-        Ok(match edit.outcome {
-            zonefile::Outcome::Added => Outcome::Added,
-            zonefile::Outcome::Replaced(n) => Outcome::Replaced(n),
-            zonefile::Outcome::Removed(n) => Outcome::Removed(n),
-            zonefile::Outcome::AlreadyPresent => Outcome::AlreadyPresent,
-            zonefile::Outcome::Absent => Outcome::Absent,
-        })
+        Ok(outcomes)
     }
 
     /// The reload command with ZONE and FILE filled in, as in check_command.
@@ -433,6 +477,21 @@ impl Publisher for ZoneFile {
 
     fn remove(&self, name: &str) -> anyhow::Result<Outcome> {
         self.change(name, None)
+    }
+
+    fn apply_many(&self, changes: &[(String, Option<String>)]) -> Vec<anyhow::Result<Outcome>> {
+        let borrowed: Vec<(&str, Option<&str>)> = changes
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect();
+        match self.change_many(&borrowed) {
+            Ok(v) => v,
+            Err(e) => changes.iter().map(|_| Err(copy_error(&e))).collect(),
+        }
+    }
+
+    fn batches(&self) -> bool {
+        true
     }
 }
 

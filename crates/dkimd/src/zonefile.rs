@@ -414,9 +414,97 @@ pub fn edit(
     })
 }
 
+/// Several record changes in one edit: each applied in order to the text
+/// left by the ones before, then one serial step from the file's serial
+/// (not one per record). A change that cannot be made (a name outside the
+/// zone) gets its error and leaves the text as it was.
+pub fn edit_many(
+    text: &str,
+    zone: &str,
+    changes: &[(&str, Option<&str>)],
+    ttl: u32,
+    served_serial: Option<u32>,
+    today_yyyymmdd: u32,
+) -> Result<(Vec<Result<Outcome, String>>, Option<String>, u32), String> {
+    let original = serial(text, zone)?;
+    let mut cur = text.to_string();
+    let mut changed = false;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for (name, record) in changes {
+        match edit(&cur, zone, name, *record, ttl, None, today_yyyymmdd) {
+            Ok(e) => {
+                if let Some(t) = e.text {
+                    cur = t;
+                    changed = true;
+                }
+                outcomes.push(Ok(e.outcome));
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    if !changed {
+        return Ok((outcomes, None, original));
+    }
+    let new_serial = next_serial(original, served_serial, today_yyyymmdd);
+    let Parsed { serial_span, .. } = parse(&cur, zone)?;
+    let span = serial_span.ok_or_else(|| "the zone file has no SOA record".to_string())?;
+    if span.end > cur.len() || span.start > span.end {
+        return Err("the zone file's serial could not be found again".into());
+    }
+    cur.replace_range(span, &new_serial.to_string());
+    Ok((outcomes, Some(cur), new_serial))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_edits_one_serial_step() {
+        let z = "$TTL 300\n@ IN SOA ns1.x.com. h.x.com. ( 2026112401 3600 600 86400 300 )\n  IN NS ns1.x.com.\na._domainkey IN TXT \"old\"\n";
+        let (outs, text, serial_now) = edit_many(
+            z,
+            "x.com",
+            &[
+                ("s1._domainkey.x.com", Some("v=DKIM1; p=A")),
+                ("s1._domainkey.y.com", Some("v=DKIM1; p=B")),
+                ("s2._domainkey.sub.x.com", Some("v=DKIM1; p=C")),
+                ("a._domainkey.x.com", None),
+                ("s1._domainkey.x.com", Some("v=DKIM1; p=A")),
+            ],
+            300,
+            None,
+            20261124,
+        )
+        .unwrap();
+        assert_eq!(outs[0], Ok(Outcome::Added));
+        assert!(outs[1].as_ref().unwrap_err().contains("not in zone"));
+        assert_eq!(outs[2], Ok(Outcome::Added));
+        assert_eq!(outs[3], Ok(Outcome::Removed(1)));
+        assert_eq!(outs[4], Ok(Outcome::AlreadyPresent));
+        let text = text.unwrap();
+        assert_eq!(serial_now, 2026112402, "one step for the whole batch");
+        assert_eq!(serial(&text, "x.com").unwrap(), 2026112402);
+        assert_eq!(
+            txt_records(&text, "x.com", "s2._domainkey.sub.x.com").unwrap(),
+            vec!["v=DKIM1; p=C".to_string()]
+        );
+        assert!(txt_records(&text, "x.com", "a._domainkey.x.com")
+            .unwrap()
+            .is_empty());
+        // Nothing to do: no new text, the serial as it was.
+        let (_, none, s) = edit_many(
+            &text,
+            "x.com",
+            &[("s1._domainkey.x.com", Some("v=DKIM1; p=A"))],
+            300,
+            None,
+            20261124,
+        )
+        .unwrap();
+        assert!(none.is_none());
+        assert_eq!(s, 2026112402);
+    }
 
     const ZONE: &str = "$TTL 300\n\
 @\tIN SOA ns1.example.com. hostmaster.example.com. (\n\

@@ -295,7 +295,12 @@ async fn change(
     let cfg = app.cfg.clone();
     let result = blocking(move || {
         let mut m = Manager::open_with(cfg, Steps::collecting())?;
+        m.begin_batch();
         let r = f(&mut m);
+        let r = match m.flush_batch() {
+            Ok(()) => r,
+            Err(e) => r.and(Err(e)),
+        };
         Ok((r, m.out.take_lines(), m.out.failures))
     })
     .await;
