@@ -338,15 +338,13 @@ impl ZoneFile {
             if self.poll && served.is_none_or(|s| zonefile::serial_gt(new_serial, s)) {
                 run(&self.reload_command(), "reload")?;
                 self.wait_for_serial(new_serial)?;
-                for o in outcomes.iter_mut() {
-                    if let Ok(out) = o {
-                        let now = match &*out {
-                            Outcome::AlreadyPresent => Outcome::ReloadedNowServed,
-                            Outcome::Absent => Outcome::ReloadedNowRemoved,
-                            other => other.clone(),
-                        };
-                        *out = now;
-                    }
+                for out in outcomes.iter_mut().flatten() {
+                    let now = match &*out {
+                        Outcome::AlreadyPresent => Outcome::ReloadedNowServed,
+                        Outcome::Absent => Outcome::ReloadedNowRemoved,
+                        other => other.clone(),
+                    };
+                    *out = now;
                 }
             }
             return Ok(outcomes);

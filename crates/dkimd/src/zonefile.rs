@@ -414,6 +414,10 @@ pub fn edit(
     })
 }
 
+/// What [`edit_many`] did: each change's outcome (or why it could not be
+/// made), the new text (None when unchanged) and the serial of the result.
+pub type EditMany = (Vec<Result<Outcome, String>>, Option<String>, u32);
+
 /// Several record changes in one edit: each applied in order to the text
 /// left by the ones before, then one serial step from the file's serial
 /// (not one per record). A change that cannot be made (a name outside the
@@ -425,7 +429,7 @@ pub fn edit_many(
     ttl: u32,
     served_serial: Option<u32>,
     today_yyyymmdd: u32,
-) -> Result<(Vec<Result<Outcome, String>>, Option<String>, u32), String> {
+) -> Result<EditMany, String> {
     let original = serial(text, zone)?;
     let mut cur = text.to_string();
     let mut changed = false;
