@@ -801,6 +801,13 @@ impl Manager {
     /// Changes settings by name (all checked first, then stored in one
     /// transaction), then brings every domain's records in line.
     pub fn set_settings(&mut self, pairs: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.set_settings_only(pairs)?;
+        self.sync_all()
+    }
+
+    /// Changes settings by name without bringing records in line (for a
+    /// caller that runs `enable` or `disable` right after).
+    pub fn set_settings_only(&mut self, pairs: &[(&str, &str)]) -> anyhow::Result<()> {
         let st = self.load()?;
         let mut s = st.settings.clone();
         for (name, value) in pairs {
@@ -820,8 +827,7 @@ impl Manager {
                     .step("setting", &format!("{k} = {v} (unchanged)"), true);
             }
         }
-        self.store.apply(&changes)?;
-        self.sync_all()
+        self.store.apply(&changes)
     }
 
     /// Every known domain with its decision, keys and the live DNS state

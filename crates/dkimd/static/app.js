@@ -10,3 +10,21 @@ document.querySelectorAll("button.copy").forEach(function (b) {
     }
   });
 });
+
+// A form larger than the server takes (256 KiB) is not sent: the error is
+// shown next to its button and what was typed stays in the form.
+document.querySelectorAll("form").forEach(function (f) {
+  f.addEventListener("submit", function (ev) {
+    var size = new URLSearchParams(new FormData(f)).toString().length;
+    if (size <= 256 * 1024) return;
+    ev.preventDefault();
+    var e = f.querySelector(".form-too-large");
+    if (!e) {
+      e = document.createElement("span");
+      e.className = "error form-too-large";
+      f.appendChild(e);
+    }
+    e.textContent = "This form is " + Math.ceil(size / 1024) +
+      " KiB, more than the 256 KiB the server takes: shorten the long field. Nothing was sent.";
+  });
+});

@@ -127,6 +127,89 @@ async fn flow(env: Arc<WebEnv>, url: String, caps: serde_json::Map<String, serde
     }
 }
 
+/// The page's width against the window's, in CSS pixels.
+async fn widths(c: &Client) -> (i64, i64) {
+    let v = c
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (v[0].as_i64().unwrap(), v[1].as_i64().unwrap())
+}
+
+/// At 800 and 1920 px wide, nothing is wider than the window: the settings
+/// and domains, one domain's page, a long field error; a form too large to
+/// send is stopped in the browser with an error, and keeps what was typed.
+async fn layout(c: &Client, base: &str) {
+    for (w, h) in [(800u32, 1000u32), (1920, 1200)] {
+        c.set_window_size(w, h).await.unwrap();
+        for (path, name) in [("/", "index"), ("/domains/example.com", "domain")] {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            wait_css(c, "main").await;
+            let (page, window) = widths(c).await;
+            shot(c, &format!("w{w}-{name}")).await;
+            assert!(
+                page <= window,
+                "{path} at {w} px: page {page} > window {window}"
+            );
+        }
+        // A long bad value: its error wraps.
+        c.goto(&format!("{base}/")).await.unwrap();
+        let sel = wait_css(c, "#f-selector").await;
+        sel.clear().await.unwrap();
+        c.execute(
+            "document.getElementById('f-selector').value = 'x'.repeat(3000) + '!';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        c.find(Locator::Id("save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(text(c, "#err-selector")
+            .await
+            .contains("is not a valid selector"));
+        let (page, window) = widths(c).await;
+        shot(c, &format!("w{w}-long-error")).await;
+        assert!(
+            page <= window,
+            "long error at {w} px: page {page} > window {window}"
+        );
+    }
+    // Too large to send: stopped in the browser, the text kept.
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_css(c, "#f-extra_domains").await;
+    c.execute(
+        "document.getElementById('f-extra_domains').value = 'a'.repeat(300000);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let e = text(c, ".form-too-large").await;
+    assert!(e.contains("more than the 256 KiB the server takes"), "{e}");
+    let kept = c
+        .execute(
+            "return document.getElementById('f-extra_domains').value.length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.as_i64(), Some(300_000));
+    shot(c, "w1920-too-large").await;
+    c.goto(&format!("{base}/")).await.unwrap();
+}
+
 async fn steps(env: Arc<WebEnv>, c: Client) {
     let base = format!("http://127.0.0.1:{}", env.port);
 
@@ -258,6 +341,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     .unwrap();
     let secrets = env.private_key_lines();
     no_secret(&c, &secrets).await;
+    layout(&c, &base).await;
 
     // Bad input: the error shows next to the field and nothing changes.
     let sel = c.find(Locator::Id("f-selector")).await.unwrap();

@@ -717,3 +717,52 @@ fn login_names_and_the_recent_changes_view_are_bounded() {
         page.body
     );
 }
+
+/// Settings changed and signing enabled in one form: every step shows
+/// once (a "publish by hand" line appeared twice), and a form over the
+/// size limit gets an HTML page that says what to do, not bare text.
+#[test]
+fn one_form_shows_each_step_once_and_too_large_is_a_page() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com", "manual.test"]);
+    let mut c = Client::new(env.port);
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    let csrf = c.csrf("/");
+    let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web1"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/");
+    for name in [
+        "web1._domainkey.manual.test",
+        "web1-ed25519._domainkey.manual.test",
+    ] {
+        assert_eq!(
+            page.body
+                .matches(&format!("manual.test: {name}: publish by hand"))
+                .count(),
+            1,
+            "{name}: {}",
+            page.body
+        );
+    }
+    assert_eq!(
+        page.body.matches("setting: policy-fail = reject").count(),
+        1
+    );
+
+    let big = "x".repeat(300_000);
+    let r = c.post("/settings", &[("csrf", &csrf), ("extra_domains", &big)]);
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{r:?}"
+    );
+    assert!(
+        r.body.contains("larger than the 256 KiB a form may send"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Back button"), "{}", r.body);
+}

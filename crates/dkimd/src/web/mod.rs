@@ -336,9 +336,12 @@ async fn require_login(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let body = if parts.method == Method::POST {
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
             app.audit_refused_user(&authed.user, &parts, "form over the size limit");
-            return plain(
+            return pages::error_page(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the form is too large; nothing was changed",
+                &format!(
+                    "The form is larger than the {} KiB a form may send (a field holds far more than any setting or key needs).",
+                    MAX_BODY / 1024
+                ),
             );
         };
         let token = form_urlencoded::parse(&bytes)

@@ -231,13 +231,18 @@ fn render<T: Template>(status: StatusCode, t: &T) -> Response {
     }
 }
 
-fn error_page(status: StatusCode, msg: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg.to_string(),
-    )
-        .into_response()
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    msg: &'a str,
+}
+
+/// A refusal or failure as a page of its own (HTML, with the stylesheet
+/// and a way back), never a bare text answer.
+pub(super) fn error_page(status: StatusCode, msg: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    render(status, &ErrorPage { title, msg })
 }
 
 fn see_other(to: &str) -> Response {
@@ -821,7 +826,13 @@ pub async fn save_settings(
             if !c.pairs.is_empty() {
                 let pairs: Vec<(&str, &str)> =
                     c.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                m.set_settings(&pairs)?;
+                // The enable or disable below brings the records in line
+                // once (syncing here too showed every step twice).
+                if c.signing || was_on {
+                    m.set_settings_only(&pairs)?;
+                } else {
+                    m.set_settings(&pairs)?;
+                }
             }
             if c.signing {
                 m.enable(
