@@ -196,6 +196,8 @@ pub struct DomainStatus {
     pub known: Option<(bool, bool, Override)>,
     /// The keys that sign for it (empty when it does not sign).
     pub keys: Vec<KeyStatus>,
+    /// Where its records are published, in words.
+    pub backend: String,
 }
 
 /// One signing key of a domain and what DNS serves for it.
@@ -767,6 +769,24 @@ impl Manager {
         Ok(())
     }
 
+    /// Publishes or repairs one domain's records: what its keys want is
+    /// published (a stale or missing record replaced), what they do not
+    /// want is removed.
+    pub fn repair_domain(&mut self, name: &str) -> anyhow::Result<()> {
+        let domain = domain_name(name)?;
+        let st = self.load()?;
+        let Some(d) = st.domain(&domain) else {
+            return crate::usage(format!("no domain {domain}"));
+        };
+        if !st.settings.signing {
+            self.out
+                .step(&domain, "signing is off: nothing to publish", true);
+            return Ok(());
+        }
+        let signs = decide(&st.settings, &domain, Some((d.dns, d.mail, d.dkim))).signs;
+        self.sync_domain(&domain, signs)
+    }
+
     /// Brings every domain's records in line whatever the records table
     /// says (after an import): each known domain is synced, each domain
     /// that has records but is no longer known loses them, and with
@@ -860,6 +880,7 @@ impl Manager {
                 }
             }
             let known = st.domain(&name).map(|d| (d.dns, d.mail, d.dkim));
+            let backend = describe_backend(&self.cfg, &name);
             rows.push(DomainStatus {
                 why: if st.settings.signing {
                     dec.why
@@ -870,6 +891,7 @@ impl Manager {
                 signs,
                 known,
                 keys,
+                backend,
             });
         }
         let checks: Vec<(String, String)> = rows
@@ -1339,6 +1361,27 @@ impl Manager {
             true,
         );
         self.republish(&domain, &before)
+    }
+}
+
+/// Where a domain's records are published, in words.
+fn describe_backend(cfg: &Config, domain: &str) -> String {
+    let zone = domain
+        .parse::<dkim::DomainName>()
+        .ok()
+        .and_then(|d| cfg.zone_for(&d).cloned());
+    match zone {
+        Some(z) if z.backend == "bind-zone-file" => format!(
+            "zone {} in the file {}",
+            z.name,
+            z.file.map(|f| f.display().to_string()).unwrap_or_default()
+        ),
+        Some(z) if z.backend == "rfc2136" => format!(
+            "zone {} by dynamic update (RFC 2136) to {}",
+            z.name,
+            z.server.map(|s| s.to_string()).unwrap_or_default()
+        ),
+        _ => "by hand (no zone configured for it: publish the records shown)".into(),
     }
 }
 

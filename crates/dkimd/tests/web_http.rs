@@ -24,6 +24,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/domains/example.com/key/generate"),
     ("POST", "/domains/example.com/key/import"),
     ("POST", "/domains/example.com/key/import/confirm"),
+    ("POST", "/domains"),
+    ("POST", "/domains/example.com/features"),
+    ("POST", "/domains/example.com/rename"),
+    ("POST", "/domains/example.com/remove"),
+    ("POST", "/domains/example.com/publish"),
     ("POST", "/domains/example.com/key/default"),
     ("POST", "/logout"),
     ("GET", "/no/such/page"),
@@ -765,4 +770,121 @@ fn one_form_shows_each_step_once_and_too_large_is_a_page() {
         r.body
     );
     assert!(r.body.contains("Back button"), "{}", r.body);
+}
+
+/// An admin's day on the page, against real BIND: add a domain, turn its
+/// mail feature off and on, rename it, publish or repair its records,
+/// remove it; each step's records are served or gone. The page says where
+/// each domain's records are published and what a DNS state means.
+#[test]
+fn domains_are_managed_on_the_page() {
+    if !have_named() {
+        return;
+    }
+    let env = WebEnv::start("", &["example.com"]);
+    let mut c = Client::new(env.port);
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    let csrf = c.csrf("/");
+    assert_eq!(
+        post_owned(&mut c, "/settings", &enable_form(&csrf, "web1")).status,
+        303
+    );
+    let served = |d: &str| env.named.dig_txt(&format!("web1._domainkey.{d}")).len();
+
+    let r = c.post(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("name", "New.Example.com"),
+            ("dns", "on"),
+            ("mail", "on"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/domains/new.example.com"));
+    assert_eq!(served("new.example.com"), 1);
+    let page = c.get("/domains/new.example.com");
+    assert!(
+        page.body.contains("added (dns on, mail on"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Records published: <span id=\"backend\">zone example.com in the file"),
+        "{}",
+        page.body
+    );
+
+    // Mail off: under the dns-and-mail rule it stops signing, records go.
+    let r = c.post(
+        "/domains/new.example.com/features",
+        &[("csrf", &csrf), ("dns", "on")],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(served("new.example.com"), 0);
+    let r = c.post(
+        "/domains/new.example.com/features",
+        &[("csrf", &csrf), ("dns", "on"), ("mail", "on")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(served("new.example.com"), 1);
+
+    let r = c.post(
+        "/domains/new.example.com/rename",
+        &[("csrf", &csrf), ("to", "renamed.example.com")],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/domains/renamed.example.com"));
+    assert_eq!(served("new.example.com"), 0);
+    assert_eq!(served("renamed.example.com"), 1);
+
+    let r = c.post("/domains/renamed.example.com/publish", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    let page = c.get("/domains/renamed.example.com");
+    assert!(page.body.contains("already present"), "{}", page.body);
+
+    // A domain whose zone file cannot be written: its state is explained.
+    let r = c.post(
+        "/domains",
+        &[
+            ("csrf", &csrf),
+            ("name", "x.broken.example"),
+            ("dns", "on"),
+            ("mail", "on"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let page = c.get("/domains/x.broken.example");
+    assert!(
+        page.body
+            .contains("refused to answer for this name: it does not serve this domain"),
+        "{}",
+        page.body
+    );
+
+    let r = c.post("/domains/renamed.example.com/remove", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/"));
+    assert_eq!(served("renamed.example.com"), 0);
+    assert!(!c.get("/").body.contains("renamed.example.com</a>"));
+
+    // A bad name: an error page, nothing added, the refusal audited.
+    let r = c.post("/domains", &[("csrf", &csrf), ("name", "exa mple.com")]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("is not a domain name"), "{}", r.body);
+    let log = env.audit_log();
+    for action in [
+        "add domain",
+        "set domain",
+        "rename domain",
+        "publish domain",
+        "remove domain",
+        "add domain (refused)",
+    ] {
+        assert!(
+            log.contains(&format!("\"action\":\"{action}\"")),
+            "{action}: {log}"
+        );
+    }
 }

@@ -123,6 +123,29 @@ pub struct KeyRow {
     record: String,
     dns: String,
     dns_ok: bool,
+    /// What the DNS state means and what to do, in words.
+    dns_help: String,
+}
+
+/// What a key's DNS state means, and what the admin does about it.
+fn dns_help(state: &str, record_name: &str) -> String {
+    if state == "ok" {
+        String::new()
+    } else if state == "missing" {
+        format!("DNS serves no record at {record_name}: press Publish (for a zone dkimd writes), or publish the record shown in the domain's zone.")
+    } else if state == "mismatch" {
+        "DNS serves another key here: press Publish to replace it with the record shown.".into()
+    } else if state.starts_with("multiple records") {
+        "DNS serves several records at this name: receivers may pick any. Press Publish (it leaves only the one shown), or remove the others by hand.".into()
+    } else if state.starts_with("wrong form") {
+        "Publish the record shown instead (press Publish for a zone dkimd writes).".into()
+    } else if state.starts_with("lookup failed") && state.contains("Refused") {
+        "The name server asked refused to answer for this name: it does not serve this domain's zone. Check [dns] nameservers, and that the zone is published where the world looks for it.".into()
+    } else if state.starts_with("lookup failed") {
+        "The check could not ask DNS: see that [dns] nameservers points at a server that answers, then reload this page.".into()
+    } else {
+        String::new()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +156,10 @@ pub struct DomainRow {
     why: String,
     dkim: String,
     features: String,
+    dns_on: bool,
+    mail_on: bool,
+    /// Where its records are published.
+    backend: String,
     keys: Vec<KeyRow>,
 }
 
@@ -157,11 +184,15 @@ impl DomainRow {
             why: d.why,
             dkim,
             features,
+            dns_on: d.known.is_some_and(|(dns, _, _)| dns),
+            mail_on: d.known.is_some_and(|(_, mail, _)| mail),
+            backend: d.backend,
             keys: d
                 .keys
                 .into_iter()
                 .map(|k| KeyRow {
                     dns_ok: k.dns == "ok",
+                    dns_help: dns_help(&k.dns, &k.record_name),
                     selector: k.selector,
                     alg: format!("{}-{}", k.algorithm.as_str(), k.bits),
                     own: k.own_key,
@@ -993,6 +1024,152 @@ pub async fn domain_dkim(
     .await
 }
 
+/// `POST /domains`: adds a domain (name, DNS and mail features).
+pub async fn domain_add(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let name = f
+        .get("name")
+        .map(|n| n.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let Some(name) = domain_of(&name) else {
+        refused(
+            &app,
+            &who.user,
+            &peer,
+            "add domain",
+            &super::cut(&name, 300),
+        );
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("{:?} is not a domain name", super::cut(&name, 300)),
+        );
+    };
+    let dns = f.get("dns").is_some_and(|v| v == "on");
+    let mail = f.get("mail").is_some_and(|v| v == "on");
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "add domain",
+        format!("{name} dns={dns} mail={mail}"),
+        &format!("/domains/{name}"),
+        move |m| m.domain_add(&n, dns, mail, crate::settings::Override::Default),
+    )
+    .await
+}
+
+/// `POST /domains/{name}/features`: its DNS and mail features.
+pub async fn domain_features(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let dns = f.get("dns").is_some_and(|v| v == "on");
+    let mail = f.get("mail").is_some_and(|v| v == "on");
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "set domain",
+        format!("{name} dns={dns} mail={mail}"),
+        &format!("/domains/{name}"),
+        move |m| m.domain_set(&n, Some(dns), Some(mail), None),
+    )
+    .await
+}
+
+/// `POST /domains/{name}/rename`: a new name; its records move with it.
+pub async fn domain_rename(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let to = f
+        .get("to")
+        .map(|n| n.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let Some(to) = domain_of(&to) else {
+        refused(
+            &app,
+            &who.user,
+            &peer,
+            "rename domain",
+            &format!("{name} to {}", super::cut(&to, 300)),
+        );
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("{:?} is not a domain name", super::cut(&to, 300)),
+        );
+    };
+    let (from, t) = (name.clone(), to.clone());
+    change(
+        &app,
+        &who,
+        peer,
+        "rename domain",
+        format!("{name} to {to}"),
+        &format!("/domains/{to}"),
+        move |m| m.domain_rename(&from, &t),
+    )
+    .await
+}
+
+/// `POST /domains/{name}/remove`: the domain, its own keys and its records.
+pub async fn domain_remove(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let n = name.clone();
+    change(&app, &who, peer, "remove domain", name, "/", move |m| {
+        m.domain_remove(&n)
+    })
+    .await
+}
+
+/// `POST /domains/{name}/publish`: publish or repair its records.
+pub async fn domain_publish(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(name) = known_domain(&app, &name).await else {
+        return not_found().await;
+    };
+    let n = name.clone();
+    change(
+        &app,
+        &who,
+        peer,
+        "publish domain",
+        name.clone(),
+        &format!("/domains/{name}"),
+        move |m| m.repair_domain(&n),
+    )
+    .await
+}
+
 pub async fn key_generate(
     State(app): State<Arc<App>>,
     Extension(who): Extension<Authed>,
@@ -1269,6 +1446,18 @@ mod tests {
                 .contains("\"exa mple.com\" is not a domain: a name has no spaces"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn dns_states_are_explained() {
+        let n = "s._domainkey.example.com";
+        assert_eq!(dns_help("ok", n), "");
+        assert!(dns_help("missing", n)
+            .contains("DNS serves no record at s._domainkey.example.com: press Publish"));
+        assert!(dns_help("mismatch", n).contains("another key"));
+        assert!(dns_help("multiple records (2)", n).contains("several records"));
+        assert!(dns_help("lookup failed: request timed out", n).contains("[dns] nameservers"));
+        assert!(dns_help("lookup failed: Query Refused", n).contains("does not serve this domain"));
     }
 
     #[test]
