@@ -769,6 +769,39 @@ impl Manager {
         Ok(())
     }
 
+    /// Deletes every retired key (global and own), then brings the records
+    /// in line (those kept for the old keys go).
+    pub fn purge_retired(&mut self) -> anyhow::Result<()> {
+        let st = self.load()?;
+        let retired: Vec<&StoredKey> = st
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Retired)
+            .collect();
+        if retired.is_empty() {
+            self.out.step("keys", "no retired key to delete", true);
+            return Ok(());
+        }
+        let changes: Vec<Change> = retired.iter().map(|k| Change::DeleteKey(k.id)).collect();
+        for k in &retired {
+            self.out.step(
+                "keys",
+                &format!(
+                    "deleted retired {} key, selector {}{}",
+                    k.algorithm,
+                    k.selector,
+                    k.domain
+                        .as_deref()
+                        .map(|d| format!(" (own key of {d})"))
+                        .unwrap_or_default()
+                ),
+                true,
+            );
+        }
+        self.store.apply(&changes)?;
+        self.resync_everything()
+    }
+
     /// Publishes or repairs one domain's records: what its keys want is
     /// published (a stale or missing record replaced), what they do not
     /// want is removed.

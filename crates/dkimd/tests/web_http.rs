@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/domains/example.com/rename"),
     ("POST", "/domains/example.com/remove"),
     ("POST", "/domains/example.com/publish"),
+    ("POST", "/keys/purge-retired"),
     ("POST", "/domains/example.com/key/default"),
     ("POST", "/logout"),
     ("GET", "/no/such/page"),
@@ -868,6 +869,37 @@ fn domains_are_managed_on_the_page() {
     assert_eq!(r.header("location"), Some("/"));
     assert_eq!(served("renamed.example.com"), 0);
     assert!(!c.get("/").body.contains("renamed.example.com</a>"));
+
+    // A new key retires the old ones; the page offers to delete them, and
+    // deleting them leaves no record of theirs.
+    let mut f = enable_form(&csrf, "web2");
+    for (k, v) in f.iter_mut() {
+        if k == "new_key" {
+            *v = "yes".into();
+        }
+    }
+    assert_eq!(post_owned(&mut c, "/settings", &f).status, 303);
+    let page = c.get("/");
+    assert!(
+        page.body.contains("Delete the 2 retired key(s)"),
+        "{}",
+        page.body
+    );
+    let r = c.post("/keys/purge-retired", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    let page = c.get("/");
+    assert!(
+        page.body.contains("deleted retired rsa key, selector web1"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("retired key(s)</button>"));
+    assert_eq!(served("example.com"), 0, "the old key's record is gone");
+    assert_eq!(
+        env.named.dig_txt("web2._domainkey.example.com").len(),
+        1,
+        "the new key's record stays"
+    );
 
     // A bad name: an error page, nothing added, the refusal audited.
     let r = c.post("/domains", &[("csrf", &csrf), ("name", "exa mple.com")]);

@@ -172,6 +172,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(pages::index))
         .route("/settings", post(pages::save_settings))
         .route("/domains", post(pages::domain_add))
+        .route("/keys/purge-retired", post(pages::purge_retired))
         .route("/domains/{name}", get(pages::domain_page))
         .route("/domains/{name}/features", post(pages::domain_features))
         .route("/domains/{name}/rename", post(pages::domain_rename))

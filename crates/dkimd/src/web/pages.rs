@@ -229,6 +229,8 @@ struct IndexPage {
     selector: String,
     status_error: Option<String>,
     domains: Vec<DomainRow>,
+    /// Retired keys kept in the store (their records are no longer wanted).
+    retired_keys: usize,
     audit: Vec<(String, String, String, String, bool)>,
     actions: &'static [(&'static str, &'static str)],
     algorithms: &'static [(&'static str, &'static str)],
@@ -298,21 +300,29 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Settings and every domain's live state.
-async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, String>) {
+/// The settings, every domain's row, and how many retired keys the store
+/// keeps.
+async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, String>, usize) {
     let cfg = app.cfg.clone();
     let r = blocking(move || {
         let m = Manager::open_with(cfg, Steps::collecting())?;
         let st = m.load()?;
+        let retired = st
+            .keys
+            .iter()
+            .filter(|k| k.state == crate::store::KeyState::Retired)
+            .count();
         let rows = m.status().map_err(|e| format!("{e:#}"));
-        Ok((st.settings, rows))
+        Ok((st.settings, rows, retired))
     })
     .await;
     match r {
-        Ok((s, rows)) => (
+        Ok((s, rows, retired)) => (
             s,
             rows.map(|r| r.into_iter().map(DomainRow::from_status).collect()),
+            retired,
         ),
-        Err(e) => (Settings::default(), Err(format!("{e:#}"))),
+        Err(e) => (Settings::default(), Err(format!("{e:#}")), 0),
     }
 }
 
@@ -615,7 +625,7 @@ async fn index_page(
     form: Option<SettingsForm>,
     errors: HashMap<&'static str, String>,
 ) -> Response {
-    let (settings, rows) = load_status(app).await;
+    let (settings, rows, retired_keys) = load_status(app).await;
     let (domains, status_error) = match rows {
         Ok(r) => (r, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -632,6 +642,7 @@ async fn index_page(
         selector: settings.selector.clone(),
         status_error,
         domains,
+        retired_keys,
         audit: app.audit.tail(10),
         actions: ACTIONS,
         algorithms: ALGORITHMS,
@@ -892,7 +903,7 @@ fn domain_of(name: &str) -> Option<String> {
 }
 
 async fn domain_row(app: &App, name: &str) -> Result<Option<DomainRow>, String> {
-    let (_, rows) = load_status(app).await;
+    let (_, rows, _) = load_status(app).await;
     Ok(rows?.into_iter().find(|r| r.name == name))
 }
 
@@ -1166,6 +1177,25 @@ pub async fn domain_publish(
         name.clone(),
         &format!("/domains/{name}"),
         move |m| m.repair_domain(&n),
+    )
+    .await
+}
+
+/// `POST /keys/purge-retired`: deletes every retired key; records that
+/// were kept for them are removed.
+pub async fn purge_retired(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    change(
+        &app,
+        &who,
+        peer,
+        "delete retired keys",
+        String::new(),
+        "/",
+        move |m| m.purge_retired(),
     )
     .await
 }
