@@ -1074,6 +1074,29 @@ pub async fn domain_add(
     .await
 }
 
+/// One change to a domain in the store: a 404 for a domain dkimd does not
+/// know, else the change through [`change`], back to `back` (None: the
+/// domain's page).
+async fn on_domain(
+    app: &Arc<App>,
+    (who, peer): (&Authed, SocketAddr),
+    name: &str,
+    action: &str,
+    detail: impl FnOnce(&str) -> String,
+    back: Option<String>,
+    f: impl FnOnce(&mut Manager, &str) -> anyhow::Result<()> + Send + 'static,
+) -> Response {
+    let Some(name) = known_domain(app, name).await else {
+        return not_found().await;
+    };
+    let back = back.unwrap_or_else(|| format!("/domains/{name}"));
+    let n = name.clone();
+    change(app, who, peer, action, detail(&name), &back, move |m| {
+        f(m, &n)
+    })
+    .await
+}
+
 /// `POST /domains/{name}/features`: its DNS and mail features.
 pub async fn domain_features(
     State(app): State<Arc<App>>,
@@ -1082,20 +1105,16 @@ pub async fn domain_features(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
     let dns = f.get("dns").is_some_and(|v| v == "on");
     let mail = f.get("mail").is_some_and(|v| v == "on");
-    let n = name.clone();
-    change(
+    on_domain(
         &app,
-        &who,
-        peer,
+        (&who, peer),
+        &name,
         "set domain",
-        format!("{name} dns={dns} mail={mail}"),
-        &format!("/domains/{name}"),
-        move |m| m.domain_set(&n, Some(dns), Some(mail), None),
+        |n| format!("{n} dns={dns} mail={mail}"),
+        None,
+        move |m, n| m.domain_set(n, Some(dns), Some(mail), None),
     )
     .await
 }
@@ -1108,9 +1127,6 @@ pub async fn domain_rename(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
     let to = f
         .get("to")
         .map(|n| n.trim().to_ascii_lowercase())
@@ -1121,22 +1137,23 @@ pub async fn domain_rename(
             &who.user,
             &peer,
             "rename domain",
-            &format!("{name} to {}", super::cut(&to, 300)),
+            &format!("{} to {}", super::cut(&name, 300), super::cut(&to, 300)),
         );
         return error_page(
             StatusCode::BAD_REQUEST,
             &format!("{:?} is not a domain name", super::cut(&to, 300)),
         );
     };
-    let (from, t) = (name.clone(), to.clone());
-    change(
+    let back = Some(format!("/domains/{to}"));
+    let detail = format!(" to {to}");
+    on_domain(
         &app,
-        &who,
-        peer,
+        (&who, peer),
+        &name,
         "rename domain",
-        format!("{name} to {to}"),
-        &format!("/domains/{to}"),
-        move |m| m.domain_rename(&from, &t),
+        move |n| format!("{n}{detail}"),
+        back,
+        move |m, n| m.domain_rename(n, &to),
     )
     .await
 }
@@ -1148,13 +1165,15 @@ pub async fn domain_remove(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
-    let n = name.clone();
-    change(&app, &who, peer, "remove domain", name, "/", move |m| {
-        m.domain_remove(&n)
-    })
+    on_domain(
+        &app,
+        (&who, peer),
+        &name,
+        "remove domain",
+        str::to_string,
+        Some("/".into()),
+        |m, n| m.domain_remove(n),
+    )
     .await
 }
 
@@ -1165,18 +1184,14 @@ pub async fn domain_publish(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
-    let n = name.clone();
-    change(
+    on_domain(
         &app,
-        &who,
-        peer,
+        (&who, peer),
+        &name,
         "publish domain",
-        name.clone(),
-        &format!("/domains/{name}"),
-        move |m| m.repair_domain(&n),
+        str::to_string,
+        None,
+        |m, n| m.repair_domain(n),
     )
     .await
 }
