@@ -210,6 +210,97 @@ async fn layout(c: &Client, base: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
 }
 
+/// A list field with a space inside a name is a field error; a domain is
+/// added, renamed and removed on the page, with its records served and
+/// gone in the real BIND, and the page says where they are published.
+async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_css(c, "#f-extra_domains")
+        .await
+        .send_keys("exa mple.com")
+        .await
+        .unwrap();
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let e = text(c, "#err-extra_domains").await;
+    assert!(
+        e.contains("\"exa mple.com\" is not a domain: a name has no spaces"),
+        "{e}"
+    );
+    assert!(
+        env.settings().contains("\"extra-domains\": \"\""),
+        "{}",
+        env.settings()
+    );
+    shot(c, "08-list-field-error").await;
+
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_css(c, "#f-add-domain")
+        .await
+        .send_keys("added.example.com")
+        .await
+        .unwrap();
+    c.find(Locator::Id("add-domain-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(c, "#domain-name").await, "added.example.com");
+    assert!(text(c, "#backend")
+        .await
+        .contains("zone example.com in the file"));
+    let cells = dns_cells(c).await;
+    assert!(cells.iter().all(|(_, _, st)| st == "ok"), "{cells:?}");
+    assert_eq!(
+        env.named.dig_txt("web1._domainkey.added.example.com").len(),
+        1
+    );
+    shot(c, "09-added").await;
+    wait_css(c, "#f-rename")
+        .await
+        .send_keys("moved.example.com")
+        .await
+        .unwrap();
+    c.find(Locator::Id("rename-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(c, "#domain-name").await, "moved.example.com");
+    assert!(env
+        .named
+        .dig_txt("web1._domainkey.added.example.com")
+        .is_empty());
+    assert_eq!(
+        env.named.dig_txt("web1._domainkey.moved.example.com").len(),
+        1
+    );
+    c.find(Locator::Id("remove-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(c, "#settings").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+    assert!(env
+        .named
+        .dig_txt("web1._domainkey.moved.example.com")
+        .is_empty());
+    assert!(c
+        .find_all(Locator::Css("tbody[data-domain=\"moved.example.com\"]"))
+        .await
+        .unwrap()
+        .is_empty());
+    shot(c, "10-removed").await;
+}
+
 async fn steps(env: Arc<WebEnv>, c: Client) {
     let base = format!("http://127.0.0.1:{}", env.port);
 
@@ -342,6 +433,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     let secrets = env.private_key_lines();
     no_secret(&c, &secrets).await;
     layout(&c, &base).await;
+    admins_day(&env, &c, &base).await;
 
     // Bad input: the error shows next to the field and nothing changes.
     let sel = c.find(Locator::Id("f-selector")).await.unwrap();
@@ -517,4 +609,34 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     wait_css(&c, "#login-user").await;
     c.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
+
+    // A 5000-character user name is cut before it comes back.
+    c.execute(
+        "document.getElementById('login-user').value = 'n'.repeat(5000);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_css(&c, "#login-password")
+        .await
+        .send_keys("not the password")
+        .await
+        .unwrap();
+    c.find(Locator::Id("login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(&c, "#login-error")
+        .await
+        .contains("Wrong user name or password"));
+    let shown = c
+        .execute(
+            "return document.getElementById('login-user').value.length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(shown.as_i64().is_some_and(|n| n <= 65), "{shown:?}");
 }
