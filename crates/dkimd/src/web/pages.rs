@@ -1035,6 +1035,24 @@ pub async fn domain_dkim(
     .await
 }
 
+/// A domain name from a form field, in lower case; `Err` with the field's
+/// text (cut) when it is not one.
+fn domain_field(f: &Fields, key: &str) -> Result<String, String> {
+    let raw = f
+        .get(key)
+        .map(|n| n.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    domain_of(&raw).ok_or_else(|| super::cut(&raw, 300))
+}
+
+/// The answer to a field that is not a domain name.
+fn not_a_domain(text: &str) -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        &format!("{text:?} is not a domain name"),
+    )
+}
+
 /// `POST /domains`: adds a domain (name, DNS and mail features).
 pub async fn domain_add(
     State(app): State<Arc<App>>,
@@ -1042,22 +1060,12 @@ pub async fn domain_add(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let name = f
-        .get("name")
-        .map(|n| n.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let Some(name) = domain_of(&name) else {
-        refused(
-            &app,
-            &who.user,
-            &peer,
-            "add domain",
-            &super::cut(&name, 300),
-        );
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("{:?} is not a domain name", super::cut(&name, 300)),
-        );
+    let name = match domain_field(&f, "name") {
+        Ok(n) => n,
+        Err(text) => {
+            refused(&app, &who.user, &peer, "add domain", &text);
+            return not_a_domain(&text);
+        }
     };
     let dns = f.get("dns").is_some_and(|v| v == "on");
     let mail = f.get("mail").is_some_and(|v| v == "on");
@@ -1127,22 +1135,13 @@ pub async fn domain_rename(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let to = f
-        .get("to")
-        .map(|n| n.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let Some(to) = domain_of(&to) else {
-        refused(
-            &app,
-            &who.user,
-            &peer,
-            "rename domain",
-            &format!("{} to {}", super::cut(&name, 300), super::cut(&to, 300)),
-        );
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("{:?} is not a domain name", super::cut(&to, 300)),
-        );
+    let to = match domain_field(&f, "to") {
+        Ok(n) => n,
+        Err(text) => {
+            let detail = format!("{} to {text}", super::cut(&name, 300));
+            refused(&app, &who.user, &peer, "rename domain", &detail);
+            return not_a_domain(&text);
+        }
     };
     let back = Some(format!("/domains/{to}"));
     let detail = format!(" to {to}");
