@@ -37,6 +37,16 @@ async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
 }
 
+/// Clicks the element with this id.
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text(c: &Client, css: &str) -> String {
     wait_css(c, css).await.text().await.unwrap()
 }
@@ -165,12 +175,7 @@ async fn layout(c: &Client, base: &str) {
         )
         .await
         .unwrap();
-        c.find(Locator::Id("save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "save").await;
         assert!(text(c, "#err-selector")
             .await
             .contains("is not a valid selector"));
@@ -190,12 +195,7 @@ async fn layout(c: &Client, base: &str) {
     )
     .await
     .unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "save").await;
     let e = text(c, ".form-too-large").await;
     assert!(e.contains("more than the 256 KiB the server takes"), "{e}");
     let kept = c
@@ -220,12 +220,7 @@ async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
         .send_keys("exa mple.com")
         .await
         .unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "save").await;
     let e = text(c, "#err-extra_domains").await;
     assert!(
         e.contains("\"exa mple.com\" is not a domain: a name has no spaces"),
@@ -244,12 +239,7 @@ async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
         .send_keys("added.example.com")
         .await
         .unwrap();
-    c.find(Locator::Id("add-domain-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "add-domain-submit").await;
     assert_eq!(text(c, "#domain-name").await, "added.example.com");
     assert!(text(c, "#backend")
         .await
@@ -266,12 +256,7 @@ async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
         .send_keys("moved.example.com")
         .await
         .unwrap();
-    c.find(Locator::Id("rename-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "rename-submit").await;
     assert_eq!(text(c, "#domain-name").await, "moved.example.com");
     assert!(env
         .named
@@ -281,12 +266,7 @@ async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
         env.named.dig_txt("web1._domainkey.moved.example.com").len(),
         1
     );
-    c.find(Locator::Id("remove-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "remove-submit").await;
     wait_css(c, "#settings").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/");
     assert!(env
@@ -319,12 +299,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .send_keys("not the password")
         .await
         .unwrap();
-    c.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "login-submit").await;
     let e = text(&c, "#login-error").await;
     assert!(e.contains("Wrong user name or password"), "{e}");
     wait_css(&c, "#login-password")
@@ -332,12 +307,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .send_keys(PASSWORD)
         .await
         .unwrap();
-    c.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "login-submit").await;
     wait_css(&c, "#settings").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/");
     let cookie = c.get_named_cookie("dkimd_session").await.unwrap();
@@ -347,21 +317,11 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     shot(&c, "02-settings").await;
 
     // Enable signing with a selector: the steps, then every DNS state ok.
-    c.find(Locator::Id("f-signing-yes"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "f-signing-yes").await;
     let sel = c.find(Locator::Id("f-selector")).await.unwrap();
     sel.clear().await.unwrap();
     sel.send_keys("web1").await.unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "save").await;
     let steps = text(&c, "#steps").await;
     assert!(
         steps.contains("Enabling DKIM signing with selector web1"),
@@ -439,12 +399,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     let sel = c.find(Locator::Id("f-selector")).await.unwrap();
     sel.clear().await.unwrap();
     sel.send_keys("bad selector!").await.unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "save").await;
     assert!(text(&c, "#err-selector")
         .await
         .contains("is not a valid selector"));
@@ -499,12 +454,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .send_keys("imp1")
         .await
         .unwrap();
-    c.find(Locator::Id("import-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "import-submit").await;
     // The plan first; then confirm.
     let plan = text(&c, "#import-plan").await;
     assert!(
@@ -518,12 +468,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         "{plan}"
     );
     shot(&c, "06-import-plan").await;
-    c.find(Locator::Id("import-confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "import-confirm").await;
     let steps = text(&c, "#steps").await;
     assert!(
         steps.contains("own ed25519 key, 256 bits, selector imp1"),
@@ -558,12 +503,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .send_keys("-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----")
         .await
         .unwrap();
-    c.find(Locator::Id("import-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "import-submit").await;
     assert!(text(&c, "#err-pem")
         .await
         .contains("not a usable private key"));
@@ -571,12 +511,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
     // Disable: every record is removed from DNS.
     c.goto(&format!("{base}/")).await.unwrap();
     wait_css(&c, "#f-signing-no").await.click().await.unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "save").await;
     let steps = text(&c, "#steps").await;
     assert!(steps.contains("Disabling DKIM signing"), "{steps}");
     assert!(!steps.contains("failed"), "{steps}");
@@ -600,12 +535,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         "{audit}"
     );
 
-    c.find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "logout").await;
     wait_css(&c, "#login-user").await;
     c.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
@@ -622,12 +552,7 @@ async fn steps(env: Arc<WebEnv>, c: Client) {
         .send_keys("not the password")
         .await
         .unwrap();
-    c.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "login-submit").await;
     assert!(text(&c, "#login-error")
         .await
         .contains("Wrong user name or password"));
