@@ -123,11 +123,11 @@ pub struct MilterConfig {
     /// that has not negotiated by then is closed.
     #[serde(default = "default_negotiate_timeout")]
     pub negotiate_timeout: u64,
-    /// Seconds a negotiated connection may sit between messages before it
-    /// is closed. Keep it at least Postfix's smtpd_timeout (300 s): Postfix
-    /// keeps one milter connection per SMTP session, and applies
-    /// milter_default_action for the rest of a session whose milter
-    /// connection was closed.
+    /// Seconds a negotiated connection may go without any frame between
+    /// messages before it is closed (default 10 h). Keep it above Postfix's
+    /// smtpd_junk_command_limit × smtpd_timeout: a client can hold a
+    /// session open with NOOPs the milter never sees, and Postfix applies
+    /// milter_default_action to a session whose milter connection closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u64,
     /// Milter connections served at once. At the limit, a new connection is

@@ -178,12 +178,38 @@ fn address_domain(headers: &[HeaderField], name: &str) -> Option<String> {
         .map(|d| d.to_lowercase())
 }
 
-/// True when an Authentication-Results value claims `authserv_id`.
+/// True when an Authentication-Results value claims `authserv_id`. The
+/// id may follow white space and comments (RFC 8601's CFWS): `(x) id;`.
 fn claims(value: &[u8], authserv_id: &str) -> bool {
     let v = String::from_utf8_lossy(value);
-    let first = v
-        .trim_start()
-        .split(|c: char| c == ';' || c.is_whitespace())
+    let mut rest = v.trim_start();
+    // Skip leading comments, nested ones too (bounded by the value).
+    while let Some(after) = rest.strip_prefix('(') {
+        let mut depth = 1usize;
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match end.and_then(|e| after.get(e..)) {
+            Some(r) => rest = r.trim_start(),
+            None => return false,
+        }
+    }
+    let first = rest
+        .split(|c: char| c == ';' || c == '(' || c.is_whitespace())
         .next()
         .unwrap_or("");
     first.eq_ignore_ascii_case(authserv_id)
@@ -1126,5 +1152,15 @@ mod tests {
         assert!(claims(b" MX.example.net 1; dkim=pass", "mx.example.net"));
         assert!(!claims(b" other.example; dkim=pass", "mx.example.net"));
         assert!(!claims(b" mx.example.network; dkim=pass", "mx.example.net"));
+        // Comments before the id (RFC 8601 CFWS), nested and escaped.
+        assert!(claims(b" (x) mx.example.net; dkim=pass", "mx.example.net"));
+        assert!(claims(
+            b" (a (b) \\) c)\n\t mx.example.net(c); dkim=pass",
+            "mx.example.net"
+        ));
+        assert!(!claims(
+            b" (unclosed mx.example.net; dkim=pass",
+            "mx.example.net"
+        ));
     }
 }

@@ -298,6 +298,19 @@ async fn macro_frames_are_bounded() {
         daemon.log_text()
     );
 
+    // Macros for an unknown SMTP command (stage U), which Postfix sends
+    // even with unknown commands negotiated away: taken, and the
+    // connection goes on to sign a message.
+    let mut c = connected(&env, &m, "127.0.0.1").await;
+    c.send(&C::Macros {
+        stage: Stage::Unknown,
+        pairs: MacroList::from_pairs([("j", "mx.test")]),
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.message(&m).await.unwrap().modifications.len(), 2);
+    c.quit().await.unwrap();
+
     // 1 MiB of "a\0b\0" pairs: refused by its announced size.
     let tiny = |bytes: usize| MacroList::from_pairs(std::iter::repeat_n(("a", "b"), bytes / 4));
     let mut held = Vec::new();
@@ -441,6 +454,9 @@ async fn idle_connections_do_not_starve_the_mta() {
         }
         hold.push(c);
     }
+    // Connections that have not negotiated after a second are the first
+    // to go (younger ones may have their options on the way).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let t = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(10), send(&env, "127.0.0.1", RAW))
         .await
@@ -467,6 +483,7 @@ async fn idle_connections_do_not_starve_the_mta() {
             }
             hold.push(c);
         }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let t = Instant::now();
         let a = smtp_send(
             pf.submission_port,

@@ -197,11 +197,14 @@ pub enum Stage {
     Body,
     /// `E`: end of message.
     EndOfMessage,
+    /// `U`: an unknown SMTP command (Postfix sends its macros even when
+    /// the command itself is negotiated away).
+    Unknown,
 }
 
 impl Stage {
     /// Every stage, from the newest in a message to the oldest.
-    pub const NEWEST_FIRST: [Stage; 9] = [
+    pub const NEWEST_FIRST: [Stage; 10] = [
         Stage::EndOfMessage,
         Stage::Body,
         Stage::EndOfHeaders,
@@ -210,6 +213,7 @@ impl Stage {
         Stage::Rcpt,
         Stage::Mail,
         Stage::Helo,
+        Stage::Unknown,
         Stage::Connect,
     ];
 
@@ -225,6 +229,7 @@ impl Stage {
             b'N' => Stage::EndOfHeaders,
             b'B' => Stage::Body,
             b'E' => Stage::EndOfMessage,
+            b'U' => Stage::Unknown,
             _ => return None,
         })
     }
@@ -241,16 +246,17 @@ impl Stage {
             Stage::EndOfHeaders => b'N',
             Stage::Body => b'B',
             Stage::EndOfMessage => b'E',
+            Stage::Unknown => b'U',
         }
     }
 
     /// True for the stages of one message (MAIL FROM to end of message),
     /// whose macros are forgotten when the message ends.
     pub fn in_message(self) -> bool {
-        !matches!(self, Stage::Connect | Stage::Helo)
+        !matches!(self, Stage::Connect | Stage::Helo | Stage::Unknown)
     }
 
-    /// An index from 0 to 8, for tables with one slot per stage.
+    /// An index from 0 to 9, for tables with one slot per stage.
     pub fn index(self) -> usize {
         match self {
             Stage::Connect => 0,
@@ -262,6 +268,7 @@ impl Stage {
             Stage::EndOfHeaders => 6,
             Stage::Body => 7,
             Stage::EndOfMessage => 8,
+            Stage::Unknown => 9,
         }
     }
 }

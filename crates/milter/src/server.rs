@@ -114,7 +114,7 @@ impl Negotiated {
 /// [`ServerConfig::max_macro_bytes`] and [`ServerConfig::max_macros`].
 #[derive(Debug, Default, Clone)]
 pub struct Macros {
-    stages: [Option<MacroList>; 9],
+    stages: [Option<MacroList>; 10],
     bytes: usize,
     count: usize,
 }
@@ -361,14 +361,16 @@ where
         if spare.is_none() {
             spare = handler.spare_buffer();
         }
-        let (deadline, limit) = match phase {
-            Phase::Negotiating => (started + cfg.negotiate_timeout, cfg.negotiate_timeout),
-            Phase::Idle => (idle_since + cfg.idle_timeout, cfg.idle_timeout),
-            Phase::Busy | Phase::Evicted => (
-                tokio::time::Instant::now() + cfg.read_timeout,
-                cfg.read_timeout,
-            ),
+        let (from, limit) = match phase {
+            Phase::Negotiating => (started, cfg.negotiate_timeout),
+            Phase::Idle => (idle_since, cfg.idle_timeout),
+            Phase::Busy | Phase::Evicted => (tokio::time::Instant::now(), cfg.read_timeout),
         };
+        // A limit too large to add ("never") waits a year instead of
+        // overflowing.
+        let deadline = from
+            .checked_add(limit)
+            .unwrap_or_else(|| from + Duration::from_secs(365 * 86_400));
         let read = read_frame_bounded(
             &mut stream,
             cfg.max_frame,
@@ -407,13 +409,21 @@ where
         if let Some(next) = next {
             if next != phase {
                 if !slot.enter(phase, next) {
-                    return Err(slot.evicted_error());
+                    // Closed at the connection limit (the accept loop has
+                    // logged it): end without a word of our own.
+                    return Ok(messages);
                 }
                 phase = next;
                 if next == Phase::Idle {
                     idle_since = tokio::time::Instant::now();
                 }
             }
+        }
+        if phase == Phase::Idle {
+            // Idle means "nothing at all": any frame (macros for HELO or an
+            // unknown command, connect) starts the idle time again.
+            idle_since = tokio::time::Instant::now();
+            slot.touch();
         }
         let p = negotiated.protocol;
         let reply_unless = |flag: u32| p & flag == 0;
@@ -523,7 +533,10 @@ where
                 stream.write_all(&out).await?;
                 macros.clear_message();
                 messages += 1;
-                phase = slot.become_idle(phase)?;
+                let Some(idle) = slot.become_idle(phase) else {
+                    return Ok(messages);
+                };
+                phase = idle;
                 idle_since = tokio::time::Instant::now();
                 None
             }
@@ -531,7 +544,10 @@ where
                 handler.abort();
                 macros.clear_message();
                 if phase == Phase::Busy {
-                    phase = slot.become_idle(phase)?;
+                    let Some(idle) = slot.become_idle(phase) else {
+                        return Ok(messages);
+                    };
+                    phase = idle;
                     idle_since = tokio::time::Instant::now();
                 }
                 None
@@ -541,7 +557,10 @@ where
                 handler.abort();
                 macros = Macros::default();
                 if phase == Phase::Busy {
-                    phase = slot.become_idle(phase)?;
+                    let Some(idle) = slot.become_idle(phase) else {
+                        return Ok(messages);
+                    };
+                    phase = idle;
                     idle_since = tokio::time::Instant::now();
                 }
                 None
@@ -645,15 +664,23 @@ pub const SMALL_FRAME: usize = 64 * 1024;
 /// Default seconds from connecting to option negotiation.
 pub const DEFAULT_NEGOTIATE_TIMEOUT: u64 = 10;
 
-/// Default seconds a connection may stay idle between messages (Postfix's
-/// default `smtpd_timeout` is 300 s).
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+/// Default seconds a connection may stay idle between messages, with no
+/// frame at all: 10 hours. An SMTP client can keep a Postfix session open
+/// without the milter seeing anything (NOOP) for up to
+/// `smtpd_junk_command_limit` × `smtpd_timeout` (100 × 300 s by default);
+/// a shorter limit would let it outlast the milter connection, and Postfix
+/// then applies `milter_default_action` to that session's next message.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 36_000;
 
 /// Default macro bytes held per connection (Postfix sends a few hundred).
 pub const DEFAULT_MAX_MACRO_BYTES: usize = 32 * 1024;
 
 /// Default macro pairs held per connection.
 pub const DEFAULT_MAX_MACROS: usize = 256;
+
+/// A connection younger than this that has not negotiated yet is closed at
+/// the limit only when no idle one can be.
+const FRESH_MS: u64 = 1000;
 
 /// Where a connection is, as the connection limit sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -733,19 +760,14 @@ impl Slot {
         ok
     }
 
-    fn become_idle(&self, from: Phase) -> Result<Phase, FrameError> {
-        if self.enter(from, Phase::Idle) {
-            Ok(Phase::Idle)
-        } else {
-            Err(self.evicted_error())
-        }
+    /// Moves to Idle; `None` when the slot was taken meanwhile.
+    fn become_idle(&self, from: Phase) -> Option<Phase> {
+        self.enter(from, Phase::Idle).then_some(Phase::Idle)
     }
 
-    fn evicted_error(&self) -> FrameError {
-        FrameError::Evicted {
-            phase: "idle",
-            secs: 0.0,
-        }
+    /// Starts the current phase's time again (a frame while idle).
+    fn touch(&self) {
+        self.since_ms.store(Self::ms(self.epoch), Ordering::Release);
     }
 
     /// Phase and milliseconds in it, for choosing a connection to close.
@@ -755,8 +777,12 @@ impl Slot {
         (phase, Self::ms(self.epoch).saturating_sub(since))
     }
 
-    /// Takes the slot when it is still in `phase`.
+    /// Takes the slot when it is still in `phase`, which must be
+    /// Negotiating or Idle (a connection inside a message is never taken).
     fn take(&self, phase: Phase) -> bool {
+        if !matches!(phase, Phase::Negotiating | Phase::Idle) {
+            return false;
+        }
         self.phase
             .compare_exchange(
                 phase.code(),
@@ -789,17 +815,20 @@ pub struct Stats {
 fn victim(
     slots: &HashMap<tokio::task::Id, (Arc<Slot>, tokio::task::AbortHandle)>,
 ) -> Option<tokio::task::Id> {
-    let mut best: Option<(bool, u64, tokio::task::Id)> = None;
+    let mut best: Option<(u8, u64, tokio::task::Id)> = None;
     for (id, (slot, _)) in slots {
         let (phase, ms) = slot.state();
-        let negotiating = match phase {
-            Phase::Negotiating => true,
-            Phase::Idle => false,
+        // A connection that has not negotiated after a second is the first
+        // choice; then the one idle longest; a connection that has only
+        // just connected (its options may be on the way) comes last.
+        let class = match phase {
+            Phase::Negotiating if ms >= FRESH_MS => 2,
+            Phase::Idle => 1,
+            Phase::Negotiating => 0,
             Phase::Busy | Phase::Evicted => continue,
         };
-        // Negotiating beats idle; within a kind, the longer wait wins.
-        if best.is_none_or(|(n, m, _)| (negotiating, ms) > (n, m)) {
-            best = Some((negotiating, ms, *id));
+        if best.is_none_or(|(c, m, _)| (class, ms) > (c, m)) {
+            best = Some((class, ms, *id));
         }
     }
     best.map(|(_, _, id)| id)
@@ -915,7 +944,11 @@ fn evict_one<E: Fn(FrameError)>(slots: &Slots, stats: &Stats, on_error: &E) -> b
             return false;
         };
         let (phase, ms) = slot.state();
-        // The connection may have moved on since it was chosen.
+        // The connection may have moved on since it was chosen: one inside
+        // a message is never taken (victim() then passes over it).
+        if !matches!(phase, Phase::Negotiating | Phase::Idle) {
+            continue;
+        }
         if slot.take(phase) {
             handle.abort();
             stats.evicted.fetch_add(1, Ordering::SeqCst);
@@ -1114,6 +1147,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn any_frame_while_idle_starts_the_idle_time_again() {
+        let cfg = ServerConfig {
+            idle_timeout: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let (mta, milter_side) = tokio::io::duplex(1 << 16);
+        let (mut r, mut w) = tokio::io::split(mta);
+        let drain = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut sink).await;
+        });
+        let cfg2 = cfg.clone();
+        let server = tokio::spawn(async move { session(milter_side, Quiet, &cfg2).await });
+        let (c, d) = optneg().encode();
+        write_frame(&mut w, c, &d).await.unwrap();
+        // Macros for unknown commands (stage U), as Postfix sends them,
+        // every 3 s for 12 s: the connection stays.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (c, d) = Command::Macros {
+                stage: Stage::Unknown,
+                pairs: MacroList::from_pairs([("j", "mx")]),
+            }
+            .encode();
+            write_frame(&mut w, c, &d).await.unwrap();
+        }
+        assert!(!server.is_finished());
+        // Then nothing: closed after idle_timeout.
+        let quiet = tokio::time::Instant::now();
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(FrameError::TimedOut {
+                phase: "between messages",
+                secs: 5
+            })
+        ));
+        assert!(quiet.elapsed() <= Duration::from_secs(6));
+        drop(w);
+        let _ = drain.await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn negotiation_and_idle_time_limits() {
         let cfg = ServerConfig {
             negotiate_timeout: Duration::from_secs(10),
@@ -1170,16 +1245,29 @@ mod tests {
             let idle_old = add(&mut slots, Phase::Idle, 50_000);
             let _idle_new = add(&mut slots, Phase::Idle, 1_000);
             assert_eq!(victim(&slots), Some(idle_old));
-            let neg = add(&mut slots, Phase::Negotiating, 500);
-            assert_eq!(victim(&slots), Some(neg), "unnegotiated before idle");
+            // Just connected (its options may be on the way): idle first.
+            let fresh = add(&mut slots, Phase::Negotiating, 500);
+            assert_eq!(victim(&slots), Some(idle_old), "a fresh connection waits");
+            let neg = add(&mut slots, Phase::Negotiating, 1500);
+            assert_eq!(
+                victim(&slots),
+                Some(neg),
+                "unnegotiated after 1 s before idle"
+            );
             let stats = Stats::default();
             assert!(evict_one(&slots, &stats, &|_| {}));
             assert_eq!(slots[&neg].0.state().0, Phase::Evicted);
             assert!(evict_one(&slots, &stats, &|_| {}));
             assert_eq!(slots[&idle_old].0.state().0, Phase::Evicted);
-            assert_eq!(stats.evicted.load(Ordering::SeqCst), 2);
-            // A slot that went busy meanwhile cannot be taken.
+            assert!(evict_one(&slots, &stats, &|_| {}));
+            assert!(evict_one(&slots, &stats, &|_| {}));
+            assert_eq!(slots[&fresh].0.state().0, Phase::Evicted, "last of all");
+            assert_eq!(stats.evicted.load(Ordering::SeqCst), 4);
+            // A busy slot is never taken, whatever phase it is asked for.
+            assert!(!evict_one(&slots, &stats, &|_| {}));
             assert!(!slots[&_busy].0.take(Phase::Idle));
+            assert!(!slots[&_busy].0.take(Phase::Busy));
+            assert_eq!(slots[&_busy].0.state().0, Phase::Busy);
             tasks.abort_all();
         });
     }
