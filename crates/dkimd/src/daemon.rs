@@ -37,6 +37,8 @@ pub struct Snapshot {
     use_sender: bool,
     max_headers: usize,
     max_header_bytes: usize,
+    /// Domains in the store (for `run --check-config`).
+    stored_domains: usize,
 }
 
 fn error_response(s: &str) -> Response {
@@ -104,6 +106,7 @@ impl Snapshot {
             use_sender: m.author_header == "sender",
             max_headers: m.max_headers,
             max_header_bytes: m.max_header_bytes,
+            stored_domains: st.domains.len(),
         })
     }
 
@@ -923,12 +926,12 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<()> {
     let snap = load_snapshot(&cfg)?;
     if check_only {
         crate::web::check(&cfg)?;
-        let stored = SqliteStore::open(&cfg.state_dir)?.load()?.domains.len();
         outln!(
-            "configuration ok: socket {}, state {}, signing {} ({stored} domains stored, {} with keys that sign), verification {}",
+            "configuration ok: socket {}, state {}, signing {} ({} domains stored, {} with keys that sign), verification {}",
             cfg.milter.socket,
             cfg.state_dir.display(),
             if snap.settings.signing { "on" } else { "off" },
+            snap.stored_domains,
             snap.signers.len(),
             if snap.settings.verify { "on" } else { "off" }
         );

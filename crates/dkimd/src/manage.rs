@@ -431,17 +431,16 @@ impl Manager {
     /// For commands that only read: the store when it exists, else an empty
     /// one in memory (nothing is created on disk).
     pub fn open_read_only(cfg: Config, json: bool) -> anyhow::Result<Manager> {
-        if SqliteStore::path_in(&cfg.state_dir).exists() {
-            return Manager::open(cfg, json);
+        let (store, existed) = crate::store::open_existing_or_empty(&cfg.state_dir)?;
+        if !existed {
+            errln!(
+                "dkimd: no store yet in {} (nothing set): showing the defaults",
+                cfg.state_dir.display()
+            );
         }
-        errln!(
-            "dkimd: no store yet in {} (nothing set): showing the defaults",
-            cfg.state_dir.display()
-        );
-        let store = SqliteStore::empty()?;
         Ok(Manager {
             cfg,
-            store: Box::new(store),
+            store,
             out: Steps::new(json),
             down: Default::default(),
             batch: None,
@@ -1422,7 +1421,7 @@ fn describe_backend(cfg: &Config, domain: &str) -> String {
 /// this says whether one runs on this store (it holds the store open), or
 /// only on another one.
 fn reload_daemon(state_dir: &std::path::Path) -> String {
-    let store = crate::store::SqliteStore::path_in(state_dir);
+    let store = crate::store::store_file(state_dir);
     let store = store.canonicalize().unwrap_or(store);
     let (mut ours, mut others) = (Vec::new(), Vec::new());
     let me = std::process::id().to_string();

@@ -149,6 +149,21 @@ pub enum Change {
     ClearAll,
 }
 
+/// The store of `state_dir` when it exists, else an empty one in memory
+/// (nothing is created on disk); the flag says which.
+pub fn open_existing_or_empty(state_dir: &Path) -> anyhow::Result<(Box<dyn Store>, bool)> {
+    if store_file(state_dir).exists() {
+        Ok((Box::new(SqliteStore::open(state_dir)?), true))
+    } else {
+        Ok((Box::new(SqliteStore::empty()?), false))
+    }
+}
+
+/// The file that holds the store of `state_dir`.
+pub fn store_file(state_dir: &Path) -> PathBuf {
+    SqliteStore::path_in(state_dir)
+}
+
 /// Storage for dkimd's state.
 pub trait Store {
     /// Reads everything.
@@ -259,7 +274,7 @@ impl SqliteStore {
 
     /// An empty store in memory, for showing the defaults where no store
     /// exists yet (read-only commands create nothing).
-    pub fn empty() -> anyhow::Result<SqliteStore> {
+    fn empty() -> anyhow::Result<SqliteStore> {
         let conn = Connection::open_in_memory().context("cannot open an in-memory store")?;
         let mut store = SqliteStore {
             conn,

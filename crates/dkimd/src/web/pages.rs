@@ -269,13 +269,24 @@ fn render<T: Template>(status: StatusCode, t: &T) -> Response {
 struct ErrorPage<'a> {
     title: &'a str,
     msg: &'a str,
+    /// Empty: the page shows no logout form (base.html).
+    user: &'a str,
+    csrf: &'a str,
 }
 
 /// A refusal or failure as a page of its own (HTML, with the stylesheet
 /// and a way back), never a bare text answer.
 pub(super) fn error_page(status: StatusCode, msg: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
-    render(status, &ErrorPage { title, msg })
+    render(
+        status,
+        &ErrorPage {
+            title,
+            msg,
+            user: "",
+            csrf: "",
+        },
+    )
 }
 
 fn see_other(to: &str) -> Response {
@@ -1035,6 +1046,11 @@ pub async fn domain_dkim(
     .await
 }
 
+/// True when a checkbox was sent checked.
+fn checked(f: &Fields, key: &str) -> bool {
+    f.get(key).is_some_and(|v| v == "on")
+}
+
 /// A domain name from a form field, in lower case; `Err` with the field's
 /// text (cut) when it is not one.
 fn domain_field(f: &Fields, key: &str) -> Result<String, String> {
@@ -1067,8 +1083,7 @@ pub async fn domain_add(
             return not_a_domain(&text);
         }
     };
-    let dns = f.get("dns").is_some_and(|v| v == "on");
-    let mail = f.get("mail").is_some_and(|v| v == "on");
+    let (dns, mail) = (checked(&f, "dns"), checked(&f, "mail"));
     let n = name.clone();
     change(
         &app,
@@ -1113,8 +1128,7 @@ pub async fn domain_features(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let dns = f.get("dns").is_some_and(|v| v == "on");
-    let mail = f.get("mail").is_some_and(|v| v == "on");
+    let (dns, mail) = (checked(&f, "dns"), checked(&f, "mail"));
     on_domain(
         &app,
         (&who, peer),
@@ -1220,18 +1234,14 @@ pub async fn key_generate(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
-    let n = name.clone();
-    change(
+    on_domain(
         &app,
-        &who,
-        peer,
+        (&who, peer),
+        &name,
         "generate key",
-        name.clone(),
-        &format!("/domains/{name}"),
-        move |m| m.key_generate(&n, None),
+        str::to_string,
+        None,
+        |m, n| m.key_generate(n, None),
     )
     .await
 }
@@ -1242,18 +1252,14 @@ pub async fn key_default(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(name) = known_domain(&app, &name).await else {
-        return not_found().await;
-    };
-    let n = name.clone();
-    change(
+    on_domain(
         &app,
-        &who,
-        peer,
+        (&who, peer),
+        &name,
         "use default key",
-        name.clone(),
-        &format!("/domains/{name}"),
-        move |m| m.key_default(&n),
+        str::to_string,
+        None,
+        |m, n| m.key_default(n),
     )
     .await
 }
