@@ -58,7 +58,7 @@ pub use canon::{Canonicalization, CanonicalizationPair};
 pub use crypto::{ed25519_spki_inner, KeyAlgorithm, SigningKey, ED25519_SPKI_REASON};
 pub use error::{Error, KeyError, ParseError};
 pub use header::{HeaderField, Message};
-pub use name::{DomainName, FieldName, Selector};
+pub use name::{key_record_name, DomainName, FieldName, Selector};
 pub use record::{split_txt_strings, KeyRecord, KeyType, ServiceType};
 pub use signature::{Algorithm, DkimSignature};
 pub use signer::{default_signed_headers, SignedHeader, Signer, SignerConfig, Signing};

@@ -202,3 +202,13 @@ impl fmt::Display for FieldName {
         f.write_str(&self.0)
     }
 }
+
+/// The DNS name of a key record (RFC 6376 §3.6.2.1):
+/// `selector._domainkey.domain`, lower case, without a final dot.
+///
+/// ```
+/// assert_eq!(dkim::key_record_name("S1", "Example.COM"), "s1._domainkey.example.com");
+/// ```
+pub fn key_record_name(selector: &str, domain: &str) -> String {
+    format!("{selector}._domainkey.{domain}").to_ascii_lowercase()
+}

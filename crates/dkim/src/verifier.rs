@@ -440,7 +440,7 @@ impl Verification {
 }
 
 fn key_name(sig: &DkimSignature) -> String {
-    format!("{}._domainkey.{}", sig.selector, sig.domain).to_ascii_lowercase()
+    crate::name::key_record_name(sig.selector.as_str(), sig.domain.as_str())
 }
 
 fn with(

@@ -1,25 +1,30 @@
-//! The parts of dkimd that parse what admins write (the configuration file
-//! and BIND zone files), as a library so that fuzz targets and tests can
-//! reach them. The `dkimd` binary compiles the same modules.
+//! The faces of dkimd that run for a long time, as a library so that tests
+//! run them in-process: the milter daemon ([`daemon`]) and the web admin
+//! page ([`web`]), with the log ([`logging`]) and panic-free output
+//! ([`output`]). The command line (`cli/`, `cmd/`) is in the binary, on
+//! top; the daemon and the page never import each other or it.
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod zonefile;
-
-/// An error caused by how dkimd was called (bad flag value, unreadable
-/// configuration): exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `println!` that never panics: a closed or full standard output (`dkimd
+/// status | head -1`) makes the rest of the output go nowhere, and the
+/// command goes on (a changing command finishes its change and writes its
+/// audit entry).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::stdout_line(format_args!($($arg)*))
+    };
 }
 
-impl std::error::Error for UsageError {}
-
-/// Shorthand for returning a usage error.
-pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(UsageError(msg.into()).into())
+/// `eprintln!` that never panics (a closed standard error loses the line).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::stderr_line(format_args!($($arg)*))
+    };
 }
+
+pub mod daemon;
+pub mod logging;
+pub mod output;
+pub mod web;

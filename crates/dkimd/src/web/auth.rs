@@ -59,14 +59,16 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// One logged-in admin.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// The user.
     pub user: String,
+    /// The CSRF token of its forms.
     pub csrf: String,
     /// The password hash at login: when it changes, the session ends.
     pub hash: String,
     created: Instant,
     seen: Instant,
     /// The steps of the last change, shown once on the next page.
-    pub flash: Option<super::pages::Flash>,
+    pub flash: Option<super::flash::Flash>,
 }
 
 /// The sessions of one running daemon (in memory: a restart logs everyone out).
@@ -80,6 +82,7 @@ pub struct Sessions {
 const MAX_SESSIONS: usize = 1000;
 
 impl Sessions {
+    /// Sessions that end after `idle` without a request, or `lifetime` after login.
     pub fn new(idle: Duration, lifetime: Duration) -> Sessions {
         Sessions {
             map: HashMap::new(),
@@ -140,6 +143,7 @@ impl Sessions {
         Some(s)
     }
 
+    /// Ends a session (logout, removed user).
     pub fn end(&mut self, id: &str) {
         self.map.remove(id);
     }
@@ -157,6 +161,7 @@ pub struct Limiter {
 const MAX_KEYS: usize = 10_000;
 
 impl Limiter {
+    /// At most `attempts` failed logins per address and per user in `window`.
     pub fn new(attempts: u32, window: Duration) -> Limiter {
         Limiter {
             per_addr: HashMap::new(),
@@ -201,6 +206,7 @@ impl Limiter {
         Some(wait.as_secs().max(1))
     }
 
+    /// Counts a failed login.
     pub fn failed(&mut self, addr: &str, user: &str) {
         let now = Instant::now();
         let window = self.window;

@@ -1,6 +1,6 @@
 //! The web admin page: settings, domains and live DNS state, served by
 //! `dkimd run` when `[admin] listen` is set. Every change goes through the
-//! same [`Manager`](crate::manage::Manager) as the command line.
+//! same [`Manager`] as the command line, over one store opened at start.
 //!
 //! Security: a login (argon2 hashes set with `dkimd admin passwd`) guards
 //! every route but the login page and the stylesheet; the session cookie is
@@ -9,11 +9,10 @@
 //! logins are rate-limited per address and per user; requests must name an
 //! allowed Host (DNS rebinding); every change and login goes to the audit log.
 
-pub mod audit;
 pub mod auth;
+pub mod flash;
 mod pages;
 
-use crate::config::Config;
 use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -22,6 +21,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use dkimd_core::clock::SharedClock;
+use dkimd_core::config::Config;
+use dkimd_core::manager::{Manager, Steps};
+use dkimd_core::store::{AuditEntry, Store};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,15 +38,10 @@ pub const MAX_LOGIN_BODY: usize = 8 * 1024;
 
 /// User names are cut to this many characters before they are shown,
 /// logged or audited.
-pub const MAX_USER_NAME: usize = 64;
+pub use dkimd_core::store::audit::MAX_USER_NAME;
 
-/// `s` cut to at most `max` characters, with "…" when it was longer.
-pub fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", s.get(..i).unwrap_or_default()),
-        None => s.to_string(),
-    }
-}
+pub use dkimd_core::model::cut;
+
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 64;
 /// The session cookie's name.
@@ -53,13 +51,20 @@ pub const LOGIN_COOKIE: &str = "dkimd_login";
 
 /// Everything the handlers share.
 pub struct App {
+    /// The configuration.
     pub cfg: Config,
+    /// The logged-in sessions.
     pub sessions: Mutex<auth::Sessions>,
+    /// Failed logins, per address and per user.
     pub limiter: Mutex<auth::Limiter>,
     /// One change at a time (the store is one transaction per change, but
     /// two publishes into one zone must not interleave).
     pub busy: tokio::sync::Mutex<()>,
-    pub audit: audit::Audit,
+    /// The store, opened and checked once, shared by every request.
+    pub store: dkimd_core::store::Shared,
+    /// The clock of every change.
+    pub clock: SharedClock,
+    /// True when the page is served over TLS.
     pub tls: bool,
     allowed_hosts: Vec<String>,
     /// Checked for unknown user names (same cost as a wrong password).
@@ -77,22 +82,35 @@ pub const PENDING_FOR: Duration = Duration::from_secs(600);
 /// A pasted key, checked, waiting for the admin to confirm its plan. Never
 /// sent back to the browser.
 pub struct PendingImport {
+    /// The domain the key is for.
     pub domain: String,
+    /// The key (PEM).
     pub pem: String,
+    /// The selector it will sign under.
     pub selector: String,
+    /// When the plan was shown.
     pub at: std::time::Instant,
 }
 
 /// The logged-in admin of one request (set by the login check).
 #[derive(Clone, Debug)]
 pub struct Authed {
+    /// The user name.
     pub user: String,
+    /// The session's CSRF token.
     pub csrf: String,
+    /// The session id.
     pub session: String,
 }
 
 impl App {
-    pub fn new(cfg: Config, listen: SocketAddr) -> Arc<App> {
+    /// The shared state of a page listening on `listen`.
+    pub fn new(
+        cfg: Config,
+        listen: SocketAddr,
+        store: dkimd_core::store::Shared,
+        clock: SharedClock,
+    ) -> Arc<App> {
         let a = &cfg.admin;
         // Host names without their port: a tunnel (ssh -L 9000:…) may use
         // another local port; DNS rebinding needs a name of the attacker's,
@@ -117,7 +135,8 @@ impl App {
                 Duration::from_secs(a.login_window),
             )),
             busy: tokio::sync::Mutex::new(()),
-            audit: audit::Audit::new(a.audit_path(&cfg.state_dir)),
+            store,
+            clock,
             tls: a.tls(),
             allowed_hosts,
             dummy_hash: auth::dummy_hash(),
@@ -127,10 +146,29 @@ impl App {
         })
     }
 
-    /// The `Set-Cookie` attributes every cookie of ours carries.
+    /// What a blocking handler needs to make a manager.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            cfg: self.cfg.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The newest audit entries as the page shows them: (time, user,
+    /// action, detail, ok).
+    pub fn recent_audit(&self, n: usize) -> Vec<(String, String, String, String, bool)> {
+        self.store
+            .recent_audit(n)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.time, r.user, r.action, r.detail, r.ok))
+            .collect()
+    }
+
     /// Audits a request refused before anyone was known (Origin check).
     pub fn audit_refused(&self, remote: &str, path: &str, why: &str) {
-        let _ = self.audit.write(&audit::Entry {
+        let _ = self.store.audit(&AuditEntry {
             user: "-",
             remote,
             action: "refused",
@@ -147,7 +185,7 @@ impl App {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_default();
-        let _ = self.audit.write(&audit::Entry {
+        let _ = self.store.audit(&AuditEntry {
             user,
             remote: &remote,
             action: "refused",
@@ -157,6 +195,7 @@ impl App {
         });
     }
 
+    /// The `Set-Cookie` attributes every cookie of ours carries.
     pub fn cookie_attrs(&self) -> &'static str {
         if self.tls {
             "; HttpOnly; SameSite=Strict; Secure"
@@ -164,6 +203,24 @@ impl App {
             "; HttpOnly; SameSite=Strict"
         }
     }
+}
+
+/// What a blocking handler needs to make a manager.
+#[derive(Clone)]
+pub struct Handle {
+    cfg: Config,
+    store: dkimd_core::store::Shared,
+    clock: SharedClock,
+}
+
+/// A manager over the page's shared store, collecting its steps.
+fn manager(h: &Handle) -> anyhow::Result<Manager> {
+    Ok(Manager::new(
+        h.cfg.clone(),
+        Box::new(h.store.clone()),
+        Steps::collecting(),
+        h.clock.clone(),
+    ))
 }
 
 /// The routes, with the login check on all but `/login` and the static files.
@@ -290,8 +347,8 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     ] {
         h.insert(k, HeaderValue::from_static(v));
     }
-    errln!(
-        "dkimd: admin page: {peer} {method} {path} {}",
+    tracing::info!(
+        "admin page: {peer} {method} {path} {}",
         resp.status().as_u16()
     );
     let h = resp.headers_mut();
@@ -326,12 +383,9 @@ async fn require_login(State(app): State<Arc<App>>, req: Request, next: Next) ->
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
     };
     // A removed user or a changed password ends the session.
-    let cfg = app.cfg.clone();
+    let store = app.store.clone();
     let user = authed.user.clone();
-    let current = tokio::task::spawn_blocking(move || {
-        crate::store::SqliteStore::open(&cfg.state_dir).and_then(|s| s.admin_hash(&user))
-    })
-    .await;
+    let current = tokio::task::spawn_blocking(move || store.admin_hash(&user)).await;
     if !matches!(&current, Ok(Ok(Some(h))) if *h == hash) {
         if let Ok(mut s) = app.sessions.lock() {
             s.end(&authed.session);
@@ -376,7 +430,7 @@ fn tls_acceptor(cfg: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor
     let (Some(cert), Some(key)) = (&cfg.admin.tls_cert, &cfg.admin.tls_key) else {
         return Ok(None);
     };
-    crate::store::check_private(key, "admin TLS key")?;
+    dkimd_core::sys::check_private(key, "admin TLS key")?;
     let certs = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("admin.tls_cert {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
@@ -404,8 +458,13 @@ pub struct Prepared {
 }
 
 /// Checks the TLS files and binds the admin page's address (before the
-/// daemon says it is ready, so that mistakes stop it at startup).
-pub async fn bind(cfg: &Config) -> anyhow::Result<Option<Prepared>> {
+/// daemon says it is ready, so that mistakes stop it at startup). The page
+/// works on `store` for its life.
+pub async fn bind(
+    cfg: &Config,
+    store: dkimd_core::store::Shared,
+    clock: SharedClock,
+) -> anyhow::Result<Option<Prepared>> {
     let Some(addr) = cfg.admin.listen else {
         return Ok(None);
     };
@@ -416,7 +475,7 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<Option<Prepared>> {
     let local = listener.local_addr().unwrap_or(addr);
     Ok(Some(Prepared {
         listener,
-        app: App::new(cfg.clone(), local),
+        app: App::new(cfg.clone(), local, store, clock),
         tls,
     }))
 }
@@ -432,15 +491,13 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
     let Prepared { listener, app, tls } = p;
     let local = listener.local_addr()?;
     let users = {
-        let cfg = app.cfg.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::store::SqliteStore::open(&cfg.state_dir).and_then(|s| s.admin_names())
-        })
-        .await
-        .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")))?
+        let store = app.store.clone();
+        tokio::task::spawn_blocking(move || store.admin_names())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))??
     };
-    errln!(
-        "dkimd: admin page on {}://{local}/ ({})",
+    tracing::info!(
+        "admin page on {}://{local}/ ({})",
         if tls.is_some() { "https" } else { "http" },
         if users.is_empty() {
             "no admin user yet: set one with `dkimd admin passwd`".to_string()
@@ -454,7 +511,7 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                errln!("dkimd: admin page: accept failed: {e}");
+                tracing::warn!("admin page: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

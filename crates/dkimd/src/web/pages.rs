@@ -1,34 +1,22 @@
 //! The pages and the form handlers of the admin page.
 
+use super::flash::{Flash, FlashLine};
 use super::{auth, cookie, App, Authed, LOGIN_COOKIE, SESSION_COOKIE};
-use crate::manage::{selector_for, DomainStatus, Manager, StepLine, Steps};
-use crate::settings::Settings;
 use askama::Template;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
+use dkimd_core::dns::DnsState;
+use dkimd_core::error::Field;
+use dkimd_core::manager::{check_settings, DomainStatus, Manager, SettingsRequest, StepLine};
+use dkimd_core::model::settings::{SettingName, Settings};
+use dkimd_core::store::{AuditEntry, Store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 type Fields = HashMap<String, String>;
-
-/// The steps of a change, shown once on the next page.
-#[derive(Clone, Debug)]
-pub struct Flash {
-    pub title: String,
-    pub lines: Vec<FlashLine>,
-    pub failures: usize,
-}
-
-/// One line of a [`Flash`], as the CLI prints it.
-#[derive(Clone, Debug)]
-pub struct FlashLine {
-    pub text: String,
-    pub ok: bool,
-    pub heading: bool,
-}
 
 const ACTIONS: &[(&str, &str)] = &[
     ("accept", "Accept (the result is in Authentication-Results)"),
@@ -128,23 +116,26 @@ pub struct KeyRow {
 }
 
 /// What a key's DNS state means, and what the admin does about it.
-fn dns_help(state: &str, record_name: &str) -> String {
-    if state == "ok" {
-        String::new()
-    } else if state == "missing" {
-        format!("DNS serves no record at {record_name}: press Publish (for a zone dkimd writes), or publish the record shown in the domain's zone.")
-    } else if state == "mismatch" {
-        "DNS serves another key here: press Publish to replace it with the record shown.".into()
-    } else if state.starts_with("multiple records") {
-        "DNS serves several records at this name: receivers may pick any. Press Publish (it leaves only the one shown), or remove the others by hand.".into()
-    } else if state.starts_with("wrong form") {
-        "Publish the record shown instead (press Publish for a zone dkimd writes).".into()
-    } else if state.starts_with("lookup failed") && state.contains("Refused") {
-        "The name server asked refused to answer for this name: it does not serve this domain's zone. Check [dns] nameservers, and that the zone is published where the world looks for it.".into()
-    } else if state.starts_with("lookup failed") {
-        "The check could not ask DNS: see that [dns] nameservers points at a server that answers, then reload this page.".into()
-    } else {
-        String::new()
+fn dns_help(state: &DnsState, record_name: &str) -> String {
+    match state {
+        DnsState::Ok | DnsState::NotChecked => String::new(),
+        DnsState::Missing => format!("DNS serves no record at {record_name}: press Publish (for a zone dkimd writes), or publish the record shown in the domain's zone."),
+        DnsState::Mismatch => {
+            "DNS serves another key here: press Publish to replace it with the record shown.".into()
+        }
+        DnsState::Multiple(_) | DnsState::MultipleNoneMatches(_) => {
+            "DNS serves several records at this name: receivers may pick any. Press Publish (it leaves only the one shown), or remove the others by hand.".into()
+        }
+        DnsState::WrongForm => {
+            "Publish the record shown instead (press Publish for a zone dkimd writes).".into()
+        }
+        DnsState::LookupFailed(why) if why.contains("Refused") => {
+            "The name server asked refused to answer for this name: it does not serve this domain's zone. Check [dns] nameservers, and that the zone is published where the world looks for it.".into()
+        }
+        DnsState::LookupFailed(_) => {
+            "The check could not ask DNS: see that [dns] nameservers points at a server that answers, then reload this page.".into()
+        }
+        _ => String::new(),
     }
 }
 
@@ -191,14 +182,14 @@ impl DomainRow {
                 .keys
                 .into_iter()
                 .map(|k| KeyRow {
-                    dns_ok: k.dns == "ok",
+                    dns_ok: k.dns.is_ok(),
                     dns_help: dns_help(&k.dns, &k.record_name),
                     selector: k.selector,
                     alg: format!("{}-{}", k.algorithm.as_str(), k.bits),
                     own: k.own_key,
                     record: k.zone_line,
                     record_name: k.record_name,
-                    dns: k.dns,
+                    dns: k.dns.to_string(),
                 })
                 .collect(),
         }
@@ -314,14 +305,14 @@ async fn blocking<T: Send + 'static>(
 /// The settings, every domain's row, and how many retired keys the store
 /// keeps.
 async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, String>, usize) {
-    let cfg = app.cfg.clone();
+    let store = app.handle();
     let r = blocking(move || {
-        let m = Manager::open_with(cfg, Steps::collecting())?;
+        let m = super::manager(&store)?;
         let st = m.load()?;
         let retired = st
             .keys
             .iter()
-            .filter(|k| k.state == crate::store::KeyState::Retired)
+            .filter(|k| k.state == dkimd_core::store::KeyState::Retired)
             .count();
         let rows = m.status().map_err(|e| format!("{e:#}"));
         Ok((st.settings, rows, retired))
@@ -346,12 +337,12 @@ async fn change(
     action: &str,
     detail: String,
     back: &str,
-    f: impl FnOnce(&mut Manager) -> anyhow::Result<()> + Send + 'static,
+    f: impl FnOnce(&mut Manager) -> dkimd_core::Result<()> + Send + 'static,
 ) -> Response {
     let _one_at_a_time = app.busy.lock().await;
-    let cfg = app.cfg.clone();
+    let store = app.handle();
     let result = blocking(move || {
-        let mut m = Manager::open_with(cfg, Steps::collecting())?;
+        let mut m = super::manager(&store)?;
         m.begin_batch();
         let r = f(&mut m);
         let r = match m.flush_batch() {
@@ -370,7 +361,7 @@ async fn change(
                 failures += 1;
                 lines.push(StepLine {
                     subject: Some("error".into()),
-                    text: format!("{e:#}"),
+                    text: e.chain(),
                     ok: false,
                 });
             }
@@ -385,15 +376,16 @@ async fn change(
         }
     }
     let remote = remote.ip().to_string();
-    if let Err(e) = app.audit.write(&super::audit::Entry {
+    let steps: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    if let Err(e) = app.store.audit(&AuditEntry {
         user: &who.user,
         remote: &remote,
         action,
         detail: &detail,
         ok: failures == 0,
-        steps: &lines,
+        steps: &steps,
     }) {
-        errln!("dkimd: admin page: {e:#}");
+        tracing::error!("admin page: {e:#}");
         failures += 1;
         lines.push(StepLine {
             subject: Some("audit".into()),
@@ -401,8 +393,8 @@ async fn change(
             ok: false,
         });
     }
-    errln!(
-        "dkimd: admin page: {} from {remote}: {action} {detail}: {}",
+    tracing::info!(
+        "admin page: {} from {remote}: {action} {detail}: {}",
         who.user,
         if failures == 0 {
             "ok".to_string()
@@ -533,15 +525,14 @@ pub async fn login(
         }
         return r;
     }
-    let cfg = app.cfg.clone();
+    let store = app.handle();
     let dummy = app.dummy_hash.clone();
     let name = user.clone();
     let Ok(_hashing) = app.hashing.acquire().await else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     let ok = blocking(move || {
-        let store = crate::store::SqliteStore::open(&cfg.state_dir)?;
-        let hash = store.admin_hash(&name)?;
+        let hash = dkimd_core::store::Store::admin_hash(&store.store, &name)?;
         let matched = auth::check_password(&password, hash.as_deref().unwrap_or(&dummy));
         Ok(hash.filter(|_| matched))
     })
@@ -549,14 +540,14 @@ pub async fn login(
     let hash = match ok {
         Ok(h) => h,
         Err(e) => {
-            errln!("dkimd: admin page: login check failed: {e:#}");
+            tracing::error!("admin page: login check failed: {e:#}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the store cannot be read; see the daemon's log",
             );
         }
     };
-    let entry = |ok: bool| super::audit::Entry {
+    let entry = |ok: bool| AuditEntry {
         user: &user,
         remote: &addr,
         action: if ok { "login" } else { "login failed" },
@@ -565,14 +556,14 @@ pub async fn login(
         steps: &[],
     };
     let ok = hash.is_some();
-    if let Err(e) = app.audit.write(&entry(ok)) {
-        errln!("dkimd: admin page: {e:#}");
+    if let Err(e) = app.store.audit(&entry(ok)) {
+        tracing::error!("admin page: {e:#}");
     }
     if !ok {
         if let Ok(mut l) = app.limiter.lock() {
             l.failed(&addr, &user);
         }
-        errln!("dkimd: admin page: failed login for {user:?} from {addr}");
+        tracing::warn!("admin page: failed login for {user:?} from {addr}");
         return login_page(
             &app,
             &headers,
@@ -612,7 +603,7 @@ pub async fn logout(
     if let Ok(mut s) = app.sessions.lock() {
         s.end(&who.session);
     }
-    let _ = app.audit.write(&super::audit::Entry {
+    let _ = app.store.audit(&AuditEntry {
         user: &who.user,
         remote: &peer.ip().to_string(),
         action: "logout",
@@ -648,13 +639,13 @@ async fn index_page(
         flash: take_flash(app, &who.session),
         form: form.unwrap_or_else(|| SettingsForm::from_settings(&settings)),
         errors,
-        default_selector: crate::publish::year_month(),
+        default_selector: dkimd_core::clock::year_month(dkimd_core::clock::now()),
         signing_on: settings.signing,
         selector: settings.selector.clone(),
         status_error,
         domains,
         retired_keys,
-        audit: app.audit.tail(10),
+        audit: app.recent_audit(10),
         actions: ACTIONS,
         algorithms: ALGORITHMS,
         rsa_sizes: RSA_SIZES,
@@ -667,157 +658,40 @@ pub async fn index(State(app): State<Arc<App>>, Extension(who): Extension<Authed
     index_page(&app, &who, StatusCode::OK, None, HashMap::new()).await
 }
 
-/// Splits a list field (one per line, or commas) into patterns.
-fn patterns(v: &str) -> Result<Vec<String>, String> {
-    crate::settings::list(v)
-}
-
-/// What a valid settings form asks for.
-struct SettingsChange {
-    pairs: Vec<(&'static str, String)>,
-    signing: bool,
-    selector: String,
-    new_key: bool,
-    algorithms: String,
-    rsa_bits: usize,
-}
-
-/// Checks every field against the current settings; nothing is changed.
-fn check_settings(
-    cur: &Settings,
-    form: &SettingsForm,
-) -> Result<SettingsChange, HashMap<&'static str, String>> {
-    let mut errors = HashMap::new();
-    let mut next = cur.clone();
-    let fields: [(&'static str, &str, String); 10] = [
-        (
-            "verify",
-            "verify",
-            (if form.verify { "on" } else { "off" }).into(),
-        ),
-        ("policy_fail", "policy-fail", form.policy_fail.clone()),
-        (
-            "policy_permerror",
-            "policy-permerror",
-            form.policy_permerror.clone(),
-        ),
-        (
-            "policy_temperror",
-            "policy-temperror",
-            form.policy_temperror.clone(),
-        ),
-        ("policy_none", "policy-none", form.policy_none.clone()),
-        ("algorithms", "algorithms", form.algorithms.clone()),
-        ("rsa_bits", "rsa-bits", form.rsa_bits.clone()),
-        (
-            "default_domains",
-            "default-domains",
-            form.default_domains.clone(),
-        ),
-        ("extra_domains", "extra-domains", String::new()),
-        ("excluded_domains", "excluded-domains", String::new()),
-    ];
-    let mut pairs = Vec::new();
-    for (field, name, value) in fields {
-        let value = match field {
-            "extra_domains" | "excluded_domains" => {
-                let text = if field == "extra_domains" {
-                    &form.extra_domains
-                } else {
-                    &form.excluded_domains
-                };
-                match patterns(text) {
-                    Ok(p) => p.join(","),
-                    Err(e) => {
-                        errors.insert(field, e);
-                        continue;
-                    }
-                }
-            }
-            _ => value,
-        };
-        if let Err(e) = next.set(name, &value, false) {
-            errors.insert(field, e);
-            continue;
-        }
-        let old = cur.to_pairs().into_iter().find(|(k, _)| *k == name);
-        let new = next.to_pairs().into_iter().find(|(k, _)| *k == name);
-        if old != new {
-            if let Some((k, v)) = new {
-                // Keys are set by enable itself (it generates what they need).
-                if k != "algorithms" && k != "rsa-bits" {
-                    pairs.push((k, v));
-                }
-            }
-        }
-    }
-    let selector = if form.selector.is_empty() {
-        if cur.selector.is_empty() || form.new_key {
-            crate::publish::year_month()
-        } else {
-            cur.selector.clone()
-        }
-    } else {
-        form.selector.clone()
-    };
-    if form.signing {
-        for alg in &next.algorithms {
-            if selector_for(&selector, *alg)
-                .parse::<dkim::Selector>()
-                .is_err()
-            {
-                errors.insert("selector", selector_error(&selector));
-                break;
-            }
-        }
-        if cur.signing
-            && !cur.selector.is_empty()
-            && selector != cur.selector
-            && !form.new_key
-            && !errors.contains_key("selector")
-        {
-            errors.insert(
-                "selector",
-                format!(
-                    "signing uses selector {}; a new selector needs a new key: set \"Force generation of new key?\" to Yes",
-                    cur.selector
-                ),
-            );
-        }
-    } else if form.new_key {
-        errors.insert(
-            "new_key",
-            "new keys are made only when signing is on".into(),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(SettingsChange {
-        pairs,
+/// The settings form as the core's request.
+fn settings_request(form: &SettingsForm) -> SettingsRequest {
+    use SettingName as N;
+    let v = |name: N, value: &str| (name, value.to_string());
+    SettingsRequest {
+        values: vec![
+            v(N::Verify, if form.verify { "on" } else { "off" }),
+            v(N::PolicyFail, &form.policy_fail),
+            v(N::PolicyPermerror, &form.policy_permerror),
+            v(N::PolicyTemperror, &form.policy_temperror),
+            v(N::PolicyNone, &form.policy_none),
+            v(N::Algorithms, &form.algorithms),
+            v(N::RsaBits, &form.rsa_bits),
+            v(N::DefaultDomains, &form.default_domains),
+            v(N::ExtraDomains, &form.extra_domains),
+            v(N::ExcludedDomains, &form.excluded_domains),
+        ],
         signing: form.signing,
-        selector,
+        selector: form.selector.clone(),
         new_key: form.new_key,
-        algorithms: next
-            .algorithms
-            .iter()
-            .map(|a| a.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        rsa_bits: next.rsa_bits,
-    })
+    }
 }
 
-/// Why a selector is refused, said once, with what is allowed.
-fn selector_error(selector: &str) -> String {
-    format!(
-        "{selector:?} is not a valid selector: use letters, digits, hyphens and underscores, in labels separated by dots (e.g. 202612)"
-    )
+/// The core's validation errors by form field.
+fn field_errors(e: &dkimd_core::Error) -> HashMap<&'static str, String> {
+    e.fields()
+        .into_iter()
+        .map(|(f, m)| (f.form_name(), m.to_string()))
+        .collect()
 }
 
 /// Audits a change that was refused before it ran (invalid input).
 fn refused(app: &App, user: &str, peer: &SocketAddr, action: &str, detail: &str) {
-    if let Err(e) = app.audit.write(&super::audit::Entry {
+    if let Err(e) = app.store.audit(&AuditEntry {
         user,
         remote: &peer.ip().to_string(),
         action: &format!("{action} (refused)"),
@@ -825,7 +699,7 @@ fn refused(app: &App, user: &str, peer: &SocketAddr, action: &str, detail: &str)
         ok: false,
         steps: &[],
     }) {
-        errln!("dkimd: admin page: {e:#}");
+        tracing::error!("admin page: {e:#}");
     }
 }
 
@@ -836,16 +710,18 @@ pub async fn save_settings(
     Form(f): Form<Fields>,
 ) -> Response {
     let form = SettingsForm::from_fields(&f);
-    let cfg = app.cfg.clone();
-    let cur = match blocking(move || Manager::open_with(cfg, Steps::collecting())?.load()).await {
+    let store = app.handle();
+    let cur = match blocking(move || Ok(super::manager(&store)?.load()?)).await {
         Ok(st) => st.settings,
         Err(e) => {
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
         }
     };
-    let c = match check_settings(&cur, &form) {
+    let default_selector = dkimd_core::clock::year_month(app.clock.now());
+    let c = match check_settings(&cur, &settings_request(&form), &default_selector) {
         Ok(c) => c,
-        Err(errors) => {
+        Err(e) => {
+            let errors = field_errors(&e);
             let mut fields: Vec<&str> = errors.keys().copied().collect();
             fields.sort_unstable();
             refused(
@@ -861,13 +737,19 @@ pub async fn save_settings(
     let mut detail = vec![format!("signing {}", if c.signing { "on" } else { "off" })];
     if c.signing {
         detail.push(format!("selector {}", c.selector));
-        detail.push(format!("algorithms {}", c.algorithms));
+        detail.push(format!(
+            "algorithms {}",
+            c.algorithms
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
         if c.new_key {
             detail.push("new key".into());
         }
     }
     detail.extend(c.pairs.iter().map(|(k, v)| format!("{k}={v}")));
-    let was_on = cur.signing;
     change(
         &app,
         &who,
@@ -875,32 +757,7 @@ pub async fn save_settings(
         "save settings",
         detail.join(", "),
         "/",
-        move |m| {
-            if !c.pairs.is_empty() {
-                let pairs: Vec<(&str, &str)> =
-                    c.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                // The enable or disable below brings the records in line
-                // once (syncing here too showed every step twice).
-                if c.signing || was_on {
-                    m.set_settings_only(&pairs)?;
-                } else {
-                    m.set_settings(&pairs)?;
-                }
-            }
-            if c.signing {
-                m.enable(
-                    Some(&c.selector),
-                    Some(&c.algorithms),
-                    Some(c.rsa_bits),
-                    c.new_key,
-                )
-            } else if was_on {
-                m.disable(false)
-            } else {
-                m.out.step("signing", "stays off", true);
-                Ok(())
-            }
-        },
+        move |m| m.save_settings(&c),
     )
     .await
 }
@@ -908,9 +765,7 @@ pub async fn save_settings(
 // ---- one domain ----------------------------------------------------------------
 
 fn domain_of(name: &str) -> Option<String> {
-    name.parse::<dkim::DomainName>()
-        .ok()
-        .map(|d| d.to_lowercase())
+    dkimd_core::model::names::domain_name(name, Field::Domain).ok()
 }
 
 async fn domain_row(app: &App, name: &str) -> Result<Option<DomainRow>, String> {
@@ -991,17 +846,12 @@ pub async fn domain_page(
 /// The domain of a per-domain action: it must be in the store.
 async fn known_domain(app: &App, name: &str) -> Option<String> {
     let name = domain_of(name)?;
-    let cfg = app.cfg.clone();
+    let store = app.handle();
     let n = name.clone();
-    blocking(move || {
-        Ok(Manager::open_with(cfg, Steps::collecting())?
-            .load()?
-            .domain(&n)
-            .is_some())
-    })
-    .await
-    .ok()?
-    .then_some(name)
+    blocking(move || Ok(super::manager(&store)?.load()?.domain(&n).is_some()))
+        .await
+        .ok()?
+        .then_some(name)
 }
 
 pub async fn domain_dkim(
@@ -1015,7 +865,7 @@ pub async fn domain_dkim(
         return not_found().await;
     };
     let value = f.get("dkim").map(String::as_str).unwrap_or("");
-    let ovr = match crate::settings::Override::parse(value) {
+    let ovr = match dkimd_core::model::settings::Override::parse(value) {
         Ok(o) => o,
         Err(e) => {
             refused(
@@ -1053,20 +903,15 @@ fn checked(f: &Fields, key: &str) -> bool {
 
 /// A domain name from a form field, in lower case; `Err` with the field's
 /// text (cut) when it is not one.
-fn domain_field(f: &Fields, key: &str) -> Result<String, String> {
-    let raw = f
-        .get(key)
-        .map(|n| n.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    domain_of(&raw).ok_or_else(|| super::cut(&raw, 300))
+fn domain_field(f: &Fields, key: &str, field: Field) -> Result<String, (String, String)> {
+    let raw = f.get(key).map(String::as_str).unwrap_or_default();
+    dkimd_core::model::names::domain_name(raw, field)
+        .map_err(|e| (super::cut(raw.trim(), 300), e.to_string()))
 }
 
-/// The answer to a field that is not a domain name.
-fn not_a_domain(text: &str) -> Response {
-    error_page(
-        StatusCode::BAD_REQUEST,
-        &format!("{text:?} is not a domain name"),
-    )
+/// The answer to a field that is not a domain name: the core's message.
+fn not_a_domain(msg: &str) -> Response {
+    error_page(StatusCode::BAD_REQUEST, msg)
 }
 
 /// `POST /domains`: adds a domain (name, DNS and mail features).
@@ -1076,11 +921,11 @@ pub async fn domain_add(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let name = match domain_field(&f, "name") {
+    let name = match domain_field(&f, "name", Field::Domain) {
         Ok(n) => n,
-        Err(text) => {
+        Err((text, msg)) => {
             refused(&app, &who.user, &peer, "add domain", &text);
-            return not_a_domain(&text);
+            return not_a_domain(&msg);
         }
     };
     let (dns, mail) = (checked(&f, "dns"), checked(&f, "mail"));
@@ -1092,7 +937,14 @@ pub async fn domain_add(
         "add domain",
         format!("{name} dns={dns} mail={mail}"),
         &format!("/domains/{name}"),
-        move |m| m.domain_add(&n, dns, mail, crate::settings::Override::Default),
+        move |m| {
+            m.domain_add(
+                &n,
+                dns,
+                mail,
+                dkimd_core::model::settings::Override::Default,
+            )
+        },
     )
     .await
 }
@@ -1107,7 +959,7 @@ async fn on_domain(
     action: &str,
     detail: impl FnOnce(&str) -> String,
     back: Option<String>,
-    f: impl FnOnce(&mut Manager, &str) -> anyhow::Result<()> + Send + 'static,
+    f: impl FnOnce(&mut Manager, &str) -> dkimd_core::Result<()> + Send + 'static,
 ) -> Response {
     let Some(name) = known_domain(app, name).await else {
         return not_found().await;
@@ -1149,12 +1001,12 @@ pub async fn domain_rename(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let to = match domain_field(&f, "to") {
+    let to = match domain_field(&f, "to", Field::NewName) {
         Ok(n) => n,
-        Err(text) => {
+        Err((text, msg)) => {
             let detail = format!("{} to {text}", super::cut(&name, 300));
             refused(&app, &who.user, &peer, "rename domain", &detail);
-            return not_a_domain(&text);
+            return not_a_domain(&msg);
         }
     };
     let back = Some(format!("/domains/{to}"));
@@ -1282,78 +1134,48 @@ pub async fn key_import(
         .get("selector")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    // Check both fields before anything changes; the key text is never sent back.
-    let key = if pem.is_empty() {
-        Err("paste a PEM private key (-----BEGIN PRIVATE KEY----- …)".to_string())
-    } else {
-        dkim::SigningKey::from_pem(pem.as_bytes())
-            .map_err(|e| format!("not a usable private key: {e}"))
-    };
-    let sel_error = match &key {
-        Ok(_) if !selector.is_empty() => selector
-            .parse::<dkim::Selector>()
-            .err()
-            .map(|_| selector_error(&selector)),
-        _ => None,
-    };
-    if key.is_err() || sel_error.is_some() {
-        // The reason, never the key text.
-        let why = match (&key, &sel_error) {
-            (Err(e), _) => e.clone(),
-            (_, Some(e)) => e.clone(),
-            _ => String::new(),
-        };
-        refused(
-            &app,
-            &who.user,
-            &peer,
-            "import key",
-            &format!("{name}: {why}"),
-        );
-        return domain_view(
-            &app,
-            &who,
-            &name,
-            StatusCode::BAD_REQUEST,
-            key.err(),
-            sel_error,
-            selector,
-        )
-        .await;
-    }
     let n = name.clone();
     // First the plan: which keys sign afterwards, which records are
-    // published or removed. The key waits on the server (never sent back)
-    // until the admin confirms.
-    let cfg = app.cfg.clone();
+    // published or removed. The core checks the key and the selector; the
+    // key waits on the server (never sent back) until the admin confirms.
+    let store = app.handle();
     let (pem2, sel2) = (pem.clone(), selector.clone());
     let plan = blocking(move || {
-        let mut m = Manager::open_with(cfg, Steps::collecting())?;
-        m.key_import_pem(&n, &pem2, (!sel2.is_empty()).then_some(sel2.as_str()), true)?;
-        Ok(m.out.take_lines())
+        let mut m = super::manager(&store)?;
+        match m.key_import_pem(&n, &pem2, (!sel2.is_empty()).then_some(sel2.as_str()), true) {
+            Ok(()) => Ok(Ok(m.out.take_lines())),
+            Err(e) => Ok(Err(e)),
+        }
     })
     .await;
     let plan = match plan {
-        Ok(lines) => lines,
-        Err(e) => {
+        Ok(Ok(lines)) => lines,
+        Ok(Err(e)) => {
+            // The reason, never the key text; next to the field it is about.
             refused(
                 &app,
                 &who.user,
                 &peer,
                 "import key",
-                &format!("{name}: {e:#}"),
+                &format!("{name}: {}", e.chain()),
             );
+            let (pem_error, sel_error) = match e.field() {
+                Some((Field::Key, m)) => (Some(m.to_string()), None),
+                Some((_, m)) => (None, Some(m.to_string())),
+                None => (None, Some(e.chain())),
+            };
             return domain_view(
                 &app,
                 &who,
                 &name,
                 StatusCode::BAD_REQUEST,
-                None,
-                Some(format!("{e:#}")),
+                pem_error,
+                sel_error,
                 selector,
             )
             .await;
         }
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     };
     if let Ok(mut p) = app.pending.lock() {
         p.retain(|_, v| v.at.elapsed() < super::PENDING_FOR);
@@ -1471,6 +1293,14 @@ pub async fn script() -> Response {
 mod tests {
     use super::*;
 
+    /// The form through the core's check, errors by form field.
+    fn check_settings_form(
+        cur: &Settings,
+        form: &SettingsForm,
+    ) -> Result<dkimd_core::manager::SettingsChange, HashMap<&'static str, String>> {
+        check_settings(cur, &settings_request(form), "202612").map_err(|e| field_errors(&e))
+    }
+
     #[test]
     fn settings_form_errors_name_their_field() {
         let cur = Settings::default();
@@ -1479,7 +1309,7 @@ mod tests {
         form.selector = "bad selector!".into();
         form.extra_domains = "ok.example\nbad..example".into();
         form.rsa_bits = "1024".into();
-        let e = check_settings(&cur, &form).err().unwrap();
+        let e = check_settings_form(&cur, &form).err().unwrap();
         assert!(e["selector"].contains("not a valid selector"), "{e:?}");
         assert!(
             e["extra_domains"].contains("\"bad..example\" is not a domain"),
@@ -1490,7 +1320,7 @@ mod tests {
         // "exa mple.com" is one bad name with a field error, not two domains.
         let mut form = SettingsForm::from_settings(&cur);
         form.excluded_domains = "exa mple.com".into();
-        let e = check_settings(&cur, &form).err().unwrap();
+        let e = check_settings_form(&cur, &form).err().unwrap();
         assert!(
             e["excluded_domains"]
                 .contains("\"exa mple.com\" is not a domain: a name has no spaces"),
@@ -1501,13 +1331,17 @@ mod tests {
     #[test]
     fn dns_states_are_explained() {
         let n = "s._domainkey.example.com";
-        assert_eq!(dns_help("ok", n), "");
-        assert!(dns_help("missing", n)
+        assert_eq!(dns_help(&DnsState::Ok, n), "");
+        assert!(dns_help(&DnsState::Missing, n)
             .contains("DNS serves no record at s._domainkey.example.com: press Publish"));
-        assert!(dns_help("mismatch", n).contains("another key"));
-        assert!(dns_help("multiple records (2)", n).contains("several records"));
-        assert!(dns_help("lookup failed: request timed out", n).contains("[dns] nameservers"));
-        assert!(dns_help("lookup failed: Query Refused", n).contains("does not serve this domain"));
+        assert!(dns_help(&DnsState::Mismatch, n).contains("another key"));
+        assert!(dns_help(&DnsState::Multiple(2), n).contains("several records"));
+        assert!(
+            dns_help(&DnsState::LookupFailed("request timed out".into()), n)
+                .contains("[dns] nameservers")
+        );
+        assert!(dns_help(&DnsState::LookupFailed("Query Refused".into()), n)
+            .contains("does not serve this domain"));
     }
 
     #[test]
@@ -1519,16 +1353,16 @@ mod tests {
         };
         let mut form = SettingsForm::from_settings(&cur);
         form.selector = "202612".into();
-        let e = check_settings(&cur, &form).err().unwrap();
+        let e = check_settings_form(&cur, &form).err().unwrap();
         assert!(e["selector"].contains("Force generation"), "{e:?}");
         form.new_key = true;
-        let c = check_settings(&cur, &form).unwrap();
+        let c = check_settings_form(&cur, &form).unwrap();
         assert_eq!(c.selector, "202612");
         assert!(c.new_key && c.signing);
         // Unchanged fields are not re-set.
         assert!(c.pairs.is_empty(), "{:?}", c.pairs);
         form.verify = !cur.verify;
-        let c = check_settings(&cur, &form).unwrap();
+        let c = check_settings_form(&cur, &form).unwrap();
         assert_eq!(c.pairs.len(), 1);
     }
 }

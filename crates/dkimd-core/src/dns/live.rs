@@ -1,0 +1,155 @@
+//! The live check: what DNS serves at a key's record name, compared with
+//! the key, as a [`DnsState`].
+
+use super::lookup_txt;
+use hickory_resolver::TokioResolver;
+use std::fmt;
+
+/// What DNS serves for one key's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsState {
+    /// Exactly one record, carrying the key.
+    Ok,
+    /// No record at the name.
+    Missing,
+    /// One record (or several), none carrying the key.
+    Mismatch,
+    /// Several records; one of them carries the key.
+    Multiple(usize),
+    /// Several records, none carrying the key.
+    MultipleNoneMatches(usize),
+    /// Our Ed25519 key, published wrapped in SubjectPublicKeyInfo (44
+    /// bytes): receivers refuse it (RFC 8463 wants the bare key).
+    WrongForm,
+    /// The lookup failed (timeout, SERVFAIL …), with why.
+    LookupFailed(String),
+    /// Not looked up (the key does not sign).
+    NotChecked,
+}
+
+impl DnsState {
+    /// True when DNS serves exactly the key.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, DnsState::Ok)
+    }
+}
+
+/// The words of [`DnsState::WrongForm`].
+pub const WRONG_FORM: &str = "wrong form: the Ed25519 key is published in SubjectPublicKeyInfo form (44 bytes), which receivers reject; RFC 8463 requires the bare 32-byte key: publish the record shown";
+
+impl fmt::Display for DnsState {
+    /// The words `dkimd status` prints (and `--json` carries).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsState::Ok => f.write_str("ok"),
+            DnsState::Missing => f.write_str("missing"),
+            DnsState::Mismatch => f.write_str("mismatch"),
+            DnsState::Multiple(n) => write!(f, "multiple records ({n})"),
+            DnsState::MultipleNoneMatches(n) => {
+                write!(f, "multiple records ({n}), none matches")
+            }
+            DnsState::WrongForm => f.write_str(WRONG_FORM),
+            DnsState::LookupFailed(why) if why.is_empty() => f.write_str("lookup failed"),
+            DnsState::LookupFailed(why) => write!(f, "lookup failed: {why}"),
+            DnsState::NotChecked => f.write_str(""),
+        }
+    }
+}
+
+/// Compares the TXT records DNS served at a name with the record of our key.
+pub fn compare(served: &[String], record: &str) -> DnsState {
+    let want = dkim::KeyRecord::parse(record)
+        .map(|r| r.public_key)
+        .unwrap_or_default();
+    let parsed: Vec<Option<dkim::KeyRecord>> = served
+        .iter()
+        .map(|r| dkim::KeyRecord::parse(r).ok())
+        .collect();
+    let matching = parsed
+        .iter()
+        .filter(|k| k.as_ref().map(|k| &k.public_key) == Some(&want))
+        .count();
+    let wrapped = parsed.iter().flatten().any(|k| {
+        matches!(
+            k.key_type,
+            dkim::KeyType::Known(dkim::KeyAlgorithm::Ed25519)
+        ) && dkim::ed25519_spki_inner(&k.public_key) == Some(&want[..])
+    });
+    if wrapped && matching == 0 {
+        return DnsState::WrongForm;
+    }
+    match (served.len(), matching) {
+        (1, 1) => DnsState::Ok,
+        (n, m) if n > 1 && m > 0 => DnsState::Multiple(n),
+        (n, _) if n > 1 => DnsState::MultipleNoneMatches(n),
+        _ => DnsState::Mismatch,
+    }
+}
+
+/// What DNS serves for one key, compared with the key.
+pub async fn check(resolver: &TokioResolver, name: &str, record: &str) -> DnsState {
+    match lookup_txt(resolver, name).await {
+        Err(dkim::LookupError::NotFound) => DnsState::Missing,
+        Err(e) => DnsState::LookupFailed(e.to_string()),
+        Ok(records) => compare(&records, record),
+    }
+}
+
+/// The live state of many records at once, in order: at most 32 lookups
+/// run at a time, each under the resolver's timeout.
+pub fn check_many(
+    resolver: &TokioResolver,
+    checks: Vec<(String, String)>,
+) -> crate::Result<Vec<DnsState>> {
+    let n = checks.len();
+    super::block_on(async move {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (name, record)) in checks.into_iter().enumerate() {
+            let (resolver, limit) = (resolver.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, check(&resolver, &name, &record).await)
+            });
+        }
+        let mut out = vec![DnsState::LookupFailed(String::new()); n];
+        while let Some(done) = set.join_next().await {
+            if let Ok((i, state)) = done {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = state;
+                }
+            }
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_as_before() {
+        let key = dkim::SigningKey::generate_ed25519().unwrap();
+        let rec = key.dns_record();
+        assert_eq!(compare(std::slice::from_ref(&rec), &rec), DnsState::Ok);
+        assert_eq!(
+            compare(&[rec.clone(), "v=DKIM1; p=".into()], &rec).to_string(),
+            "multiple records (2)"
+        );
+        assert_eq!(
+            compare(&["v=DKIM1; k=ed25519; p=AAAA".into()], &rec),
+            DnsState::Mismatch
+        );
+        assert_eq!(
+            compare(&["a".into(), "b".into()], &rec).to_string(),
+            "multiple records (2), none matches"
+        );
+        assert_eq!(
+            DnsState::LookupFailed("timed out".into()).to_string(),
+            "lookup failed: timed out"
+        );
+        assert_eq!(DnsState::Missing.to_string(), "missing");
+    }
+}

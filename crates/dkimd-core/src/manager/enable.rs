@@ -1,0 +1,232 @@
+//! Turning signing on (choose the selector, keep or make keys, publish) and
+//! off (remove every record, keep or delete the keys).
+
+use super::plan::{all_decisions, possible_names};
+use super::{generate, reload_daemon, Manager};
+use crate::error::{Error, Field};
+use crate::model::names::selector_for;
+use crate::model::settings::{Decision, SettingName};
+use crate::store::{Change, KeyState, NewKey, StoredKey};
+use dkim::KeyAlgorithm;
+use std::collections::BTreeSet;
+
+/// What `enable` is asked to change besides turning signing on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnableOptions {
+    /// The selector (default: the current one, or this month's).
+    pub selector: Option<String>,
+    /// The algorithms to sign with (default: the settings').
+    pub algorithms: Option<Vec<KeyAlgorithm>>,
+    /// The size of new RSA keys (default: the settings').
+    pub rsa_bits: Option<usize>,
+    /// Make new keys even when the current ones fit.
+    pub new_key: bool,
+}
+
+impl Manager {
+    /// Turns signing on: checks the options, keeps or makes the global
+    /// keys, stores the settings, publishes every signing domain's records.
+    pub fn enable(&mut self, opts: &EnableOptions) -> crate::Result<()> {
+        let new_key = opts.new_key;
+        let st = self.load()?;
+        let mut settings = st.settings.clone();
+        if let Some(a) = &opts.algorithms {
+            settings
+                .set_algorithms(a)
+                .map_err(|e| Error::invalid(Field::Algorithms, e))?;
+        }
+        if let Some(b) = opts.rsa_bits {
+            settings
+                .set_rsa_bits(b)
+                .map_err(|e| Error::invalid(Field::SettingValue, e))?;
+        }
+        let current = st.settings.selector.clone();
+        let wanted = match &opts.selector {
+            Some(s) => s.clone(),
+            None if !current.is_empty() && !new_key => current.clone(),
+            None => self.default_selector(),
+        };
+        for alg in &settings.algorithms {
+            selector_for(&wanted, *alg)
+                .parse::<dkim::Selector>()
+                .map_err(|e| Error::invalid(Field::Selector, format!("--selector: {e}")))?;
+        }
+        if st.settings.signing && !current.is_empty() && wanted != current && !new_key {
+            return Err(Error::invalid(
+                Field::Selector,
+                format!(
+                    "signing is on with selector {current}; changing the selector needs a new key: dkimd enable --selector {wanted} --new-key"
+                ),
+            ));
+        }
+        self.out
+            .title(&format!("Enabling DKIM signing with selector {wanted}"));
+        let decisions = all_decisions(&st);
+        let signing: Vec<&(String, Decision)> = decisions.iter().filter(|(_, d)| d.signs).collect();
+        let extras = signing
+            .iter()
+            .filter(|(n, _)| st.domain(n).is_none())
+            .count();
+        self.out.step(
+            "domains",
+            &format!(
+                "{} found, {} sign ({} extra), {} do not sign",
+                decisions.len(),
+                signing.len(),
+                extras,
+                decisions.len() - signing.len()
+            ),
+            true,
+        );
+
+        let mut changes = self.global_key_changes(&st, &settings, &wanted, new_key)?;
+        settings.signing = true;
+        settings.selector = wanted.clone();
+        for (k, v) in settings.to_pairs() {
+            changes.push(Change::Setting(k, v));
+        }
+        self.store.apply(&changes)?;
+
+        let st = self.load()?;
+        for (name, _) in all_decisions(&st).into_iter().filter(|(_, d)| d.signs) {
+            self.publish_domain(&st, &name)?;
+        }
+        self.flush_batch()?;
+        let pf = crate::postfix::postfix_state(&self.cfg);
+        self.out.step("postfix", &pf, true);
+        self.out
+            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
+        Ok(())
+    }
+
+    /// Turns signing off and removes every record dkimd published;
+    /// `purge_keys` deletes the keys as well.
+    pub fn disable(&mut self, purge_keys: bool) -> crate::Result<()> {
+        let st = self.load()?;
+        self.out.title("Disabling DKIM signing");
+        self.store
+            .apply(&[Change::Setting(SettingName::Signing, "off".into())])?;
+        self.out.step(
+            "signing",
+            if st.settings.signing {
+                "turned off"
+            } else {
+                "was already off"
+            },
+            true,
+        );
+        let mut domains: BTreeSet<String> = st.records.iter().map(|r| r.domain.clone()).collect();
+        for (n, _) in all_decisions(&st) {
+            domains.insert(n);
+        }
+        for d in domains {
+            let names = possible_names(&st, &d);
+            self.unpublish(&d, &names)?;
+        }
+        if purge_keys {
+            let changes: Vec<Change> = st.keys.iter().map(|k| Change::DeleteKey(k.id)).collect();
+            self.store.apply(&changes)?;
+            self.out
+                .step("keys", &format!("{} deleted", st.keys.len()), true);
+        } else {
+            self.out.step(
+                "keys",
+                &format!(
+                    "{} kept in the store, so that signing can resume with the same keys (`dkimd disable --purge-keys` on the command line deletes them)",
+                    st.keys.len()
+                ),
+                true,
+            );
+        }
+        self.flush_batch()?;
+        let pf = crate::postfix::postfix_state(&self.cfg);
+        self.out.step(
+            "postfix",
+            &format!("{pf}; with signing off dkimd only verifies"),
+            true,
+        );
+        self.out
+            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
+        Ok(())
+    }
+
+    /// The global keys under selector `wanted`: those that match are kept,
+    /// the rest generated, the replaced ones and those of algorithms no
+    /// longer used retired. Each is reported as a step.
+    fn global_key_changes(
+        &mut self,
+        st: &crate::store::State,
+        settings: &crate::model::settings::Settings,
+        wanted: &str,
+        new_key: bool,
+    ) -> crate::Result<Vec<Change>> {
+        let mut changes: Vec<Change> = Vec::new();
+        for alg in &settings.algorithms {
+            let sel = selector_for(wanted, *alg);
+            let bits = if *alg == KeyAlgorithm::Rsa {
+                settings.rsa_bits
+            } else {
+                256
+            };
+            let active: Vec<&StoredKey> = st
+                .global_keys()
+                .into_iter()
+                .filter(|k| k.algorithm == *alg)
+                .collect();
+            let keep = active.iter().find(|k| {
+                k.selector == sel && !new_key && (*alg != KeyAlgorithm::Rsa || k.bits == bits)
+            });
+            if let Some(k) = keep {
+                self.out.step(
+                    "key",
+                    &format!("kept {} {} bits, selector {}", alg, k.bits, k.selector),
+                    true,
+                );
+                for other in active.iter().filter(|o| o.id != k.id) {
+                    changes.push(Change::KeyState(other.id, KeyState::Retired));
+                }
+                continue;
+            }
+            let key = generate(*alg, bits)?;
+            for old in &active {
+                changes.push(Change::KeyState(old.id, KeyState::Retired));
+                self.out.step(
+                    "key",
+                    &format!("retired {} key of selector {}", old.algorithm, old.selector),
+                    true,
+                );
+            }
+            changes.push(Change::AddKey(NewKey {
+                domain: None,
+                algorithm: *alg,
+                bits: key.bits(),
+                selector: sel.clone(),
+                pem: key.to_pem()?,
+                created: None,
+                state: KeyState::Active,
+            }));
+            self.out.step(
+                "key",
+                &format!(
+                    "generated {} {} bits, selector {} (in {})",
+                    alg,
+                    key.bits(),
+                    sel,
+                    self.cfg.state_dir.display()
+                ),
+                true,
+            );
+        }
+        for k in st.global_keys() {
+            if !settings.algorithms.contains(&k.algorithm) {
+                changes.push(Change::KeyState(k.id, KeyState::Retired));
+                self.out.step(
+                    "key",
+                    &format!("retired {} key (algorithm no longer used)", k.algorithm),
+                    true,
+                );
+            }
+        }
+        Ok(changes)
+    }
+}

@@ -1,0 +1,132 @@
+//! What `dkimd status` and the page's overview show: every domain with its
+//! decision, keys, where its records go, and what DNS serves (live).
+
+use super::plan::all_decisions;
+use super::{key_of, Manager};
+use crate::config::{Backend, Config};
+use crate::dns::live::{check_many, DnsState};
+use crate::model::names::record_name;
+use crate::model::settings::Override;
+use crate::publish;
+use dkim::KeyAlgorithm;
+
+/// One domain as `status` reports it.
+#[derive(Clone, Debug)]
+pub struct DomainStatus {
+    /// The domain, lower case.
+    pub domain: String,
+    /// Signing is on and the rules say this domain signs.
+    pub signs: bool,
+    /// Why it signs or not, in words.
+    pub why: String,
+    /// (dns, mail, dkim override) for domains in the store; `None` for
+    /// extra domains named only in the settings.
+    pub known: Option<(bool, bool, Override)>,
+    /// The keys that sign for it (empty when it does not sign).
+    pub keys: Vec<KeyStatus>,
+    /// Where its records are published, in words.
+    pub backend: String,
+}
+
+/// One signing key of a domain and what DNS serves for it.
+#[derive(Clone, Debug)]
+pub struct KeyStatus {
+    /// The selector the key signs under.
+    pub selector: String,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// Its size in bits (256 for Ed25519).
+    pub bits: usize,
+    /// The domain's own key rather than the global one.
+    pub own_key: bool,
+    /// `SELECTOR._domainkey.DOMAIN`.
+    pub record_name: String,
+    /// The TXT record to publish.
+    pub record: String,
+    /// The same as one zone-file line (absolute name, the zone's TTL,
+    /// strings of at most 255 bytes).
+    pub zone_line: String,
+    /// What DNS serves for it.
+    pub dns: DnsState,
+}
+
+impl Manager {
+    /// Every known domain with its decision, keys and the live DNS state
+    /// of each key's record (what `dkimd status` shows). The lookups run
+    /// concurrently (at most 32 at a time), each under the DNS timeout.
+    pub fn status(&self) -> crate::Result<Vec<DomainStatus>> {
+        let st = self.load()?;
+        let resolver = publish::live_resolver(&self.cfg)?;
+        let mut rows = Vec::new();
+        for (name, dec) in all_decisions(&st) {
+            let signs = dec.signs && st.settings.signing;
+            let mut keys = Vec::new();
+            if signs {
+                let ttl = name
+                    .parse::<dkim::DomainName>()
+                    .map_or(3600, |d| self.cfg.ttl_for(&d));
+                for k in st.keys_for(&name) {
+                    let key = key_of(k)?;
+                    let rname = record_name(&k.selector, &name);
+                    keys.push(KeyStatus {
+                        selector: k.selector.clone(),
+                        algorithm: k.algorithm,
+                        bits: k.bits,
+                        own_key: k.domain.is_some(),
+                        zone_line: dkim::KeyRecord::for_key(&key).zone_line(&rname, ttl),
+                        record_name: rname,
+                        record: key.dns_record(),
+                        dns: DnsState::NotChecked,
+                    });
+                }
+            }
+            let known = st.domain(&name).map(|d| (d.dns, d.mail, d.dkim));
+            let backend = describe_backend(&self.cfg, &name);
+            rows.push(DomainStatus {
+                why: if st.settings.signing {
+                    dec.why
+                } else {
+                    "signing is off".into()
+                },
+                domain: name,
+                signs,
+                known,
+                keys,
+                backend,
+            });
+        }
+        let checks: Vec<(String, String)> = rows
+            .iter()
+            .flat_map(|r| r.keys.iter())
+            .map(|k| (k.record_name.clone(), k.record.clone()))
+            .collect();
+        let mut states = check_many(&resolver, checks)?.into_iter();
+        for k in rows.iter_mut().flat_map(|r| r.keys.iter_mut()) {
+            k.dns = states
+                .next()
+                .unwrap_or_else(|| DnsState::LookupFailed(String::new()));
+        }
+        Ok(rows)
+    }
+}
+
+/// Where a domain's records are published, in words.
+pub(super) fn describe_backend(cfg: &Config, domain: &str) -> String {
+    let zone = domain
+        .parse::<dkim::DomainName>()
+        .ok()
+        .and_then(|d| cfg.zone_for(&d).cloned());
+    match zone {
+        Some(z) if z.backend == Backend::BindZoneFile => format!(
+            "zone {} in the file {}",
+            z.name,
+            z.file.map(|f| f.display().to_string()).unwrap_or_default()
+        ),
+        Some(z) if z.backend == Backend::Rfc2136 => format!(
+            "zone {} by dynamic update (RFC 2136) to {}",
+            z.name,
+            z.server.map(|s| s.to_string()).unwrap_or_default()
+        ),
+        _ => "by hand (no zone configured for it: publish the records shown)".into(),
+    }
+}

@@ -1,0 +1,75 @@
+//! Names with a grammar: domains as stored, selectors per algorithm, and the
+//! DNS name of a key record.
+
+use crate::error::{Error, Field, Result};
+use dkim::KeyAlgorithm;
+
+/// A domain name as the store keeps it (checked, lower case), or a
+/// validation error about `field`.
+pub fn domain_name(s: &str, field: Field) -> Result<String> {
+    let s = s.trim();
+    s.parse::<dkim::DomainName>()
+        .map(|d| d.to_lowercase())
+        .map_err(|e| {
+            Error::invalid(
+                field,
+                format!("{:?} is not a domain name ({e})", super::cut(s, 300)),
+            )
+        })
+}
+
+/// The message of a selector that does not fit RFC 6376's grammar.
+pub fn selector_error(selector: &str) -> String {
+    format!(
+        "{:?} is not a valid selector: use letters, digits, hyphens and underscores, in labels separated by dots (e.g. 202612)",
+        super::cut(selector, 300)
+    )
+}
+
+/// A selector checked against RFC 6376's grammar, or a validation error.
+pub fn selector(s: &str) -> Result<String> {
+    s.parse::<dkim::Selector>()
+        .map(|s| s.as_str().to_string())
+        .map_err(|_| Error::invalid(Field::Selector, selector_error(s)))
+}
+
+/// The selector of a key of `alg` under the base selector: RSA uses the
+/// base, Ed25519 the base with `-ed25519`.
+pub fn selector_for(base: &str, alg: KeyAlgorithm) -> String {
+    match alg {
+        KeyAlgorithm::Rsa => base.to_string(),
+        KeyAlgorithm::Ed25519 => format!("{base}-ed25519"),
+    }
+}
+
+/// The DNS name of a key record: `selector._domainkey.domain`, lower case,
+/// without a final dot.
+pub fn record_name(selector: &str, domain: &str) -> String {
+    dkim::key_record_name(selector, domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            record_name("S1", "Example.COM"),
+            "s1._domainkey.example.com"
+        );
+        assert_eq!(
+            selector_for("202612", KeyAlgorithm::Ed25519),
+            "202612-ed25519"
+        );
+        assert_eq!(selector_for("202612", KeyAlgorithm::Rsa), "202612");
+        assert_eq!(
+            domain_name(" Example.COM ", Field::Domain).unwrap(),
+            "example.com"
+        );
+        let e = domain_name("not a domain", Field::NewName).unwrap_err();
+        assert_eq!(e.field().map(|f| f.0), Some(Field::NewName));
+        assert!(selector("a b").is_err());
+        assert_eq!(selector("s-1").unwrap(), "s-1");
+    }
+}

@@ -1,0 +1,400 @@
+//! `dkimd install` / `dkimd uninstall`: the Postfix hook-up and the system
+//! pieces (systemd unit, service user, directories). Every change to Postfix
+//! is printed before it is made; what install changed is recorded in the
+//! state directory so that uninstall reverses exactly that.
+
+use crate::config::Config;
+use crate::error::{bail, Context};
+use crate::steps::Steps;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where install and uninstall act.
+pub struct Targets {
+    /// Postfix's configuration directory (`postconf -c`).
+    pub postfix_dir: PathBuf,
+    /// Where the systemd unit goes; None: no unit.
+    pub systemd_dir: Option<PathBuf>,
+    /// The service user to create; None: none (dkimd runs as root).
+    pub user: Option<String>,
+    /// The dkimd binary the unit starts.
+    pub binary: PathBuf,
+}
+
+const RECORD: &str = "install.json";
+
+/// What install changed, kept in the state directory for uninstall.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct InstallRecord {
+    /// Postfix's configuration directory.
+    postfix_dir: Option<String>,
+    /// Parameters install changed, with their values before (None: unset).
+    postfix: std::collections::BTreeMap<String, Option<String>>,
+    /// Files install wrote.
+    files: Vec<String>,
+    /// The user install created.
+    user: Option<String>,
+}
+
+fn read_record(path: &Path) -> crate::Result<Option<InstallRecord>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            Ok(Some(serde_json::from_str(&t).with_context(|| {
+                format!("{} is damaged", path.display())
+            })?))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn postconf(dir: &Path, args: &[&str]) -> crate::Result<String> {
+    let out = Command::new("postconf")
+        .arg("-c")
+        .arg(dir)
+        .args(args)
+        .output()
+        .context("cannot run postconf (is Postfix installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "postconf {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Parameters set explicitly in main.cf (`postconf -n`), name → value.
+fn explicit(dir: &Path) -> crate::Result<Vec<(String, String)>> {
+    Ok(postconf(dir, &["-n"])?
+        .lines()
+        .filter_map(|l| {
+            l.split_once(" = ")
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect())
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn postfix_running(dir: &Path) -> bool {
+    Command::new("postfix")
+        .arg("-c")
+        .arg(dir)
+        .arg("status")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn reload_postfix(dir: &Path, out: &mut Steps) {
+    if postfix_running(dir) {
+        match Command::new("postfix")
+            .arg("-c")
+            .arg(dir)
+            .arg("reload")
+            .output()
+        {
+            Ok(o) if o.status.success() => out.step("postfix", "reloaded", true),
+            Ok(o) => out.step(
+                "postfix",
+                &format!(
+                    "reload failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                false,
+            ),
+            Err(e) => out.step("postfix", &format!("reload failed: {e}"), false),
+        }
+    } else {
+        out.step(
+            "postfix",
+            "not running; the changes apply when it starts",
+            true,
+        );
+    }
+}
+
+/// The socket as Postfix names it.
+pub fn postfix_socket(cfg: &Config) -> String {
+    cfg.milter.socket.replace("local:", "unix:")
+}
+
+fn unit_text(cfg: &Config, t: &Targets) -> String {
+    let config = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    let user = t
+        .user
+        .as_deref()
+        .map(|u| format!("User={u}\nGroup={u}\n"))
+        .unwrap_or_default();
+    format!(
+        "# Written by dkimd install; dkimd uninstall removes it.\n\
+         [Unit]\nDescription=dkimd DKIM signing and verification milter\nAfter=network-online.target\nBefore=postfix.service\n\n\
+         [Service]\nType=simple\n{user}ExecStart={bin} --config {config} run\nExecReload=/bin/kill -HUP $MAINPID\n\
+         RuntimeDirectory=dkimd\nRuntimeDirectoryMode=0750\nUMask=0007\nRestart=on-failure\nNoNewPrivileges=yes\nProtectSystem=full\nPrivateTmp=yes\n\n\
+         [Install]\nWantedBy=multi-user.target\n",
+        bin = t.binary.display(),
+        config = config.display(),
+    )
+}
+
+/// Hooks dkimd into Postfix and the system.
+pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> {
+    let socket = postfix_socket(cfg);
+    out.title(&format!(
+        "Installing dkimd for Postfix in {}",
+        t.postfix_dir.display()
+    ));
+    let set = explicit(&t.postfix_dir)?;
+    let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let record_path = cfg.state_dir.join(RECORD);
+    let mut record = read_record(&record_path)?.unwrap_or_default();
+
+    // State directory and service user.
+    if let Some(user) = &t.user {
+        if crate::sys::user_exists(user) {
+            out.step("user", &format!("{user} exists"), true);
+        } else {
+            let o = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir"])
+                .arg(&cfg.state_dir)
+                .args(["--shell", "/usr/sbin/nologin", user])
+                .output()
+                .context("cannot run useradd")?;
+            if !o.status.success() {
+                bail!(
+                    "useradd {user}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            record.user = Some(user.clone());
+            out.step("user", &format!("created system user {user}"), true);
+        }
+        // Postfix must reach the socket: put postfix in the service group.
+        let o = Command::new("usermod")
+            .args(["-a", "-G", user, "postfix"])
+            .output();
+        if o.map(|o| o.status.success()).unwrap_or(false) {
+            out.step(
+                "user",
+                &format!("postfix added to group {user} (socket access)"),
+                true,
+            );
+        }
+    }
+    let store = crate::store::open(cfg)?;
+    drop(store);
+    if let Some(user) = &t.user {
+        let o = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:{user}"))
+            .arg(&cfg.state_dir)
+            .output()?;
+        if !o.status.success() {
+            bail!(
+                "chown {}: {}",
+                cfg.state_dir.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+    }
+    out.step(
+        "state",
+        &format!("{} (mode 0700)", cfg.state_dir.display()),
+        true,
+    );
+
+    // Postfix parameters: show, then apply.
+    let mut changes: Vec<(String, String)> = Vec::new();
+    for param in ["smtpd_milters", "non_smtpd_milters"] {
+        let old = current(param).unwrap_or_default();
+        let mut list = split_list(&old);
+        if list.contains(&socket) {
+            out.step("postfix", &format!("{param} already has {socket}"), true);
+            continue;
+        }
+        list.push(socket.clone());
+        let new = list.join(", ");
+        out.step("postfix", &format!("{param}: {:?} → {:?}", old, new), true);
+        changes.push((param.to_string(), new));
+        record.postfix.entry(param.to_string()).or_insert(Some(old));
+    }
+    match current("milter_default_action") {
+        Some(v) => out.step(
+            "postfix",
+            &format!("milter_default_action stays {v} (set by the admin)"),
+            true,
+        ),
+        None => {
+            out.step(
+                "postfix",
+                "milter_default_action: (default) → \"accept\"",
+                true,
+            );
+            changes.push(("milter_default_action".into(), "accept".into()));
+            record.postfix.insert("milter_default_action".into(), None);
+        }
+    }
+    for (k, v) in &changes {
+        postconf(&t.postfix_dir, &["-e", &format!("{k}={v}")])?;
+    }
+
+    // The systemd unit.
+    if let Some(dir) = &t.systemd_dir {
+        let unit = dir.join("dkimd.service");
+        let text = unit_text(cfg, t);
+        if std::fs::read_to_string(&unit).ok().as_deref() == Some(text.as_str()) {
+            out.step(
+                "systemd",
+                &format!("{} is up to date", unit.display()),
+                true,
+            );
+        } else {
+            std::fs::create_dir_all(dir)?;
+            crate::sys::write_atomic(&unit, text.as_bytes(), 0o644)?;
+            out.step(
+                "systemd",
+                &format!("wrote {} (ExecReload sends SIGHUP)", unit.display()),
+                true,
+            );
+            let s = unit.display().to_string();
+            if !record.files.contains(&s) {
+                record.files.push(s);
+            }
+            if Path::new("/run/systemd/system").exists() {
+                let _ = Command::new("systemctl").arg("daemon-reload").status();
+            }
+        }
+    }
+    record.postfix_dir = Some(t.postfix_dir.display().to_string());
+    crate::sys::write_atomic(
+        &record_path,
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+        0o600,
+    )?;
+    if changes.is_empty() {
+        out.step("postfix", "configuration unchanged", true);
+    } else {
+        reload_postfix(&t.postfix_dir, out);
+    }
+    Ok(())
+}
+
+/// Reverses what install changed.
+pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> {
+    let socket = postfix_socket(cfg);
+    let record_path = cfg.state_dir.join(RECORD);
+    let Some(record) = read_record(&record_path)? else {
+        out.step("install", "no record of an install; nothing to undo", true);
+        return Ok(());
+    };
+    out.title(&format!(
+        "Removing dkimd from Postfix in {}",
+        t.postfix_dir.display()
+    ));
+    let set = explicit(&t.postfix_dir)?;
+    let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut changed = false;
+    for param in ["smtpd_milters", "non_smtpd_milters"] {
+        let now = current(param).unwrap_or_default();
+        let list: Vec<String> = split_list(&now)
+            .into_iter()
+            .filter(|m| *m != socket)
+            .collect();
+        if list.len() == split_list(&now).len() {
+            continue;
+        }
+        changed = true;
+        if list.is_empty()
+            && record
+                .postfix
+                .get(param)
+                .is_some_and(|v| v.as_deref().unwrap_or("").is_empty())
+        {
+            out.step("postfix", &format!("{param}: {now:?} → (removed)"), true);
+            postconf(&t.postfix_dir, &["-X", param])?;
+        } else {
+            let new = list.join(", ");
+            out.step("postfix", &format!("{param}: {now:?} → {new:?}"), true);
+            postconf(&t.postfix_dir, &["-e", &format!("{param}={new}")])?;
+        }
+    }
+    if record
+        .postfix
+        .get("milter_default_action")
+        .is_some_and(Option::is_none)
+        && current("milter_default_action").as_deref() == Some("accept")
+    {
+        out.step(
+            "postfix",
+            "milter_default_action: \"accept\" → (default)",
+            true,
+        );
+        postconf(&t.postfix_dir, &["-X", "milter_default_action"])?;
+        changed = true;
+    }
+    for p in &record.files {
+        if std::fs::remove_file(p).is_ok() {
+            out.step("systemd", &format!("removed {p}"), true);
+        }
+    }
+    std::fs::remove_file(&record_path).ok();
+    out.step(
+        "state",
+        &format!("{} kept (keys and settings)", cfg.state_dir.display()),
+        true,
+    );
+    if changed {
+        reload_postfix(&t.postfix_dir, out);
+    }
+    Ok(())
+}
+
+/// For enable/disable: is Postfix hooked up?
+pub fn postfix_state(cfg: &Config) -> String {
+    let socket = postfix_socket(cfg);
+    let dir = read_record(&cfg.state_dir.join(RECORD))
+        .ok()
+        .flatten()
+        .and_then(|r| r.postfix_dir.map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/etc/postfix"));
+    match postconf(&dir, &["-h", "smtpd_milters"]) {
+        Ok(v) if split_list(&v).contains(&socket) => format!("smtpd_milters has {socket}"),
+        Ok(_) => format!("not hooked up: smtpd_milters lacks {socket} (run dkimd install)"),
+        Err(e) => postfix_missing(&dir, &e),
+    }
+}
+
+/// What is missing when `postconf` could not answer, in words an admin acts
+/// on.
+fn postfix_missing(dir: &Path, e: &crate::Error) -> String {
+    let main_cf = dir.join("main.cf");
+    let have_postconf = Command::new("postconf")
+        .arg("-d")
+        .arg("mail_version")
+        .output()
+        .is_ok();
+    if !have_postconf {
+        "Postfix not found: no postconf command (install Postfix, then dkimd install hooks it up)"
+            .into()
+    } else if !main_cf.exists() {
+        format!(
+            "Postfix is installed but {} does not exist: Postfix is not configured yet (configure it, then run dkimd install)",
+            main_cf.display()
+        )
+    } else {
+        format!(
+            "cannot read Postfix's configuration in {}: {}",
+            dir.display(),
+            e.chain()
+        )
+    }
+}

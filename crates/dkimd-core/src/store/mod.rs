@@ -1,0 +1,309 @@
+//! The store: domains, keys, published records, settings, web admin users,
+//! the change watch and the audit trail.
+//!
+//! Everything goes through the [`Store`] trait (load everything, apply a
+//! list of changes in one transaction, …), so that a networked engine can
+//! serve a fleet. The embedded default is SQLite in the state directory
+//! ([`sqlite`]); [`open`] is the only place that chooses it.
+
+use crate::config::Config;
+use crate::error::bail;
+use crate::model::settings::{Override, SettingName, Settings};
+use dkim::KeyAlgorithm;
+use std::path::{Path, PathBuf};
+
+/// A domain with its features and override.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Lower-case name.
+    pub name: String,
+    /// Has the DNS feature (its zone is hosted here).
+    pub dns: bool,
+    /// Has the mail feature (it sends mail from here).
+    pub mail: bool,
+    /// Overrides the signing rules.
+    pub dkim: Override,
+}
+
+/// Life of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Signs now (when signing is on and the domain signs).
+    Active,
+    /// No longer used; kept until purged.
+    Retired,
+}
+
+impl KeyState {
+    /// The state as the store writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+    fn parse(s: &str) -> crate::Result<Self> {
+        match s {
+            "active" => Ok(KeyState::Active),
+            "retired" => Ok(KeyState::Retired),
+            _ => bail!("unknown key state {s:?} in the store"),
+        }
+    }
+}
+
+/// A key as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The store's id of the key.
+    pub id: i64,
+    /// The domain that owns the key; None for the global key.
+    pub domain: Option<String>,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// Its size in bits (256 for Ed25519).
+    pub bits: usize,
+    /// The selector its record is published under.
+    pub selector: String,
+    /// PKCS#8 PEM. Never shown.
+    pub pem: String,
+    /// When it was made (epoch seconds).
+    pub created: i64,
+    /// Where it is in its life.
+    pub state: KeyState,
+}
+
+/// A record dkimd has published (or printed for manual publishing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedRecord {
+    /// The domain the record belongs to.
+    pub domain: String,
+    /// `selector._domainkey.domain`, lower case, no final dot.
+    pub name: String,
+    /// The TXT value.
+    pub value: String,
+    /// The backend that holds it: bind-zone-file, rfc2136 or manual.
+    pub backend: String,
+    /// When it was published (epoch seconds).
+    pub published: i64,
+}
+
+/// Everything in the store.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    /// The global settings.
+    pub settings: Settings,
+    /// The domains, sorted by name.
+    pub domains: Vec<Domain>,
+    /// Every key, in every state.
+    pub keys: Vec<StoredKey>,
+    /// Every record dkimd has published.
+    pub records: Vec<PublishedRecord>,
+}
+
+impl State {
+    /// The domain of this (lower-case) name.
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+
+    /// Active keys that sign for `domain`: its own when it has any, else the global ones.
+    pub fn keys_for(&self, domain: &str) -> Vec<&StoredKey> {
+        let mut keys: Vec<&StoredKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
+            .collect();
+        // An own key replaces the global key of its algorithm only: an
+        // imported RSA key signs beside the global Ed25519 key.
+        for g in self.global_keys() {
+            if !keys.iter().any(|k| k.algorithm == g.algorithm) {
+                keys.push(g);
+            }
+        }
+        keys
+    }
+
+    /// The active global keys.
+    pub fn global_keys(&self) -> Vec<&StoredKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active && k.domain.is_none())
+            .collect()
+    }
+}
+
+/// A key to insert.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    /// The owning domain; None for the global key.
+    pub domain: Option<String>,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// Its size in bits.
+    pub bits: usize,
+    /// The selector its record is published under.
+    pub selector: String,
+    /// PKCS#8 PEM.
+    pub pem: String,
+    /// When the key was made (epoch seconds); `None`: now.
+    pub created: Option<i64>,
+    /// Its state.
+    pub state: KeyState,
+}
+
+/// One change; a list of them is applied in one transaction.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A setting's new value, as text.
+    Setting(SettingName, String),
+    /// Adds or replaces a domain.
+    PutDomain(Domain),
+    /// Removes a domain and its own keys.
+    RemoveDomain(String),
+    /// Renames a domain (its own keys and records follow).
+    RenameDomain {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// Adds a key.
+    AddKey(NewKey),
+    /// Moves a key (by id) to a state.
+    KeyState(i64, KeyState),
+    /// Deletes a key (by id).
+    DeleteKey(i64),
+    /// Remembers a published record.
+    PutRecord(PublishedRecord),
+    /// Forgets a published record.
+    RemoveRecord {
+        /// Its domain.
+        domain: String,
+        /// Its name.
+        name: String,
+    },
+    /// Deletes settings, domains and keys (before an import), but not the
+    /// record of what is published in DNS.
+    ClearAll,
+}
+
+pub mod audit;
+mod sqlite;
+
+pub use audit::{AuditEntry, AuditRow};
+
+/// Opens (creating when missing) the store the configuration names.
+pub fn open(cfg: &Config) -> crate::Result<Box<dyn Store>> {
+    Ok(Box::new(sqlite::SqliteStore::open(
+        &cfg.state_dir,
+        cfg.admin.audit_path(&cfg.state_dir),
+    )?))
+}
+
+/// The store the configuration names when it exists, else an empty one in
+/// memory (nothing is created on disk); the flag says which.
+pub fn open_existing_or_empty(cfg: &Config) -> crate::Result<(Box<dyn Store>, bool)> {
+    if store_file(&cfg.state_dir).exists() {
+        Ok((open(cfg)?, true))
+    } else {
+        Ok((
+            Box::new(sqlite::SqliteStore::empty(
+                cfg.admin.audit_path(&cfg.state_dir),
+            )?),
+            false,
+        ))
+    }
+}
+
+/// An empty store in memory whose audit trail goes to `audit` (tests).
+pub fn in_memory(audit: PathBuf) -> crate::Result<Box<dyn Store>> {
+    Ok(Box::new(sqlite::SqliteStore::empty(audit)?))
+}
+
+/// The file that holds the store of `state_dir`.
+pub fn store_file(state_dir: &Path) -> PathBuf {
+    sqlite::SqliteStore::path_in(state_dir)
+}
+
+/// Storage for dkimd's state. Every change is one transaction.
+pub trait Store: Send {
+    /// Reads everything.
+    fn load(&self) -> crate::Result<State>;
+    /// Applies the changes in order, all or none.
+    fn apply(&mut self, changes: &[Change]) -> crate::Result<()>;
+    /// Where the store is, for messages (a file, a server).
+    fn location(&self) -> String;
+    /// The password hash (PHC string) of a web admin user.
+    fn admin_hash(&self, name: &str) -> crate::Result<Option<String>>;
+    /// Sets (or replaces) a web admin user's password hash.
+    fn set_admin(&mut self, name: &str, hash: &str) -> crate::Result<()>;
+    /// Removes a web admin user; false when there was none.
+    fn remove_admin(&mut self, name: &str) -> crate::Result<bool>;
+    /// The web admin users' names, sorted.
+    fn admin_names(&self) -> crate::Result<Vec<String>>;
+    /// A watch that tells when another process changed the store.
+    fn watch(&self) -> crate::Result<Box<dyn Watch>>;
+    /// Appends one entry to the audit trail.
+    fn audit(&self, entry: &AuditEntry<'_>) -> crate::Result<()>;
+    /// The newest `n` entries of the audit trail, newest first.
+    fn recent_audit(&self, n: usize) -> crate::Result<Vec<AuditRow>>;
+}
+
+/// Tells when the store changed under the process that watches it.
+pub trait Watch: Send {
+    /// True when another connection committed since the last call.
+    fn changed(&mut self) -> crate::Result<bool>;
+}
+
+/// One store shared by the requests of a long-running process (the web
+/// page): opened, checked and migrated once.
+#[derive(Clone)]
+pub struct Shared(std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>);
+
+impl Shared {
+    /// Shares `store`.
+    pub fn new(store: Box<dyn Store>) -> Shared {
+        Shared(std::sync::Arc::new(std::sync::Mutex::new(store)))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Store) -> crate::Result<T>) -> crate::Result<T> {
+        let mut g = self
+            .0
+            .lock()
+            .map_err(|_| crate::Error::Store("the store lock is poisoned".into()))?;
+        f(g.as_mut())
+    }
+}
+
+impl Store for Shared {
+    fn load(&self) -> crate::Result<State> {
+        self.with(|s| s.load())
+    }
+    fn apply(&mut self, changes: &[Change]) -> crate::Result<()> {
+        self.with(|s| s.apply(changes))
+    }
+    fn location(&self) -> String {
+        self.with(|s| Ok(s.location())).unwrap_or_default()
+    }
+    fn admin_hash(&self, name: &str) -> crate::Result<Option<String>> {
+        self.with(|s| s.admin_hash(name))
+    }
+    fn set_admin(&mut self, name: &str, hash: &str) -> crate::Result<()> {
+        self.with(|s| s.set_admin(name, hash))
+    }
+    fn remove_admin(&mut self, name: &str) -> crate::Result<bool> {
+        self.with(|s| s.remove_admin(name))
+    }
+    fn admin_names(&self) -> crate::Result<Vec<String>> {
+        self.with(|s| s.admin_names())
+    }
+    fn watch(&self) -> crate::Result<Box<dyn Watch>> {
+        self.with(|s| s.watch())
+    }
+    fn audit(&self, entry: &AuditEntry<'_>) -> crate::Result<()> {
+        self.with(|s| s.audit(entry))
+    }
+    fn recent_audit(&self, n: usize) -> crate::Result<Vec<AuditRow>> {
+        self.with(|s| s.recent_audit(n))
+    }
+}

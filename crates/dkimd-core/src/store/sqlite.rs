@@ -1,0 +1,556 @@
+//! The embedded store: SQLite in the state directory, with versioned
+//! migrations; the audit trail beside it as a JSON-lines file.
+
+use super::audit::AuditFile;
+use super::*;
+use crate::error::{bail, err, Context};
+use crate::model::settings::Override;
+use crate::sys::check_private;
+use dkim::KeyAlgorithm;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    audit: AuditFile,
+}
+
+/// Migrations, in order; the store's `user_version` says how many ran.
+const MIGRATIONS: [&str; 2] = [
+    "
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    dns INTEGER NOT NULL,
+    mail INTEGER NOT NULL,
+    dkim TEXT NOT NULL DEFAULT 'default',
+    created INTEGER NOT NULL
+);
+CREATE TABLE keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain TEXT,
+    algorithm TEXT NOT NULL,
+    bits INTEGER NOT NULL,
+    selector TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE records (
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    published INTEGER NOT NULL,
+    PRIMARY KEY (domain, name)
+);
+",
+    // 2: users of the web admin page (argon2 PHC strings).
+    "
+CREATE TABLE admin_users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, changed INTEGER NOT NULL);
+",
+];
+
+fn now() -> i64 {
+    i64::try_from(crate::clock::now()).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// The database file in a state directory.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("dkimd.sqlite")
+    }
+
+    /// Opens (creating when missing) the store in `state_dir`. The directory
+    /// is created with mode 0700 and the database with 0600; existing ones
+    /// that others can read are refused.
+    pub fn open(state_dir: &Path, audit: PathBuf) -> crate::Result<SqliteStore> {
+        if !state_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .with_context(|| {
+                    format!("cannot create state directory {}", state_dir.display())
+                })?;
+        }
+        check_private(state_dir, "state directory")?;
+        let path = Self::path_in(state_dir);
+        if !path.exists() {
+            // Create it with the right mode before SQLite opens it.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        check_private(&path, "store")?;
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open store {}", path.display()))?;
+        let mut store = SqliteStore {
+            conn,
+            path,
+            audit: AuditFile::new(audit),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// An empty store in memory, for showing the defaults where no store
+    /// exists yet (read-only commands create nothing).
+    pub fn empty(audit: PathBuf) -> crate::Result<SqliteStore> {
+        let conn = Connection::open_in_memory().context("cannot open an in-memory store")?;
+        let mut store = SqliteStore {
+            conn,
+            path: PathBuf::from(":memory:"),
+            audit: AuditFile::new(audit),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> crate::Error {
+        err!(
+            "store {} is damaged or not a dkimd store: {e}",
+            self.path.display()
+        )
+    }
+
+    fn migrate(&mut self) -> crate::Result<()> {
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.corrupt(e))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.corrupt(e))?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > known {
+            bail!(
+                "store {} has schema version {version}, newer than this dkimd knows ({known}); use a newer dkimd",
+                self.path.display()
+            );
+        }
+        if version == 0 {
+            // A file with tables but no version is not ours.
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| self.corrupt(e))?;
+            if tables > 0 {
+                return Err(self.corrupt("it has tables but no dkimd schema version"));
+            }
+        }
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()?;
+        }
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.corrupt(e))?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// The password hash (PHC string) of a web admin user.
+    fn admin_hash_row(&self, name: &str) -> crate::Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT hash FROM admin_users WHERE name = ?1")?;
+        let mut rows = st.query([name])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
+    /// Sets (or replaces) a web admin user's password hash.
+    fn set_admin_row(&mut self, name: &str, hash: &str) -> crate::Result<()> {
+        self.conn.execute(
+            "INSERT INTO admin_users (name, hash, changed) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, changed = excluded.changed",
+            rusqlite::params![name, hash, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a web admin user; false when there was none.
+    fn remove_admin_row(&mut self, name: &str) -> crate::Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM admin_users WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// The web admin users' names.
+    fn admin_names_row(&self) -> crate::Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM admin_users ORDER BY name")?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
+    }
+}
+
+/// Notices commits other processes make to the store (SQLite's
+/// `data_version`), so that the daemon picks up `enable`, `disable` and key
+/// changes without a restart.
+struct ChangeWatcher {
+    conn: Connection,
+    last: i64,
+}
+
+impl ChangeWatcher {
+    fn open(path: &Path) -> crate::Result<ChangeWatcher> {
+        let conn = Connection::open(path)?;
+        let last = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(ChangeWatcher { conn, last })
+    }
+}
+
+/// The watch of a store in memory: nobody else can change it.
+struct Unchanging;
+
+impl Watch for Unchanging {
+    fn changed(&mut self) -> crate::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl Watch for ChangeWatcher {
+    fn changed(&mut self) -> crate::Result<bool> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let changed = v != self.last;
+        self.last = v;
+        Ok(changed)
+    }
+}
+
+fn alg(s: &str) -> crate::Result<KeyAlgorithm> {
+    s.parse::<KeyAlgorithm>().map_err(|e| err!("{e}"))
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn admin_hash(&self, name: &str) -> crate::Result<Option<String>> {
+        self.admin_hash_row(name)
+    }
+
+    fn set_admin(&mut self, name: &str, hash: &str) -> crate::Result<()> {
+        self.set_admin_row(name, hash)
+    }
+
+    fn remove_admin(&mut self, name: &str) -> crate::Result<bool> {
+        self.remove_admin_row(name)
+    }
+
+    fn admin_names(&self) -> crate::Result<Vec<String>> {
+        self.admin_names_row()
+    }
+
+    fn watch(&self) -> crate::Result<Box<dyn Watch>> {
+        if self.path == Path::new(":memory:") {
+            return Ok(Box::new(Unchanging));
+        }
+        Ok(Box::new(ChangeWatcher::open(&self.path)?))
+    }
+
+    fn audit(&self, entry: &AuditEntry<'_>) -> crate::Result<()> {
+        self.audit.write(entry)
+    }
+
+    fn recent_audit(&self, n: usize) -> crate::Result<Vec<AuditRow>> {
+        self.audit.recent(n)
+    }
+
+    fn load(&self) -> crate::Result<State> {
+        let mut state = State::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT name, value FROM settings")
+            .map_err(|e| self.corrupt(e))?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (k, v) = row?;
+            state
+                .settings
+                .set_named(&k, &v, true)
+                .map_err(|e| self.corrupt(format!("setting {k}: {e}")))?;
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (name, dns, mail, dkim) = row?;
+            let dkim = Override::parse(&dkim).map_err(|e| self.corrupt(e))?;
+            state.domains.push(Domain {
+                name,
+                dns,
+                mail,
+                dkim,
+            });
+        }
+        let mut st = self.conn.prepare(
+            "SELECT id, domain, algorithm, bits, selector, pem, created, state FROM keys ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, domain, algorithm, bits, selector, pem, created, kstate) = row?;
+            state.keys.push(StoredKey {
+                id,
+                domain,
+                algorithm: alg(&algorithm).map_err(|e| self.corrupt(e))?,
+                bits: usize::try_from(bits).unwrap_or(0),
+                selector,
+                pem,
+                created,
+                state: KeyState::parse(&kstate).map_err(|e| self.corrupt(e))?,
+            });
+        }
+        let mut st = self.conn.prepare(
+            "SELECT domain, name, value, backend, published FROM records ORDER BY domain, name",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(PublishedRecord {
+                domain: r.get(0)?,
+                name: r.get(1)?,
+                value: r.get(2)?,
+                backend: r.get(3)?,
+                published: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            state.records.push(row?);
+        }
+        Ok(state)
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> crate::Result<()> {
+        let tx = self.conn.transaction()?;
+        for c in changes {
+            match c {
+                Change::Setting(k, v) => {
+                    tx.execute(
+                        "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
+                        params![k.as_str(), v],
+                    )?;
+                }
+                Change::PutDomain(d) => {
+                    tx.execute(
+                        "INSERT INTO domains(name, dns, mail, dkim, created) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(name) DO UPDATE SET dns = ?2, mail = ?3, dkim = ?4",
+                        params![d.name, d.dns, d.mail, d.dkim.as_str(), now()],
+                    )?;
+                }
+                Change::RemoveDomain(n) => {
+                    tx.execute("DELETE FROM domains WHERE name = ?1", params![n])?;
+                    tx.execute("DELETE FROM keys WHERE domain = ?1", params![n])?;
+                    tx.execute("DELETE FROM records WHERE domain = ?1", params![n])?;
+                }
+                Change::RenameDomain { from, to } => {
+                    let exists: Option<i64> = tx
+                        .query_row("SELECT 1 FROM domains WHERE name = ?1", params![to], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    if exists.is_some() {
+                        bail!("domain {to} already exists");
+                    }
+                    tx.execute(
+                        "UPDATE domains SET name = ?2 WHERE name = ?1",
+                        params![from, to],
+                    )?;
+                    tx.execute(
+                        "UPDATE keys SET domain = ?2 WHERE domain = ?1",
+                        params![from, to],
+                    )?;
+                }
+                Change::AddKey(k) => {
+                    tx.execute(
+                        "INSERT INTO keys(domain, algorithm, bits, selector, pem, created, state)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            k.domain,
+                            k.algorithm.as_str(),
+                            i64::try_from(k.bits).unwrap_or(0),
+                            k.selector,
+                            k.pem,
+                            k.created.unwrap_or_else(now),
+                            k.state.as_str()
+                        ],
+                    )?;
+                }
+                Change::KeyState(id, s) => {
+                    tx.execute(
+                        "UPDATE keys SET state = ?2 WHERE id = ?1",
+                        params![id, s.as_str()],
+                    )?;
+                }
+                Change::DeleteKey(id) => {
+                    tx.execute("DELETE FROM keys WHERE id = ?1", params![id])?;
+                }
+                Change::PutRecord(r) => {
+                    tx.execute(
+                        "INSERT INTO records(domain, name, value, backend, published) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(domain, name) DO UPDATE SET value = ?3, backend = ?4, published = ?5",
+                        params![r.domain, r.name, r.value, r.backend, r.published],
+                    )?;
+                }
+                Change::ClearAll => {
+                    // What is published in DNS stays known, so that the
+                    // records an import no longer wants can be removed.
+                    tx.execute_batch(
+                        "DELETE FROM settings; DELETE FROM domains; DELETE FROM keys;",
+                    )?;
+                }
+                Change::RemoveRecord { domain, name } => {
+                    tx.execute(
+                        "DELETE FROM records WHERE domain = ?1 AND name = ?2",
+                        params![domain, name],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn round_trip_and_atomicity() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let mut s = SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
+        assert_eq!(
+            std::fs::metadata(&state_dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(SqliteStore::path_in(&state_dir))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        s.apply(&[
+            Change::PutDomain(Domain {
+                name: "a.com".into(),
+                dns: true,
+                mail: true,
+                dkim: Override::Default,
+            }),
+            Change::Setting(SettingName::Verify, "off".into()),
+        ])
+        .unwrap();
+        // A failing change list leaves nothing behind.
+        let err = s
+            .apply(&[
+                Change::PutDomain(Domain {
+                    name: "b.com".into(),
+                    dns: true,
+                    mail: false,
+                    dkim: Override::Never,
+                }),
+                Change::RenameDomain {
+                    from: "b.com".into(),
+                    to: "a.com".into(),
+                },
+            ])
+            .unwrap_err();
+        assert!(err.to_string().contains("already exists"));
+        let st = s.load().unwrap();
+        assert_eq!(st.domains.len(), 1);
+        assert!(!st.settings.verify);
+        drop(s);
+        let s = SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
+        assert_eq!(s.load().unwrap().domains.len(), 1);
+    }
+
+    #[test]
+    fn refuses_open_permissions_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
+        std::fs::set_permissions(
+            SqliteStore::path_in(&state_dir),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let e = SqliteStore::open(&state_dir, state_dir.join("audit.log"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("must not be accessible"), "{e}");
+
+        let other = dir.path().join("other");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&other)
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(SqliteStore::path_in(&other))
+            .unwrap();
+        std::fs::write(
+            SqliteStore::path_in(&other),
+            b"this is not sqlite at all, just text that is long enough",
+        )
+        .unwrap();
+        let e = SqliteStore::open(&other, other.join("audit.log"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("damaged or not a dkimd store"),
+            "{e}"
+        );
+    }
+}

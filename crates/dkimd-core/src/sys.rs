@@ -1,0 +1,221 @@
+//! Facts and effects of the operating system, in one place: the host name,
+//! users, atomic file writes, and which processes run dkimd.
+
+use crate::error::{Context, Error, Result};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The host name, for the default authserv-id ("localhost" when it has none).
+pub fn hostname() -> String {
+    let h = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if h.is_empty() {
+        "localhost".to_string()
+    } else {
+        h
+    }
+}
+
+/// The user running a command: the sudo user, else the login name, else
+/// the name of the real user id.
+pub fn current_user() -> String {
+    for var in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    let uid = uzers::get_current_uid();
+    uzers::get_user_by_uid(uid)
+        .map(|u| u.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// True when the system has a user of this name.
+pub fn user_exists(name: &str) -> bool {
+    uzers::get_user_by_name(name).is_some()
+}
+
+/// The id of a group, by name or number.
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    uzers::get_group_by_name(name).map(|g| g.gid())
+}
+
+/// How [`write_atomic_with`] sets up the new file.
+#[derive(Clone, Copy, Debug)]
+pub struct NewFile {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner and group to give it (None: the writer's).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl NewFile {
+    /// A file with `mode`, owned by whoever writes it.
+    pub fn mode(mode: u32) -> NewFile {
+        NewFile { mode, owner: None }
+    }
+
+    /// A file with the mode and owner of the existing `path`.
+    pub fn like(path: &Path) -> Result<NewFile> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(NewFile {
+            mode: meta.permissions().mode() & 0o7777,
+            owner: Some((meta.uid(), meta.gid())),
+        })
+    }
+}
+
+/// Writes `contents` to `path` atomically (temporary file in the same
+/// directory, fsync, rename) with the given mode.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomic_with(path, contents, NewFile::mode(mode), |_| Ok(()))
+}
+
+/// Writes `contents` to a temporary file beside `path`, runs `check` on it,
+/// and only then renames it into place: `path` is either the old file or
+/// the whole new one. The temporary file is removed on any error.
+pub fn write_atomic_with(
+    path: &Path,
+    contents: &[u8],
+    new: NewFile,
+    check: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::msg(format!("{} is not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(new.mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(new.mode))?;
+        if let Some((uid, gid)) = new.owner {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).with_context(|| {
+                format!(
+                    "cannot give {} the owner of {}",
+                    tmp.display(),
+                    path.display()
+                )
+            })?;
+        }
+        f.write_all(contents)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()?;
+        drop(f);
+        check(&tmp)?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The `dkimd run` processes on this machine, split into those that hold
+/// `store` open and the others.
+pub fn daemons(store: &Path) -> (Vec<u32>, Vec<u32>) {
+    let store: PathBuf = store.canonicalize().unwrap_or_else(|_| store.to_path_buf());
+    let (mut ours, mut others) = (Vec::new(), Vec::new());
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_daemon = args.first().is_some_and(|a| a.ends_with(b"dkimd"))
+            && args.iter().any(|a| *a == b"run")
+            && !args.iter().any(|a| *a == b"--check-config");
+        if !is_daemon {
+            continue;
+        }
+        let holds_store = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == store));
+        if holds_store {
+            ours.push(pid);
+        } else {
+            others.push(pid);
+        }
+    }
+    (ours, others)
+}
+
+/// Refuses a file or directory that others can read.
+pub fn check_private(path: &Path, what: &str) -> crate::Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::msg(format!(
+            "{what} {} has mode {mode:04o}: it holds private keys and must not be accessible to group or others (chmod {} {})",
+            path.display(),
+            if meta.is_dir() { "700" } else { "600" },
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_check_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zone");
+        std::fs::write(&p, "old").unwrap();
+        let e = write_atomic_with(&p, b"new", NewFile::like(&p).unwrap(), |_| {
+            Err(Error::msg("check failed"))
+        });
+        assert!(e.is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_atomic(&p, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn hostname_is_never_empty() {
+        assert!(!hostname().is_empty());
+    }
+}

@@ -1,0 +1,389 @@
+//! Command-line definitions: clap only, every choice a `ValueEnum`. The
+//! subcommands in `cmd/` turn these into the core's typed requests.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// DKIM signing and verification for Postfix mail servers.
+#[derive(Parser, Debug)]
+#[command(name = "dkimd", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default /etc/dkimd/dkimd.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// State directory, overriding the configuration (store and keys live here).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a signing key and print the DNS record to publish.
+    Keygen(KeygenArgs),
+    /// Sign a message read from standard input; the signed message goes to standard output.
+    Sign(SignArgs),
+    /// Verify the DKIM signatures of a message read from standard input.
+    Verify(VerifyArgs),
+    /// Run the milter daemon Postfix calls for every message.
+    Run(RunArgs),
+    /// Hook dkimd into Postfix (smtpd_milters, non_smtpd_milters), write the systemd unit, create the service user.
+    Install(InstallArgs),
+    /// Undo exactly what install changed.
+    Uninstall(InstallArgs),
+    /// Load-test a milter (dkimd, OpenDKIM, rspamd …) the way Postfix talks to it.
+    Bench(BenchArgs),
+    /// Manage domains: add, remove, rename, list, set.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Turn signing on: choose the selector, make or keep keys, publish records.
+    Enable(EnableArgs),
+    /// Turn signing off and remove the public key records from every domain.
+    Disable(DisableArgs),
+    /// Show the settings.
+    Settings,
+    /// Change one setting (see `dkimd settings` for the names).
+    Set(SetArgs),
+    /// Show, import, generate per-domain keys, or go back to the global key.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// One row per domain: signs or not and why, selector, keys, DNS state (live).
+    Status,
+    /// Write settings, domains and keys to a file (mode 0600).
+    Export(FileArg),
+    /// Restore settings, domains and keys from an export, and publish records.
+    Import(FileArg),
+    /// Users of the web admin page: set a password, list, remove.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Set (or create) a web admin user's password. Asked twice on a terminal,
+    /// else read as the first line of standard input. At least 12 characters.
+    Passwd {
+        /// The user name.
+        #[arg(default_value = "admin")]
+        user: String,
+    },
+    /// List the web admin users.
+    List,
+    /// Remove a web admin user.
+    Remove { user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a domain (DNS and mail features on unless given).
+    Add {
+        name: String,
+        /// The domain has DNS hosted here.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
+        dns: OnOff,
+        /// The domain has mail hosted here.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
+        mail: OnOff,
+        /// Per-domain override of the signing rules.
+        #[arg(long, value_enum, default_value = "default")]
+        dkim: OverrideArg,
+    },
+    /// Remove a domain, its own keys and its records.
+    Remove { name: String },
+    /// Rename a domain; its records move with it.
+    Rename { from: String, to: String },
+    /// List the domains and whether they sign.
+    List,
+    /// Change a domain's features or override.
+    Set {
+        name: String,
+        /// The domain has DNS hosted here.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on")]
+        dns: Option<OnOff>,
+        /// The domain has mail hosted here.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on")]
+        mail: Option<OnOff>,
+        /// Per-domain override of the signing rules.
+        #[arg(long, value_enum)]
+        dkim: Option<OverrideArg>,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl OnOff {
+    /// True for on.
+    pub fn on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+/// A domain's override of the signing rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OverrideArg {
+    /// Signs whatever the rules say.
+    Always,
+    /// Never signs.
+    Never,
+    /// The rules decide.
+    Default,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Postfix's configuration directory.
+    #[arg(long, default_value = "/etc/postfix")]
+    pub postfix_config: PathBuf,
+    /// Directory for the systemd unit.
+    #[arg(long, default_value = "/etc/systemd/system")]
+    pub systemd_dir: PathBuf,
+    /// Do not write a systemd unit.
+    #[arg(long)]
+    pub no_systemd: bool,
+    /// The service user (created when missing).
+    #[arg(long, default_value = "dkimd")]
+    pub user: String,
+    /// Run as root: create no service user.
+    #[arg(long)]
+    pub no_user: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The milter: unix:/path or inet:IP:PORT.
+    #[arg(long)]
+    pub socket: String,
+    /// Messages to send in all.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Connections at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Messages per connection before it is closed and reopened.
+    #[arg(long, default_value_t = 100)]
+    pub per_connection: usize,
+    /// Body size in bytes (plain text).
+    #[arg(long, default_value_t = 2048)]
+    pub body_size: usize,
+    /// sign: messages from a trusted client ({daemon_name}=ORIGINATING); verify: signed
+    /// messages; mixed: per 10 messages 5 signed (SASL client), 3 good and 1 tampered
+    /// signature, 1 aborted half-way.
+    #[arg(long, value_enum, default_value = "sign")]
+    pub mode: BenchMode,
+    /// The From domain.
+    #[arg(long, default_value = "example.com")]
+    pub domain: String,
+    /// verify: the key that signs the test message (its record must be in the milter's DNS).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// verify: the selector of that key.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// PID of the milter (its whole process tree is measured from /proc).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Print what the milter answered to the first message.
+    #[arg(long)]
+    pub verbose: bool,
+    /// With --pid: record the milter's RSS each time this many more messages
+    /// have been sent (the memory curve of a soak).
+    #[arg(long)]
+    pub rss_every: Option<usize>,
+}
+
+/// What `dkimd bench` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    /// Messages to sign.
+    Sign,
+    /// Signed messages to verify.
+    Verify,
+    /// Signing, good and tampered signatures, and aborts.
+    Mixed,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Check the configuration and the store, print a summary, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EnableArgs {
+    /// Selector (default: the current one, or the year and month, e.g. 202611).
+    /// Ed25519 keys get SELECTOR-ed25519.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Key algorithms, comma-separated: rsa, ed25519 (default from the settings: both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub algorithms: Option<Vec<AlgorithmArg>>,
+    /// RSA key size: 2048, 3072 or 4096.
+    #[arg(long)]
+    pub rsa_bits: Option<usize>,
+    /// Make new keys even when the current ones could stay.
+    #[arg(long)]
+    pub new_key: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DisableArgs {
+    /// Also delete the keys from the store.
+    #[arg(long)]
+    pub purge_keys: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// The setting (see `dkimd settings`).
+    #[arg(value_parser = setting_name)]
+    pub name: dkimd_core::model::settings::SettingName,
+    /// Its new value.
+    pub value: String,
+}
+
+/// A setting's name, with the core's message for an unknown one.
+fn setting_name(s: &str) -> Result<dkimd_core::model::settings::SettingName, String> {
+    s.parse()
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// The public key, record name and record text of a domain's keys (never the private key).
+    Show { domain: String },
+    /// Give a domain its own key from a PEM file (PKCS#1 or PKCS#8, RSA or
+    /// Ed25519), signing under exactly the selector given; it replaces the
+    /// domain's key of the same algorithm only. The plan is printed first.
+    Import {
+        domain: String,
+        file: PathBuf,
+        /// The selector the key is published under (used as it is).
+        #[arg(long)]
+        selector: Option<String>,
+        /// Print the plan (keys that sign afterwards, records published or
+        /// removed) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Generate own keys for one domain.
+    Generate {
+        domain: String,
+        #[arg(long)]
+        selector: Option<String>,
+    },
+    /// Make a domain use the global key again.
+    Default { domain: String },
+}
+
+#[derive(Args, Debug)]
+pub struct FileArg {
+    pub file: PathBuf,
+}
+
+/// A key algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AlgorithmArg {
+    /// RSA (rsa-sha256).
+    Rsa,
+    /// Ed25519 (ed25519-sha256).
+    Ed25519,
+}
+
+impl From<AlgorithmArg> for dkim::KeyAlgorithm {
+    fn from(a: AlgorithmArg) -> dkim::KeyAlgorithm {
+        match a {
+            AlgorithmArg::Rsa => dkim::KeyAlgorithm::Rsa,
+            AlgorithmArg::Ed25519 => dkim::KeyAlgorithm::Ed25519,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Key algorithm.
+    #[arg(long, value_enum, default_value = "rsa")]
+    pub algorithm: AlgorithmArg,
+    /// RSA key size in bits: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = 2048)]
+    pub bits: usize,
+    /// The signing domain (d=).
+    #[arg(long)]
+    pub domain: String,
+    /// The selector (s=).
+    #[arg(long)]
+    pub selector: String,
+    /// Directory for the key files (created with mode 0700 if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace key files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Private key file (PEM: PKCS#8 or PKCS#1, RSA or Ed25519), mode 0600.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The signing domain (d=).
+    #[arg(long)]
+    pub domain: String,
+    /// The selector (s=).
+    #[arg(long)]
+    pub selector: String,
+    /// Header fields to sign when present, colon-separated (default: From,
+    /// To, Cc, Subject, Date, Message-ID, Reply-To, In-Reply-To, References,
+    /// MIME-Version, Content-Type, Content-Transfer-Encoding, List-*).
+    #[arg(long)]
+    pub headers: Option<String>,
+    /// Header fields to oversign, colon-separated ("" for none).
+    #[arg(long, default_value = "From")]
+    pub oversign: String,
+    /// Canonicalization, header/body.
+    #[arg(long, short = 'c', default_value = "relaxed/relaxed")]
+    pub canonicalization: String,
+    /// Signing time (t=) as seconds since the epoch (default: now).
+    #[arg(long)]
+    pub time: Option<u64>,
+    /// Add x= so that the signature expires this many seconds after t=.
+    #[arg(long)]
+    pub expire: Option<u64>,
+    /// The agent or user identifier (i=), e.g. @mail.example.com.
+    #[arg(long)]
+    pub identity: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Read key records from this file instead of DNS: lines of
+    /// NAME<TAB>TXT-VALUE ('#' starts a comment).
+    #[arg(long, conflicts_with = "nameserver")]
+    pub dns_file: Option<PathBuf>,
+    /// Ask this DNS server (IP:PORT, UDP then TCP) instead of the system's resolvers.
+    #[arg(long)]
+    pub nameserver: Option<SocketAddr>,
+    /// Seconds for all key lookups together, retries included.
+    #[arg(long, default_value_t = 5)]
+    pub dns_timeout: u64,
+    /// Verify as of this time (seconds since the epoch), for the expiry (x=) of old mail.
+    #[arg(long)]
+    pub time: Option<u64>,
+    /// The authserv-id of the Authentication-Results field (default: the host name).
+    #[arg(long)]
+    pub authserv_id: Option<String>,
+    /// Check at most this many signatures.
+    #[arg(long, default_value_t = 10)]
+    pub max_signatures: usize,
+}

@@ -1,0 +1,236 @@
+//! The manager's subcommands: domains, enable/disable, settings, keys,
+//! status, install, admin users, export/import. Each changing command is
+//! audited with its steps.
+
+use super::{finish, steps};
+use crate::cli::{Command, DomainCmd, EnableArgs, KeyCmd, OnOff, OverrideArg};
+use dkimd::errln;
+use dkimd_core::config::Config;
+use dkimd_core::manager::{EnableOptions, Manager, StepLine};
+use dkimd_core::model::settings::Override;
+use dkimd_core::store::AuditEntry;
+use std::process::ExitCode;
+
+impl From<OverrideArg> for Override {
+    fn from(o: OverrideArg) -> Override {
+        match o {
+            OverrideArg::Always => Override::Always,
+            OverrideArg::Never => Override::Never,
+            OverrideArg::Default => Override::Default,
+        }
+    }
+}
+
+/// `on`/`off` as the audit log writes it.
+fn onoff(o: OnOff) -> &'static str {
+    if o.on() {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// An optional flag as the audit log writes it (`Some("on")`, `None`).
+fn opt(o: Option<&str>) -> String {
+    format!("{o:?}")
+}
+
+fn override_name(o: OverrideArg) -> &'static str {
+    Override::from(o).as_str()
+}
+
+/// What a changing command is called in the audit log, with its arguments;
+/// `None` for commands that only read.
+fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
+    Some(match cmd {
+        Command::Domain(DomainCmd::Add {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => (
+            "add domain",
+            format!(
+                "{name} dns={} mail={} dkim={}",
+                onoff(*dns),
+                onoff(*mail),
+                override_name(*dkim)
+            ),
+        ),
+        Command::Domain(DomainCmd::Set {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => (
+            "set domain",
+            format!(
+                "{name} dns={} mail={} dkim={}",
+                opt(dns.map(onoff)),
+                opt(mail.map(onoff)),
+                opt(dkim.map(override_name))
+            ),
+        ),
+        Command::Domain(DomainCmd::Remove { name }) => ("remove domain", name.clone()),
+        Command::Domain(DomainCmd::Rename { from, to }) => {
+            ("rename domain", format!("{from} to {to}"))
+        }
+        Command::Enable(a) => (
+            "enable",
+            format!(
+                "selector={:?} algorithms={:?} rsa-bits={:?} new-key={}",
+                a.selector,
+                a.algorithms.as_ref().map(|v| v
+                    .iter()
+                    .map(|x| dkim::KeyAlgorithm::from(*x).as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")),
+                a.rsa_bits,
+                a.new_key
+            ),
+        ),
+        Command::Disable(a) => ("disable", format!("purge-keys={}", a.purge_keys)),
+        Command::Set(a) => ("set", format!("{}={}", a.name, a.value)),
+        Command::Key(KeyCmd::Import { dry_run: true, .. }) => return None,
+        Command::Key(KeyCmd::Import {
+            domain,
+            file,
+            selector,
+            ..
+        }) => (
+            "import key",
+            format!("{domain} from {} selector={selector:?}", file.display()),
+        ),
+        Command::Key(KeyCmd::Generate { domain, selector }) => {
+            ("generate key", format!("{domain} selector={selector:?}"))
+        }
+        Command::Key(KeyCmd::Default { domain }) => ("use default key", domain.clone()),
+        Command::Import(f) => ("import", f.file.display().to_string()),
+        Command::Install(_) => ("install", String::new()),
+        Command::Uninstall(_) => ("uninstall", String::new()),
+        _ => return None,
+    })
+}
+
+/// Runs a manager command on the configured store, and audits it.
+pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let audit_as = audit_name(&cmd);
+    let read_only = matches!(
+        cmd,
+        Command::Settings | Command::Status | Command::Domain(DomainCmd::List)
+    );
+    let mut m = if read_only {
+        let (m, existed) = Manager::open_read_only(cfg, steps(json))?;
+        if !existed {
+            errln!(
+                "dkimd: no store yet in {} (nothing set): showing the defaults",
+                m.cfg.state_dir.display()
+            );
+        }
+        m
+    } else {
+        Manager::open(cfg, steps(json))?
+    };
+    // Zone file changes are gathered and made once per zone at the end.
+    m.begin_batch();
+    let r = run_in(&mut m, cmd);
+    let r = match m.flush_batch() {
+        Ok(()) => r,
+        Err(e) => r.and(Err(e.into())),
+    };
+    if let Some((action, detail)) = audit_as {
+        let mut lines = m.out.take_lines();
+        if let Err(e) = &r {
+            lines.push(StepLine {
+                subject: Some("error".into()),
+                text: format!("{e:#}"),
+                ok: false,
+            });
+        }
+        let ok = m.out.failures == 0 && r.is_ok();
+        let steps: Vec<String> = lines.iter().map(ToString::to_string).collect();
+        if let Err(e) = m.store.audit(&AuditEntry {
+            user: &format!("cli:{}", dkimd_core::sys::current_user()),
+            remote: "local",
+            action,
+            detail: &detail,
+            ok,
+            steps: &steps,
+        }) {
+            errln!("dkimd: warning: {}", e.chain());
+        }
+    }
+    r
+}
+
+fn enable_options(a: &EnableArgs) -> EnableOptions {
+    EnableOptions {
+        selector: a.selector.clone(),
+        algorithms: a
+            .algorithms
+            .as_ref()
+            .map(|v| v.iter().map(|x| dkim::KeyAlgorithm::from(*x)).collect()),
+        rsa_bits: a.rsa_bits,
+        new_key: a.new_key,
+    }
+}
+
+fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Domain(DomainCmd::Add {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => m.domain_add(&name, dns.on(), mail.on(), dkim.into())?,
+        Command::Domain(DomainCmd::Set {
+            name,
+            dns,
+            mail,
+            dkim,
+        }) => m.domain_set(
+            &name,
+            dns.map(OnOff::on),
+            mail.map(OnOff::on),
+            dkim.map(Override::from),
+        )?,
+        Command::Domain(DomainCmd::Remove { name }) => m.domain_remove(&name)?,
+        Command::Domain(DomainCmd::Rename { from, to }) => m.domain_rename(&from, &to)?,
+        Command::Domain(DomainCmd::List) => return super::domain::list(m),
+        Command::Enable(a) => m.enable(&enable_options(&a))?,
+        Command::Disable(a) => m.disable(a.purge_keys)?,
+        Command::Settings => return super::settings::show(m),
+        Command::Set(a) => m.set_settings(&[(a.name, a.value.as_str())])?,
+        Command::Key(KeyCmd::Show { domain }) => return super::key::show(m, &domain),
+        Command::Key(KeyCmd::Import {
+            domain,
+            file,
+            selector,
+            dry_run,
+        }) => m.key_import(&domain, &file, selector.as_deref(), dry_run)?,
+        Command::Key(KeyCmd::Generate { domain, selector }) => {
+            m.key_generate(&domain, selector.as_deref())?
+        }
+        Command::Key(KeyCmd::Default { domain }) => m.key_default(&domain)?,
+        Command::Status => return super::status::show(m),
+        Command::Install(a) => {
+            let t = super::admin::targets(&a)?;
+            dkimd_core::postfix::install(&m.cfg.clone(), &t, &mut m.out)?
+        }
+        Command::Uninstall(a) => {
+            let t = super::admin::targets(&a)?;
+            dkimd_core::postfix::uninstall(&m.cfg.clone(), &t, &mut m.out)?
+        }
+        Command::Admin(a) => return super::admin::run(m, a),
+        Command::Export(f) => m.export(&f.file)?,
+        Command::Import(f) => m.import(&f.file)?,
+        Command::Keygen(_)
+        | Command::Sign(_)
+        | Command::Verify(_)
+        | Command::Run(_)
+        | Command::Bench(_) => anyhow::bail!("internal: command routed to the manager"),
+    }
+    // The gathered zone file changes, before the result is told.
+    m.flush_batch()?;
+    finish(m, serde_json::json!({}))
+}

@@ -1,0 +1,104 @@
+//! The subcommands: each turns its arguments into the core's typed
+//! requests, calls the core (or the daemon, or the page), and prints what
+//! came back as text or JSON. One file per subcommand or group.
+
+mod admin;
+mod bench;
+mod domain;
+mod key;
+mod keygen;
+mod manage;
+mod run;
+mod settings;
+mod sign;
+mod status;
+mod verify;
+
+use crate::cli::{Cli, Command};
+use dkimd::{errln, outln};
+use dkimd_core::config::Config;
+use dkimd_core::manager::{Manager, StepLine, StepSink, Steps};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    let config = || Config::load(cli.config.as_deref(), cli.state_dir.as_deref());
+    match cli.command {
+        Command::Keygen(a) => keygen::run(a, json),
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => verify::run(a, json),
+        Command::Bench(a) => bench::run(a, json),
+        Command::Run(a) => run::run(config()?, a.check_config),
+        other => manage::run(other, config()?, json),
+    }
+}
+
+/// Prints steps as they happen: lines to standard output, notices to
+/// standard error.
+struct Print;
+
+impl StepSink for Print {
+    fn line(&self, line: &StepLine) {
+        outln!("{line}");
+    }
+
+    fn notice(&self, text: &str) {
+        errln!("dkimd: {text}");
+    }
+}
+
+/// The steps of a command: printed as they happen, or kept for one JSON
+/// document.
+fn steps(json: bool) -> Steps {
+    if json {
+        Steps::json(Arc::new(Print))
+    } else {
+        Steps::to(Arc::new(Print))
+    }
+}
+
+/// The result of a manager command: the JSON document (with `--json`),
+/// and exit code 1 when a step failed.
+fn finish(m: &mut Manager, extra: serde_json::Value) -> anyhow::Result<ExitCode> {
+    if m.out.is_json() {
+        let mut v = serde_json::json!({ "steps": m.out.take(), "failures": m.out.failures });
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(if m.out.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        if !m.out.is_json() {
+            errln!("dkimd: {} step(s) failed", m.out.failures);
+        }
+        ExitCode::from(1)
+    })
+}
+
+/// Prints a JSON document.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    outln!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A usage error (exit code 2).
+fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(dkimd_core::Error::Usage(msg.into()).into())
+}
+
+/// Reads all of standard input, with a clear error when it is empty.
+fn read_stdin_message() -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
+    if buf.is_empty() {
+        return usage("no message on standard input");
+    }
+    Ok(buf)
+}

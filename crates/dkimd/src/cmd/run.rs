@@ -1,0 +1,54 @@
+//! `dkimd run`: the milter daemon, with the admin page beside it when
+//! `[admin] listen` is set, until SIGTERM or SIGINT. This is where the two
+//! meet: the daemon and the page never import each other.
+
+use dkimd::{daemon, logging, outln, web};
+use dkimd_core::config::Config;
+use std::process::ExitCode;
+
+/// Runs the daemon (or, with `check_only`, checks the configuration, the
+/// store and the page's TLS files, and says what it would serve).
+pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
+    daemon::listen_addr(&cfg)?;
+    let store = dkimd_core::store::open(&cfg)?;
+    if check_only {
+        let summary = daemon::check(&cfg, store.as_ref())?;
+        web::check(&cfg)?;
+        outln!("configuration ok: {summary}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    logging::init(cfg.milter.log_level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    rt.block_on(serve(cfg, store))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cfg: Config, store: Box<dyn dkimd_core::store::Store>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let clock = dkimd_core::clock::system();
+    let listener = daemon::listen(&cfg).await?;
+    // The page shares one store for its life; the daemon keeps its own
+    // (it watches for changes).
+    let page_store = dkimd_core::store::Shared::new(dkimd_core::store::open(&cfg)?);
+    let admin = web::bind(&cfg, page_store, clock.clone()).await?;
+    let resolver = daemon::verify_resolver(&cfg)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    if let Some(admin) = admin {
+        tokio::spawn(async move {
+            if let Err(e) = web::serve(admin).await {
+                tracing::error!("admin page stopped: {e:#}");
+            }
+        });
+    }
+    daemon::run(&cfg, listener, store, resolver, clock, shutdown).await
+}

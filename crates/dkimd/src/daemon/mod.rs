@@ -1,0 +1,235 @@
+//! `dkimd run`: the milter daemon Postfix calls for every message.
+//!
+//! Each connection takes the current [`Snapshot`] (settings, keys, rules) and
+//! keeps it for its life; SIGHUP and store changes build a new one and swap
+//! it in whole. When `shutdown` completes, dkimd stops accepting and lets
+//! messages in flight finish.
+//!
+//! The daemon is a function over a listener, a store, a resolver and a
+//! shutdown future ([`run`]), so that tests run it in-process on a listener
+//! bound to port 0.
+
+mod bodyhash;
+mod handler;
+mod headers;
+pub mod metrics;
+mod snapshot;
+
+pub use headers::author_domain_of;
+pub use snapshot::{Plan, Snapshot, Who};
+
+use anyhow::Context;
+use bodyhash::Threads;
+use dkimd_core::clock::SharedClock;
+use dkimd_core::config::Config;
+use dkimd_core::store::Store;
+use handler::DkimHandler;
+use hickory_resolver::TokioResolver;
+use metrics::Metrics;
+use milter::server::{ListenAddr, Listener};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A resolver for verification: the configured servers, with a cache that
+/// honours TTLs (positive and negative).
+pub fn verify_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
+    Ok(dkimd_core::dns::resolver_cached(
+        &cfg.dns.nameservers,
+        Duration::from_secs(cfg.dns.timeout.max(1)),
+    )?)
+}
+
+/// The configured milter socket, parsed.
+pub fn listen_addr(cfg: &Config) -> anyhow::Result<ListenAddr> {
+    cfg.milter
+        .socket
+        .parse()
+        .map_err(|e: String| dkimd_core::Error::usage(format!("milter.socket: {e}")).into())
+}
+
+/// Binds the configured milter socket: a Unix socket gets its directory,
+/// its mode (`milter.socket_mode`) and its group (`milter.socket_group`).
+pub async fn listen(cfg: &Config) -> anyhow::Result<Listener> {
+    let addr = match listen_addr(cfg)? {
+        ListenAddr::Unix(p, _) => {
+            let mode = u32::from_str_radix(&cfg.milter.socket_mode, 8).unwrap_or(0o660);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            ListenAddr::Unix(p, mode)
+        }
+        other => other,
+    };
+    let listener = Listener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.milter.socket))?;
+    if let (ListenAddr::Unix(path, _), Some(group)) = (&addr, &cfg.milter.socket_group) {
+        let gid = dkimd_core::sys::group_id(group)
+            .ok_or_else(|| anyhow::anyhow!("milter.socket_group: no group {group:?}"))?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// What `run --check-config` reports: the snapshot the daemon would start
+/// with.
+pub fn check(cfg: &Config, store: &dyn Store) -> anyhow::Result<String> {
+    let snap = snapshot::load(store, &cfg.milter)?;
+    Ok(format!(
+        "socket {}, state {}, signing {} ({} domains stored, {} with keys that sign), verification {}",
+        cfg.milter.socket,
+        cfg.state_dir.display(),
+        if snap.settings.signing { "on" } else { "off" },
+        snap.stored_domains(),
+        snap.signing_domains(),
+        if snap.settings.verify { "on" } else { "off" }
+    ))
+}
+
+/// Serves milter connections on `listener` with the state in `store`
+/// until `shutdown` completes, then gives messages in flight
+/// `milter.shutdown_grace` to finish.
+pub async fn run(
+    cfg: &Config,
+    listener: Listener,
+    store: Box<dyn Store>,
+    resolver: TokioResolver,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared: snapshot::Shared =
+        Arc::new(RwLock::new(snapshot::load(store.as_ref(), &cfg.milter)?));
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = cfg.milter.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        tokio::spawn(metrics::serve(l, metrics.clone()));
+    }
+    {
+        let snap = shared.read().map(|s| s.clone()).ok();
+        let on = |f: fn(&Snapshot) -> bool| {
+            if snap.as_deref().is_some_and(f) {
+                "on"
+            } else {
+                "off"
+            }
+        };
+        tracing::info!(
+            "listening on {} (signing {}, verification {}); Postfix: smtpd_milters = {}",
+            listener.postfix_addr(),
+            on(|s| s.settings.signing),
+            on(|s| s.settings.verify),
+            listener.postfix_addr()
+        );
+    }
+    tokio::spawn(reload_on_change(store, cfg.milter.clone(), shared.clone()));
+    tokio::spawn(warn_at_limit(
+        metrics.limit_reached(),
+        cfg.milter.max_connections,
+    ));
+    let threads = Threads::new(cfg.milter.body_thread);
+    let stats = metrics.server_stats();
+    let factory = move || {
+        let snap = shared
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        DkimHandler::new(
+            snap,
+            resolver.clone(),
+            metrics.clone(),
+            threads.clone(),
+            clock.clone(),
+        )
+    };
+    let on_error = |e: milter::codec::FrameError| tracing::info!("connection ended: {e}");
+    milter::server::serve(
+        listener,
+        server_config(cfg),
+        factory,
+        on_error,
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down; finishing messages in flight");
+        },
+        Duration::from_secs(cfg.milter.shutdown_grace),
+        stats,
+    )
+    .await
+    .context("milter server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The milter server's limits from `[milter]`.
+fn server_config(cfg: &Config) -> milter::ServerConfig {
+    let m = &cfg.milter;
+    milter::ServerConfig {
+        read_timeout: Duration::from_secs(m.read_timeout.max(1)),
+        negotiate_timeout: Duration::from_secs(m.negotiate_timeout.max(1)),
+        idle_timeout: Duration::from_secs(m.idle_timeout.max(1)),
+        max_macro_bytes: m.max_macro_bytes,
+        max_macros: m.max_macros,
+        max_connections: m.max_connections,
+        ..milter::ServerConfig::default()
+    }
+    .with_body_replies(m.body_replies)
+}
+
+/// Builds a new snapshot on SIGHUP and when the store changed (checked
+/// twice a second), and swaps it in; a failed reload keeps the old one.
+async fn reload_on_change(
+    store: Box<dyn Store>,
+    m: dkimd_core::config::MilterConfig,
+    shared: snapshot::Shared,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut watch = store.watch().ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let why = tokio::select! {
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+            _ = tick.tick() => {
+                match watch.as_mut().map(|w| w.changed()) {
+                    Some(Ok(true)) => "store changed",
+                    _ => continue,
+                }
+            }
+        };
+        match snapshot::load(store.as_ref(), &m) {
+            Ok(s) => {
+                if let Ok(mut w) = shared.write() {
+                    *w = s;
+                }
+                tracing::info!("reloaded ({why})");
+            }
+            Err(e) => {
+                tracing::error!("reload ({why}) failed, keeping the previous state: {e:#}")
+            }
+        }
+    }
+}
+
+/// Says so (at most once a second) when the connection limit holds
+/// connections back.
+async fn warn_at_limit(hits: Arc<std::sync::atomic::AtomicUsize>, limit: usize) {
+    let mut seen = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = hits.load(Ordering::Relaxed);
+        if now > seen {
+            tracing::warn!(
+                "connection limit reached (milter.max_connections = {limit}) with every connection inside a message; new connections wait until one ends"
+            );
+            seen = now;
+        }
+    }
+}
