@@ -148,51 +148,80 @@ fn unit_text(cfg: &Config, t: &Targets) -> String {
 
 /// Hooks dkimd into Postfix and the system.
 pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> {
-    let socket = postfix_socket(cfg);
     out.title(&format!(
         "Installing dkimd for Postfix in {}",
         t.postfix_dir.display()
     ));
+    // Postfix's settings first: without them nothing else is done.
     let set = explicit(&t.postfix_dir)?;
-    let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let record_path = cfg.state_dir.join(RECORD);
     let mut record = read_record(&record_path)?.unwrap_or_default();
-
-    // State directory and service user.
     if let Some(user) = &t.user {
-        if crate::sys::user_exists(user) {
-            out.step("user", &format!("{user} exists"), true);
-        } else {
-            let o = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--home-dir"])
-                .arg(&cfg.state_dir)
-                .args(["--shell", "/usr/sbin/nologin", user])
-                .output()
-                .context("cannot run useradd")?;
-            if !o.status.success() {
-                bail!(
-                    "useradd {user}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-            }
-            record.user = Some(user.clone());
-            out.step("user", &format!("created system user {user}"), true);
-        }
-        // Postfix must reach the socket: put postfix in the service group.
-        let o = Command::new("usermod")
-            .args(["-a", "-G", user, "postfix"])
-            .output();
-        if o.map(|o| o.status.success()).unwrap_or(false) {
-            out.step(
-                "user",
-                &format!("postfix added to group {user} (socket access)"),
-                true,
+        service_user(cfg, user, &mut record, out)?;
+    }
+    state_dir(cfg, t.user.as_deref(), out)?;
+    let changes = milter_params(cfg, t, &set, &mut record, out)?;
+    if let Some(dir) = &t.systemd_dir {
+        systemd_unit(cfg, t, dir, &mut record, out)?;
+    }
+    record.postfix_dir = Some(t.postfix_dir.display().to_string());
+    crate::sys::write_atomic(
+        &record_path,
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+        0o600,
+    )?;
+    if changes == 0 {
+        out.step("postfix", "configuration unchanged", true);
+    } else {
+        reload_postfix(&t.postfix_dir, out);
+    }
+    Ok(())
+}
+
+/// The service user (created when missing), with postfix in its group so
+/// that Postfix reaches the socket.
+fn service_user(
+    cfg: &Config,
+    user: &str,
+    record: &mut InstallRecord,
+    out: &mut Steps,
+) -> crate::Result<()> {
+    if crate::sys::user_exists(user) {
+        out.step("user", &format!("{user} exists"), true);
+    } else {
+        let o = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--home-dir"])
+            .arg(&cfg.state_dir)
+            .args(["--shell", "/usr/sbin/nologin", user])
+            .output()
+            .context("cannot run useradd")?;
+        if !o.status.success() {
+            bail!(
+                "useradd {user}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
             );
         }
+        record.user = Some(user.to_string());
+        out.step("user", &format!("created system user {user}"), true);
     }
+    let o = Command::new("usermod")
+        .args(["-a", "-G", user, "postfix"])
+        .output();
+    if o.map(|o| o.status.success()).unwrap_or(false) {
+        out.step(
+            "user",
+            &format!("postfix added to group {user} (socket access)"),
+            true,
+        );
+    }
+    Ok(())
+}
+
+/// The state directory with its store, owned by the service user.
+fn state_dir(cfg: &Config, user: Option<&str>, out: &mut Steps) -> crate::Result<()> {
     let store = crate::store::open(cfg)?;
     drop(store);
-    if let Some(user) = &t.user {
+    if let Some(user) = user {
         let o = Command::new("chown")
             .arg("-R")
             .arg(format!("{user}:{user}"))
@@ -211,8 +240,21 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
         &format!("{} (mode 0700)", cfg.state_dir.display()),
         true,
     );
+    Ok(())
+}
 
-    // Postfix parameters: show, then apply.
+/// Adds dkimd to `smtpd_milters` and `non_smtpd_milters` (and sets
+/// `milter_default_action` when the admin has not), shown first; returns
+/// how many parameters changed.
+fn milter_params(
+    cfg: &Config,
+    t: &Targets,
+    set: &[(String, String)],
+    record: &mut InstallRecord,
+    out: &mut Steps,
+) -> crate::Result<usize> {
+    let socket = postfix_socket(cfg);
+    let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut changes: Vec<(String, String)> = Vec::new();
     for param in ["smtpd_milters", "non_smtpd_milters"] {
         let old = current(param).unwrap_or_default();
@@ -246,44 +288,40 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
     for (k, v) in &changes {
         postconf(&t.postfix_dir, &["-e", &format!("{k}={v}")])?;
     }
+    Ok(changes.len())
+}
 
-    // The systemd unit.
-    if let Some(dir) = &t.systemd_dir {
-        let unit = dir.join("dkimd.service");
-        let text = unit_text(cfg, t);
-        if std::fs::read_to_string(&unit).ok().as_deref() == Some(text.as_str()) {
-            out.step(
-                "systemd",
-                &format!("{} is up to date", unit.display()),
-                true,
-            );
-        } else {
-            std::fs::create_dir_all(dir)?;
-            crate::sys::write_atomic(&unit, text.as_bytes(), 0o644)?;
-            out.step(
-                "systemd",
-                &format!("wrote {} (ExecReload sends SIGHUP)", unit.display()),
-                true,
-            );
-            let s = unit.display().to_string();
-            if !record.files.contains(&s) {
-                record.files.push(s);
-            }
-            if Path::new("/run/systemd/system").exists() {
-                let _ = Command::new("systemctl").arg("daemon-reload").status();
-            }
-        }
+/// The systemd unit in `dir`, written when it differs.
+fn systemd_unit(
+    cfg: &Config,
+    t: &Targets,
+    dir: &Path,
+    record: &mut InstallRecord,
+    out: &mut Steps,
+) -> crate::Result<()> {
+    let unit = dir.join("dkimd.service");
+    let text = unit_text(cfg, t);
+    if std::fs::read_to_string(&unit).ok().as_deref() == Some(text.as_str()) {
+        out.step(
+            "systemd",
+            &format!("{} is up to date", unit.display()),
+            true,
+        );
+        return Ok(());
     }
-    record.postfix_dir = Some(t.postfix_dir.display().to_string());
-    crate::sys::write_atomic(
-        &record_path,
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-        0o600,
-    )?;
-    if changes.is_empty() {
-        out.step("postfix", "configuration unchanged", true);
-    } else {
-        reload_postfix(&t.postfix_dir, out);
+    std::fs::create_dir_all(dir)?;
+    crate::sys::write_atomic(&unit, text.as_bytes(), 0o644)?;
+    out.step(
+        "systemd",
+        &format!("wrote {} (ExecReload sends SIGHUP)", unit.display()),
+        true,
+    );
+    let s = unit.display().to_string();
+    if !record.files.contains(&s) {
+        record.files.push(s);
+    }
+    if Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl").arg("daemon-reload").status();
     }
     Ok(())
 }

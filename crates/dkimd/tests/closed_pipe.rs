@@ -13,7 +13,7 @@
 mod common;
 
 use common::bind::have_named;
-use common::daemon::{free_port, Daemon};
+use common::daemon::free_port;
 use common::env::SigningEnv;
 use common::*;
 use std::io::Write;
@@ -251,5 +251,5 @@ fn every_subcommand_survives_a_closed_pipe() {
         );
     }
     // The daemon can still start from this store.
-    let _d = Daemon::start(&env.config, env.port);
+    let _d = env.daemon();
 }

@@ -126,7 +126,7 @@ fn key_show_ttl_read_only_settings_and_which_daemon() {
     assert!(!other_state.exists(), "settings created a store");
 
     // A daemon on this store, and enable on each store.
-    let daemon = common::daemon::Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let o = run(&env, &["enable"]);
     assert!(
         text(&o).contains(&format!(

@@ -26,7 +26,6 @@
 mod common;
 
 use common::bind::have_named;
-use common::daemon::Daemon;
 use common::env::MilterEnv;
 use common::mta::{apply, as_milter, metric, mods_text, rss_kb};
 use common::postfix::{have_postfix, smtp_send, Postfix};
@@ -142,7 +141,7 @@ async fn header_flood_is_no_way_around_verification() {
         return;
     }
     let env = setup("");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
 
     // Sign a message, then tamper with it: under the limits it fails.
     let signed = apply(RAW, &send(&env, "127.0.0.1", RAW).await.modifications);
@@ -230,11 +229,11 @@ async fn header_flood_is_no_way_around_verification() {
         daemon.log_text()
     );
     assert_eq!(
-        metric(env.mport, "dkimd_over_limit_total{client=\"trusted\"}"),
+        metric(env.mport(), "dkimd_over_limit_total{client=\"trusted\"}"),
         1
     );
     assert_eq!(
-        metric(env.mport, "dkimd_over_limit_total{client=\"untrusted\"}"),
+        metric(env.mport(), "dkimd_over_limit_total{client=\"untrusted\"}"),
         4
     );
 
@@ -263,7 +262,7 @@ async fn header_flood_is_no_way_around_verification() {
         assert_eq!(removed_results(&out.modifications), vec![1], "{fillers}");
         assert!(inserted_results(&out.modifications).is_empty());
     }
-    assert!(metric(env.mport, "dkimd_forged_results_removed_total ") >= 8);
+    assert!(metric(env.mport(), "dkimd_forged_results_removed_total ") >= 8);
 }
 
 /// Bound: macros only for the protocol's stage letters; a connection holds
@@ -278,7 +277,7 @@ async fn macro_frames_are_bounded() {
         return;
     }
     let env = setup("");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let m = as_milter(RAW, 4096);
     // Warm up: one message of each kind.
     send(&env, "127.0.0.1", RAW).await;
@@ -403,7 +402,7 @@ async fn time_limits_for_negotiation_and_between_messages() {
         return;
     }
     let env = setup("negotiate_timeout = 2\nidle_timeout = 4");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let m = as_milter(RAW, 4096);
 
     // The time limits, with the phase in the log.
@@ -443,7 +442,7 @@ async fn idle_connections_do_not_starve_the_mta() {
         return;
     }
     let env = setup("");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
 
     // 600 connections: 300 that say nothing, 300 negotiated and idle.
     let mut hold = Vec::new();
@@ -468,13 +467,13 @@ async fn idle_connections_do_not_starve_the_mta() {
         "{}",
         daemon.log_text()
     );
-    assert!(metric(env.mport, "dkimd_connections_evicted_total ") >= 100);
+    assert!(metric(env.mport(), "dkimd_connections_evicted_total ") >= 100);
     eprintln!("idle_connections: signed in {direct:?} with 600 connections held");
     drop(hold);
 
     // Through real Postfix: the same, with the MTA's own milter connection.
     if have_postfix() {
-        let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port), "tempfail");
+        let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port()), "tempfail");
         let mut hold = Vec::new();
         for i in 0..600 {
             let mut c = Client::connect(&env.addr()).await.unwrap();
@@ -520,7 +519,7 @@ async fn busy_connections_are_never_closed_at_the_limit() {
         return;
     }
     let env = setup("max_connections = 2");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let m = as_milter(RAW, 4096);
     let mut a = connected(&env, &m, "127.0.0.1").await;
     let mut b = connected(&env, &m, "127.0.0.1").await;
@@ -574,7 +573,7 @@ async fn malformed_and_oversized_frames() {
         return;
     }
     let env = setup("read_timeout = 1");
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let m = as_milter(RAW, 100);
 
     // End of message without a message, end of headers first, a body before
@@ -745,7 +744,7 @@ async fn sigkill_in_the_middle_of_a_large_body() {
         return;
     }
     let env = setup("");
-    let mut daemon = Daemon::start(&env.config, env.port);
+    let mut daemon = env.daemon();
     let before = apply(RAW, &send(&env, "127.0.0.1", RAW).await.modifications);
     let m = as_milter(RAW, 4096);
     let mut c = connected(&env, &m, "127.0.0.1").await;
@@ -764,7 +763,7 @@ async fn sigkill_in_the_middle_of_a_large_body() {
         }
     }
     drop(c);
-    let _daemon = Daemon::start(&env.config, env.port);
+    let _daemon = env.daemon();
     let after = apply(RAW, &send(&env, "127.0.0.1", RAW).await.modifications);
     let selectors = |msg: &[u8]| {
         let t = String::from_utf8_lossy(msg).into_owned();

@@ -63,7 +63,7 @@ async fn signs_trusted_mail_and_verifies_the_rest() {
         return;
     }
     let env = setup();
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let dns = env.dns_file();
 
     // Trusted client: two signatures inserted at the top, and they verify
@@ -181,7 +181,7 @@ async fn signs_trusted_mail_and_verifies_the_rest() {
         .any(|m| matches!(m, Reply::ChangeHeader { index: 2, .. })));
 
     // The metrics endpoint counts what happened.
-    let m = metrics(env.mport);
+    let m = metrics(env.mport());
     assert!(m.starts_with("HTTP/1.0 200 OK"), "{m}");
     let value = |name: &str| -> u64 {
         m.lines()
@@ -209,7 +209,7 @@ async fn policies_for_bad_signatures() {
         return;
     }
     let env = setup();
-    let _daemon = Daemon::start(&env.config, env.port);
+    let _daemon = env.daemon();
     let out = send(&env, "127.0.0.1", RAW, 65535).await;
     let signed = apply(RAW, &out.modifications);
     let tampered = String::from_utf8(signed)
@@ -272,7 +272,7 @@ async fn abort_reuse_and_garbage() {
         return;
     }
     let env = setup();
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let dns = env.dns_file();
 
     // Many messages on one connection, with an ABORT in the middle of one.
@@ -354,7 +354,7 @@ fn sigterm_finishes_and_exits() {
         return;
     }
     let env = setup();
-    let mut daemon = Daemon::start(&env.config, env.port);
+    let mut daemon = env.daemon();
     let o = dkimd()
         .arg("--config")
         .arg(&env.config)
@@ -391,7 +391,7 @@ async fn unix_socket_with_mode_replaces_a_stale_socket() {
     // A stale socket file from a crashed daemon.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        &format!("socket = \"inet:127.0.0.1:{}\"", env.port),
+        &env.socket_line(),
         &format!(
             "socket = \"unix:{}\"\nsocket_mode = \"0660\"",
             sock.display()
@@ -442,8 +442,8 @@ fn bench_tool_counts_signed_and_verified_messages() {
         return;
     }
     let env = setup();
-    let daemon = Daemon::start(&env.config, env.port);
-    let sock = format!("inet:127.0.0.1:{}", env.port);
+    let daemon = env.daemon();
+    let sock = format!("inet:127.0.0.1:{}", env.port());
     let pid = daemon.pid().to_string();
     let o = dkimd()
         .args([
@@ -595,7 +595,7 @@ async fn silent_dns_does_not_hold_the_message() {
 
 async fn send_signed_then_break_dns(env: &Env) -> (std::time::Duration, String) {
     // Sign with the daemon first, then point it at a server that never answers.
-    let daemon = Daemon::start(&env.config, env.port);
+    let daemon = env.daemon();
     let out = send(env, "127.0.0.1", RAW, 100).await;
     let signed = apply(RAW, &out.modifications);
     drop(daemon);
@@ -608,7 +608,7 @@ async fn send_signed_then_break_dns(env: &Env) -> (std::time::Duration, String) 
             "shutdown_grace = 5\nlookup_timeout = 2",
         );
     std::fs::write(&env.config, text).unwrap();
-    let _daemon = Daemon::start(&env.config, env.port);
+    let _daemon = env.daemon();
     let t = std::time::Instant::now();
     let out = send(env, "192.0.2.30", &signed, 100).await;
     (t.elapsed(), mods_text(&out.modifications))
@@ -629,7 +629,7 @@ async fn body_streamed_or_answered_with_skip() {
         assert!(text.contains("dkim=none"), "{text}");
     };
     {
-        let _daemon = Daemon::start(&env.config, env.port);
+        let _daemon = env.daemon();
         let (n, out) = unsigned_from_outside(&env).await;
         assert_ne!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
         assert_eq!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
@@ -646,7 +646,7 @@ async fn body_streamed_or_answered_with_skip() {
         "shutdown_grace = 5\nbody_replies = true",
     );
     std::fs::write(&env.config, text).unwrap();
-    let _daemon = Daemon::start(&env.config, env.port);
+    let _daemon = env.daemon();
     let (n, out) = unsigned_from_outside(&env).await;
     assert_eq!(n.protocol & milter::proto::NR_BODY, 0, "{n:?}");
     assert_ne!(n.protocol & milter::proto::SKIP, 0, "{n:?}");
@@ -703,7 +703,7 @@ async fn large_bodies_hashed_on_a_thread() {
     let raw = large_message(60_000, "large1");
     assert!(raw.len() > 3_000_000, "{}", raw.len());
     let signed = {
-        let _daemon = Daemon::start(&env.config, env.port);
+        let _daemon = env.daemon();
         // Four at once, on separate connections, in Postfix-sized chunks.
         let (a, b, c, d) = tokio::join!(
             send(&env, "127.0.0.1", &raw, 65535),
@@ -724,7 +724,7 @@ async fn large_bodies_hashed_on_a_thread() {
             let r = dkimpy_verify(&dns, &[f]);
             assert!(r[0].1, "dkimpy: {}", r[0].2);
         }
-        let threaded = metric(env.mport, "dkimd_bodies_hashed_on_thread_total ");
+        let threaded = metric(env.mport(), "dkimd_bodies_hashed_on_thread_total ");
         assert!((1..=4).contains(&threaded), "{threaded}");
 
         // Verified from outside: pass, and fail with one byte changed in
@@ -765,8 +765,8 @@ async fn large_bodies_hashed_on_a_thread() {
         let (ok, text) = verify_with_dkimd(&dns, &apply(&raw, &out.modifications));
         assert!(ok, "after an abort: {text}");
         c.quit().await.unwrap();
-        assert!(metric(env.mport, "dkimd_bodies_hashed_on_thread_total ") >= threaded + 3);
-        assert_eq!(metric(env.mport, "dkimd_errors_total "), 0);
+        assert!(metric(env.mport(), "dkimd_bodies_hashed_on_thread_total ") >= threaded + 3);
+        assert_eq!(metric(env.mport(), "dkimd_errors_total "), 0);
         signed
     };
 
@@ -775,12 +775,15 @@ async fn large_bodies_hashed_on_a_thread() {
         "shutdown_grace = 5\nbody_thread = false",
     );
     std::fs::write(&env.config, text).unwrap();
-    let _daemon = Daemon::start(&env.config, env.port);
+    let _daemon = env.daemon();
     let out = send(&env, "127.0.0.1", &raw, 65535).await;
     let (ok, text) = verify_with_dkimd(&dns, &apply(&raw, &out.modifications));
     assert!(ok, "{text}");
     let out = send(&env, "192.0.2.10", &signed, 65535).await;
     let text = mods_text(&out.modifications);
     assert_eq!(text.matches("dkim=pass").count(), 2, "{text}");
-    assert_eq!(metric(env.mport, "dkimd_bodies_hashed_on_thread_total "), 0);
+    assert_eq!(
+        metric(env.mport(), "dkimd_bodies_hashed_on_thread_total "),
+        0
+    );
 }

@@ -83,8 +83,8 @@ async fn real_postfix_signs_verifies_and_applies_policy() {
         return;
     }
     let env = setup();
-    let daemon = Daemon::start(&env.config, env.port);
-    let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port), "tempfail");
+    let daemon = env.daemon();
+    let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port()), "tempfail");
     let dns = env.dns_file();
 
     // Submission service (ORIGINATING): signed twice.
@@ -313,7 +313,9 @@ async fn postfix_falls_back_when_dkimd_is_down() {
         return;
     }
     let env = setup();
-    let port = env.port;
+    // Postfix is set up while dkimd is down: the milter's port is fixed
+    // first.
+    let port = env.pin_port();
     let pf = Postfix::start(&format!("inet:127.0.0.1:{port}"), "tempfail");
     // dkimd is not running: tempfail keeps the message with the sender.
     let a = smtp_send(
@@ -362,6 +364,8 @@ fn install_hooks_into_postfix_and_uninstall_undoes_it() {
         return;
     }
     let env = setup();
+    // install writes the milter's address into Postfix: a fixed one.
+    env.pin_port();
     let pf = Postfix::start("inet:127.0.0.1:9999", "tempfail");
     let postconf_n = || {
         String::from_utf8(
@@ -403,7 +407,7 @@ fn install_hooks_into_postfix_and_uninstall_undoes_it() {
         t
     };
     let out = run(args("install"));
-    let want = format!("inet:127.0.0.1:9999, inet:127.0.0.1:{}", env.port);
+    let want = format!("inet:127.0.0.1:9999, inet:127.0.0.1:{}", env.port());
     assert!(
         out.contains(&format!(
             "smtpd_milters: \"inet:127.0.0.1:9999\" → \"{want}\""
@@ -437,7 +441,7 @@ fn install_hooks_into_postfix_and_uninstall_undoes_it() {
     assert!(
         out.contains(&format!(
             "postfix: smtpd_milters has inet:127.0.0.1:{}",
-            env.port
+            env.port()
         )),
         "{out}"
     );

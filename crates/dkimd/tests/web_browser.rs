@@ -282,7 +282,7 @@ async fn admins_day(env: &WebEnv, c: &Client, base: &str) {
 }
 
 async fn steps(env: Arc<WebEnv>, c: Client) {
-    let base = format!("http://127.0.0.1:{}", env.port);
+    let base = format!("http://127.0.0.1:{}", env.port());
 
     // Not logged in: the page sends the browser to the login form.
     c.goto(&format!("{base}/")).await.unwrap();

@@ -68,7 +68,7 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
         return;
     }
     let env = WebEnv::start("", &["example.com"]);
-    let mut anon = Client::new(env.port);
+    let mut anon = Client::new(env.port());
     for (method, path) in ROUTES {
         let r = anon.request(method, path, (*method == "POST").then_some("a=b"));
         assert_eq!(r.status, 303, "{method} {path}: {r:?}");
@@ -81,7 +81,7 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
     assert_eq!(anon.get("/login").status, 200);
     assert_eq!(anon.get("/static/style.css").status, 200);
 
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     let r = c.login(USER, PASSWORD);
     assert_eq!(r.status, 303, "{r:?}");
     let cookie = r
@@ -121,7 +121,7 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
         assert_eq!(r.status, 403, "{path}: {r:?}");
     }
     // Another session's token is not this session's.
-    let mut other = Client::new(env.port);
+    let mut other = Client::new(env.port());
     other.login(USER, PASSWORD);
     let other_csrf = other.csrf("/");
     assert_ne!(other_csrf, csrf);
@@ -136,7 +136,7 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
         403
     );
     // Our host under another scheme is another origin.
-    c.extra = vec![("Origin".into(), format!("https://127.0.0.1:{}", env.port))];
+    c.extra = vec![("Origin".into(), format!("https://127.0.0.1:{}", env.port()))];
     assert_eq!(
         post_owned(&mut c, "/settings", &enable_form(&csrf, "web1")).status,
         403
@@ -163,13 +163,13 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
     );
     // The host must be one the page is served under (DNS rebinding).
     let r = raw(
-        env.port,
+        env.port(),
         "GET /login HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 421, "{r:?}");
     // The page's own names under another port (an SSH tunnel) are fine.
     let r = raw(
-        env.port,
+        env.port(),
         "GET /login HTTP/1.1\r\nHost: localhost:9999\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200, "{r:?}");
@@ -178,7 +178,7 @@ fn every_route_needs_a_session_and_every_post_a_csrf_token() {
     let stolen = c.cookies.clone();
     let r = c.post("/logout", &[("csrf", &csrf)]);
     assert_eq!(r.status, 303);
-    let mut replay = Client::new(env.port);
+    let mut replay = Client::new(env.port());
     replay.cookies = stolen;
     assert_eq!(replay.get("/").status, 303);
     let log = env.audit_log();
@@ -191,7 +191,7 @@ fn wrong_passwords_are_rate_limited_and_audited() {
         return;
     }
     let env = WebEnv::start("login_attempts = 3\nlogin_window = 60", &["example.com"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     for i in 0..3 {
         let r = c.login(USER, &format!("wrong password {i}"));
         assert_eq!(r.status, 401, "{r:?}");
@@ -221,7 +221,7 @@ fn sessions_end_when_idle_or_when_the_password_changes() {
         return;
     }
     let env = WebEnv::start("session_idle = 2", &["example.com"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     assert_eq!(c.login(USER, PASSWORD).status, 303);
     assert_eq!(c.get("/").status, 200);
     std::thread::sleep(std::time::Duration::from_millis(2500));
@@ -270,7 +270,7 @@ fn changes_show_their_steps_bad_input_changes_nothing_and_no_private_key_leaves(
         return;
     }
     let env = WebEnv::start("", &["example.com", "mail.example.com"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     assert_eq!(c.login(USER, PASSWORD).status, 303);
     let csrf = c.csrf("/");
 
@@ -527,7 +527,7 @@ fn tls_off_loopback_and_secure_cookies() {
         ),
         &["example.com"],
     );
-    let base = format!("https://127.0.0.1:{}", env.port);
+    let base = format!("https://127.0.0.1:{}", env.port());
     let jar = env.tmp.path().join("cookies.txt");
     let jar = jar.to_str().unwrap();
     let page = curl(&["-c", jar, &format!("{base}/login")]);
@@ -576,7 +576,7 @@ fn tls_off_loopback_and_secure_cookies() {
             "-sS",
             "--max-time",
             "10",
-            &format!("http://127.0.0.1:{}/login", env.port),
+            &format!("http://127.0.0.1:{}/login", env.port()),
         ])
         .output()
         .unwrap();
@@ -625,7 +625,7 @@ fn failed_steps_are_shown_and_audited() {
         return;
     }
     let env = WebEnv::start("", &["example.com", "broken.example"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     assert_eq!(c.login(USER, PASSWORD).status, 303);
     let csrf = c.csrf("/");
     let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web1"));
@@ -662,7 +662,7 @@ fn login_names_and_the_recent_changes_view_are_bounded() {
         return;
     }
     let env = WebEnv::start("", &["example.com"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     let csrf = c.get("/login").csrf().unwrap();
     let before = env.audit_log().len();
     let big = "u".repeat(20_000);
@@ -733,7 +733,7 @@ fn one_form_shows_each_step_once_and_too_large_is_a_page() {
         return;
     }
     let env = WebEnv::start("", &["example.com", "manual.test"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     assert_eq!(c.login(USER, PASSWORD).status, 303);
     let csrf = c.csrf("/");
     let r = post_owned(&mut c, "/settings", &enable_form(&csrf, "web1"));
@@ -783,7 +783,7 @@ fn domains_are_managed_on_the_page() {
         return;
     }
     let env = WebEnv::start("", &["example.com"]);
-    let mut c = Client::new(env.port);
+    let mut c = Client::new(env.port());
     assert_eq!(c.login(USER, PASSWORD).status, 303);
     let csrf = c.csrf("/");
     assert_eq!(

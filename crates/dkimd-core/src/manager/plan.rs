@@ -167,34 +167,7 @@ pub(super) fn plan_own_keys(
     let signs =
         st.settings.signing && decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs;
     if signs {
-        let before: BTreeSet<String> = st
-            .keys_for(domain)
-            .iter()
-            .map(|k| record_name(&k.selector, domain))
-            .collect();
-        let now: BTreeSet<String> = after
-            .iter()
-            .map(|(_, _, s, _)| record_name(s, domain))
-            .collect();
-        let new_names: BTreeSet<String> = keys
-            .iter()
-            .zip(&selectors)
-            .map(|(_, s)| record_name(s, domain))
-            .collect();
-        for n in &now {
-            if new_names.contains(n) {
-                lines.push(format!("record {n}: published (the new key)"));
-            } else if before.contains(n) {
-                lines.push(format!("record {n}: kept"));
-            } else {
-                lines.push(format!("record {n}: published"));
-            }
-        }
-        for n in before.difference(&now) {
-            lines.push(format!(
-                "record {n}: removed (its key no longer signs for {domain})"
-            ));
-        }
+        lines.extend(record_lines(st, domain, &selectors, &after));
     } else {
         lines.push(format!(
             "{domain} does not sign now: no record is published or removed"
@@ -205,4 +178,43 @@ pub(super) fn plan_own_keys(
         retire,
         lines,
     })
+}
+
+/// What happens to each record name when `after` sign for `domain`: the new
+/// keys' (`new_selectors`) published, the others kept, published or removed.
+fn record_lines(
+    st: &State,
+    domain: &str,
+    new_selectors: &[String],
+    after: &[(KeyAlgorithm, usize, String, &str)],
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let before: BTreeSet<String> = st
+        .keys_for(domain)
+        .iter()
+        .map(|k| record_name(&k.selector, domain))
+        .collect();
+    let now: BTreeSet<String> = after
+        .iter()
+        .map(|(_, _, s, _)| record_name(s, domain))
+        .collect();
+    let new_names: BTreeSet<String> = new_selectors
+        .iter()
+        .map(|s| record_name(s, domain))
+        .collect();
+    for n in &now {
+        if new_names.contains(n) {
+            lines.push(format!("record {n}: published (the new key)"));
+        } else if before.contains(n) {
+            lines.push(format!("record {n}: kept"));
+        } else {
+            lines.push(format!("record {n}: published"));
+        }
+    }
+    for n in before.difference(&now) {
+        lines.push(format!(
+            "record {n}: removed (its key no longer signs for {domain})"
+        ));
+    }
+    lines
 }

@@ -108,7 +108,8 @@ pub async fn run(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        tracing::info!("metrics on http://{addr}/metrics");
+        let bound = l.local_addr().unwrap_or(addr);
+        tracing::info!("metrics on http://{bound}/metrics");
         tokio::spawn(metrics::serve(l, metrics.clone()));
     }
     {

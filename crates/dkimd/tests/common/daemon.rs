@@ -23,6 +23,55 @@ impl Daemon {
         })
     }
 
+    /// Starts `dkimd --config CONFIG run` on a configuration whose sockets
+    /// are bound to port 0 (`inet:127.0.0.1:0`, and `127.0.0.1:0` for the
+    /// metrics and the admin page): no port is probed and dropped before;
+    /// the ports dkimd was given are read from its log.
+    pub fn start_any_port(config: &Path) -> Daemon {
+        let mut d = Self::spawn(config, Arc::new(Mutex::new(Vec::new())));
+        let prefix = "listening on inet:127.0.0.1:";
+        d.wait_until(|d| d.logged_port(prefix).is_some());
+        d.port = d.logged_port(prefix).unwrap_or(0);
+        d
+    }
+
+    /// The port in the first log line that has `prefix` followed by digits.
+    fn logged_port(&self, prefix: &str) -> Option<u16> {
+        self.log.lock().unwrap().iter().find_map(|l| {
+            let rest = &l[l.find(prefix)? + prefix.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+    }
+
+    /// The port of the metrics endpoint, from the log (waits up to 10 s).
+    pub fn metrics_port(&self) -> u16 {
+        self.wait_port("metrics on http://127.0.0.1:")
+    }
+
+    /// The port of the admin page, from the log (waits up to 10 s).
+    pub fn admin_port(&self) -> u16 {
+        self.wait_port("admin page on http://127.0.0.1:")
+    }
+
+    fn wait_port(&self, prefix: &str) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = self
+                .logged_port(prefix)
+                .or_else(|| self.logged_port(&prefix.replace("http://", "https://")))
+            {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {prefix}… in {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts it listening on a Unix socket.
     pub fn start_unix(config: &Path, socket: &Path) -> Daemon {
         let s = socket.to_path_buf();
@@ -31,7 +80,7 @@ impl Daemon {
         })
     }
 
-    fn start_with(config: &Path, port: u16, ready: impl Fn() -> bool) -> Daemon {
+    fn spawn(config: &Path, log: Arc<Mutex<Vec<String>>>) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dkimd"))
             .arg("--config")
             .arg(config)
@@ -41,7 +90,6 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -49,19 +97,34 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
+        Daemon {
+            child,
+            port: 0,
+            log,
+        }
+    }
+
+    fn start_with(config: &Path, port: u16, ready: impl Fn() -> bool) -> Daemon {
+        let mut d = Self::spawn(config, Arc::new(Mutex::new(Vec::new())));
+        d.port = port;
+        d.wait_until(|_| ready());
+        d
+    }
+
+    /// Waits until `ready` says so (at most 20 s); panics when dkimd exits.
+    fn wait_until(&mut self, ready: impl Fn(&Daemon) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready() {
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("dkimd run exited ({st}): {:?}", log.lock().unwrap());
+        while !ready(self) {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("dkimd run exited ({st}): {}", self.log_text());
             }
             assert!(
                 Instant::now() < deadline,
-                "dkimd run did not listen: {:?}",
-                log.lock().unwrap()
+                "dkimd run did not listen: {}",
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Daemon { child, port, log }
     }
 
     pub fn pid(&self) -> u32 {

@@ -43,14 +43,12 @@ impl WebEnv {
             .iter()
             .map(|a| format!("{a:?}"))
             .collect();
-        let port = free_port();
-        let milter = free_port();
         std::fs::write(
             &config,
             format!(
                 "state_dir = \"{state}\"\n\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\n\
-                 [milter]\nsocket = \"inet:127.0.0.1:{milter}\"\n\n\
-                 [admin]\nlisten = \"127.0.0.1:{port}\"\n{admin}\n\n\
+                 [milter]\nsocket = \"inet:127.0.0.1:0\"\n\n\
+                 [admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n\
                  [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\n\n\
                  [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n\n\
                  [[publish.zone]]\nname = \"broken.example\"\nbackend = \"bind-zone-file\"\nfile = \"/nonexistent/dkimd-test/broken.example.zone\"\n",
@@ -73,7 +71,9 @@ impl WebEnv {
             &["admin", "passwd", USER],
             format!("{PASSWORD}\n").as_bytes(),
         );
-        let daemon = Daemon::start(&config, port);
+        // Every port is the kernel's choice; dkimd's log says which.
+        let daemon = Daemon::start_any_port(&config);
+        let port = daemon.admin_port();
         WebEnv {
             tmp,
             config,
@@ -81,6 +81,11 @@ impl WebEnv {
             daemon,
             port,
         }
+    }
+
+    /// The admin page's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Runs a dkimd command with this configuration; returns stdout.
