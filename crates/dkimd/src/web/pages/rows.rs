@@ -1,0 +1,120 @@
+//! A domain and its keys as the pages show them, with what a key's DNS
+//! state means.
+
+use dkimd_core::dns::DnsState;
+use dkimd_core::manager::DomainStatus;
+
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    pub(super) selector: String,
+    pub(super) alg: String,
+    pub(super) own: bool,
+    pub(super) record_name: String,
+    pub(super) record: String,
+    pub(super) dns: String,
+    pub(super) dns_ok: bool,
+    /// What the DNS state means and what to do, in words.
+    pub(super) dns_help: String,
+}
+
+/// What a key's DNS state means, and what the admin does about it.
+pub(super) fn dns_help(state: &DnsState, record_name: &str) -> String {
+    match state {
+        DnsState::Ok | DnsState::NotChecked => String::new(),
+        DnsState::Missing => format!("DNS serves no record at {record_name}: press Publish (for a zone dkimd writes), or publish the record shown in the domain's zone."),
+        DnsState::Mismatch => {
+            "DNS serves another key here: press Publish to replace it with the record shown.".into()
+        }
+        DnsState::Multiple(_) | DnsState::MultipleNoneMatches(_) => {
+            "DNS serves several records at this name: receivers may pick any. Press Publish (it leaves only the one shown), or remove the others by hand.".into()
+        }
+        DnsState::WrongForm => {
+            "Publish the record shown instead (press Publish for a zone dkimd writes).".into()
+        }
+        DnsState::LookupFailed(why) if why.contains("Refused") => {
+            "The name server asked refused to answer for this name: it does not serve this domain's zone. Check [dns] nameservers, and that the zone is published where the world looks for it.".into()
+        }
+        DnsState::LookupFailed(_) => {
+            "The check could not ask DNS: see that [dns] nameservers points at a server that answers, then reload this page.".into()
+        }
+        _ => String::new(),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DomainRow {
+    pub(super) name: String,
+    pub(super) known: bool,
+    pub(super) signs: bool,
+    pub(super) why: String,
+    pub(super) dkim: String,
+    pub(super) features: String,
+    pub(super) dns_on: bool,
+    pub(super) mail_on: bool,
+    /// Where its records are published.
+    pub(super) backend: String,
+    pub(super) keys: Vec<KeyRow>,
+}
+
+impl DomainRow {
+    pub(super) fn from_status(d: DomainStatus) -> DomainRow {
+        let (known, dkim, features) = match d.known {
+            Some((dns, mail, ovr)) => (
+                true,
+                ovr.as_str().to_string(),
+                format!(
+                    "DNS {}, email {}",
+                    if dns { "on" } else { "off" },
+                    if mail { "on" } else { "off" }
+                ),
+            ),
+            None => (false, String::new(), "extra domain".to_string()),
+        };
+        DomainRow {
+            name: d.domain,
+            known,
+            signs: d.signs,
+            why: d.why,
+            dkim,
+            features,
+            dns_on: d.known.is_some_and(|(dns, _, _)| dns),
+            mail_on: d.known.is_some_and(|(_, mail, _)| mail),
+            backend: d.backend,
+            keys: d
+                .keys
+                .into_iter()
+                .map(|k| KeyRow {
+                    dns_ok: k.dns.is_ok(),
+                    dns_help: dns_help(&k.dns, &k.record_name),
+                    selector: k.selector,
+                    alg: format!("{}-{}", k.algorithm.as_str(), k.bits),
+                    own: k.own_key,
+                    record: k.zone_line,
+                    record_name: k.record_name,
+                    dns: k.dns.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_states_are_explained() {
+        let n = "s._domainkey.example.com";
+        assert_eq!(dns_help(&DnsState::Ok, n), "");
+        assert!(dns_help(&DnsState::Missing, n)
+            .contains("DNS serves no record at s._domainkey.example.com: press Publish"));
+        assert!(dns_help(&DnsState::Mismatch, n).contains("another key"));
+        assert!(dns_help(&DnsState::Multiple(2), n).contains("several records"));
+        assert!(
+            dns_help(&DnsState::LookupFailed("request timed out".into()), n)
+                .contains("[dns] nameservers")
+        );
+        assert!(dns_help(&DnsState::LookupFailed("Query Refused".into()), n)
+            .contains("does not serve this domain"));
+    }
+}
