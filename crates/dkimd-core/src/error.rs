@@ -181,12 +181,6 @@ impl Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Error {
-        Error::Store(e.to_string())
-    }
-}
-
 impl From<hickory_net::NetError> for Error {
     fn from(e: hickory_net::NetError) -> Error {
         Error::Dns(e.to_string())

@@ -3,7 +3,7 @@
 
 use super::audit::AuditFile;
 use super::*;
-use crate::error::{bail, err, Context};
+use crate::error::{bail, err, Context, Error};
 use crate::model::settings::Override;
 use crate::sys::check_private;
 use dkim::KeyAlgorithm;
@@ -15,6 +15,12 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     audit: AuditFile,
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Store(e.to_string())
+    }
 }
 
 /// Migrations, in order; the store's `user_version` says how many ran.
