@@ -1,5 +1,6 @@
 //! Key lookups: from a file of records, or from DNS through hickory-resolver.
 
+pub mod authoritative;
 pub mod live;
 
 pub use live::DnsState;
