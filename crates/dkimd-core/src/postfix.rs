@@ -122,7 +122,7 @@ fn reload_postfix(dir: &Path, out: &mut Steps) {
 
 /// The socket as Postfix names it.
 pub fn postfix_socket(cfg: &Config) -> String {
-    cfg.milter.socket.replace("local:", "unix:")
+    cfg.milter.socket.as_str().replace("local:", "unix:")
 }
 
 fn unit_text(cfg: &Config, t: &Targets) -> String {

@@ -89,10 +89,10 @@ fn default_propagation() -> u64 {
 pub struct MilterConfig {
     /// Where to listen: "unix:/path" or "inet:IP:PORT" (Postfix's notation).
     #[serde(default = "default_socket")]
-    pub socket: String,
+    pub socket: SocketSpec,
     /// Mode of a Unix socket, octal text (Postfix must be able to connect).
     #[serde(default = "default_socket_mode")]
-    pub socket_mode: String,
+    pub socket_mode: FileMode,
     /// Clients whose mail is signed (CIDR). SASL-authenticated clients and
     /// the signing daemons below are trusted as well.
     #[serde(default = "default_trusted")]
@@ -184,11 +184,74 @@ pub struct MilterConfig {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-fn default_socket() -> String {
-    "unix:/run/dkimd/dkimd.sock".into()
+fn default_socket() -> SocketSpec {
+    SocketSpec {
+        text: "unix:/run/dkimd/dkimd.sock".into(),
+        addr: milter::server::ListenAddr::Unix("/run/dkimd/dkimd.sock".into(), 0o660),
+    }
 }
-fn default_socket_mode() -> String {
-    "0660".into()
+fn default_socket_mode() -> FileMode {
+    FileMode(0o660)
+}
+
+/// `milter.socket`: where the daemon listens, in Postfix's notation
+/// (`unix:/path`, `inet:IP:PORT`), checked when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SocketSpec {
+    text: String,
+    addr: milter::server::ListenAddr,
+}
+
+impl SocketSpec {
+    /// The address to listen on.
+    pub fn addr(&self) -> milter::server::ListenAddr {
+        self.addr.clone()
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for SocketSpec {
+    type Error = String;
+    fn try_from(text: String) -> Result<SocketSpec, String> {
+        let addr = text
+            .parse::<milter::server::ListenAddr>()
+            .map_err(|e| format!("milter.socket: {e}"))?;
+        Ok(SocketSpec { text, addr })
+    }
+}
+
+impl std::fmt::Display for SocketSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A file mode written in octal (`"0660"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct FileMode(u32);
+
+impl FileMode {
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for FileMode {
+    type Error = String;
+    fn try_from(text: String) -> Result<FileMode, String> {
+        u32::from_str_radix(&text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(FileMode)
+            .ok_or_else(|| format!("milter.socket_mode {text:?} is not octal"))
+    }
 }
 fn default_trusted() -> Vec<String> {
     vec!["127.0.0.0/8".into(), "::1/128".into()]
@@ -537,11 +600,6 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let m = &self.milter;
-        m.socket
-            .parse::<milter::server::ListenAddr>()
-            .map_err(|e| format!("milter.socket: {e}"))?;
-        u32::from_str_radix(&m.socket_mode, 8)
-            .map_err(|_| format!("milter.socket_mode {:?} is not octal", m.socket_mode))?;
         for n in &m.trusted_networks {
             n.parse::<ipnet::IpNet>()
                 .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
@@ -674,6 +732,48 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_and_mode_are_checked_where_they_are_written() {
+        let p = std::path::Path::new("t.toml");
+        let e = Config::parse("[milter]\nsocket = \"tcp:1.2.3.4\"\n", p).unwrap_err();
+        assert!(e.is_usage());
+        assert!(
+            e.to_string().starts_with("t.toml:2: milter.socket: "),
+            "{e}"
+        );
+        let e = Config::parse("[milter]\nsocket_mode = \"9999\"\n", p).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:2: milter.socket_mode \"9999\" is not octal"
+        );
+        let c = Config::parse(
+            "[milter]\nsocket = \"inet:127.0.0.1:8891\"\nsocket_mode = \"0600\"\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c.milter.socket.addr(),
+            milter::server::ListenAddr::Tcp("127.0.0.1:8891".parse().unwrap())
+        );
+        assert_eq!(c.milter.socket.to_string(), "inet:127.0.0.1:8891");
+        assert_eq!(c.milter.socket_mode.bits(), 0o600);
+        let d = Config::default();
+        assert_eq!(d.milter.socket.to_string(), "unix:/run/dkimd/dkimd.sock");
+        assert_eq!(d.milter.socket_mode.bits(), 0o660);
+    }
+
+    #[test]
+    fn a_misspelled_backend_is_refused_not_manual() {
+        let e = Config::parse(
+            "[[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zonefile\"\nfile = \"/x\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("t.toml:3: "), "{m}");
+        assert!(m.contains("bind-zone-file") && m.contains("rfc2136"), "{m}");
+    }
 
     #[test]
     fn errors_carry_file_and_line() {

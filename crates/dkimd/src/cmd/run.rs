@@ -9,7 +9,6 @@ use std::process::ExitCode;
 /// Runs the daemon (or, with `check_only`, checks the configuration, the
 /// store and the page's TLS files, and says what it would serve).
 pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
-    daemon::listen_addr(&cfg)?;
     let store = dkimd_core::store::open(&cfg)?;
     if check_only {
         let summary = daemon::check(&cfg, store.as_ref())?;

@@ -41,20 +41,12 @@ pub fn verify_resolver(cfg: &Config) -> anyhow::Result<TokioResolver> {
     )?)
 }
 
-/// The configured milter socket, parsed.
-pub fn listen_addr(cfg: &Config) -> anyhow::Result<ListenAddr> {
-    cfg.milter
-        .socket
-        .parse()
-        .map_err(|e: String| dkimd_core::Error::usage(format!("milter.socket: {e}")).into())
-}
-
 /// Binds the configured milter socket: a Unix socket gets its directory,
 /// its mode (`milter.socket_mode`) and its group (`milter.socket_group`).
 pub async fn listen(cfg: &Config) -> anyhow::Result<Listener> {
-    let addr = match listen_addr(cfg)? {
+    let addr = match cfg.milter.socket.addr() {
         ListenAddr::Unix(p, _) => {
-            let mode = u32::from_str_radix(&cfg.milter.socket_mode, 8).unwrap_or(0o660);
+            let mode = cfg.milter.socket_mode.bits();
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
