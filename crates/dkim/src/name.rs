@@ -204,11 +204,12 @@ impl fmt::Display for FieldName {
 }
 
 /// The DNS name of a key record (RFC 6376 §3.6.2.1):
-/// `selector._domainkey.domain`, lower case, without a final dot.
+/// `selector._domainkey.domain`, without a final dot, as given (DNS names
+/// compare without regard to case; lower-case them to use one as a key).
 ///
 /// ```
-/// assert_eq!(dkim::key_record_name("S1", "Example.COM"), "s1._domainkey.example.com");
+/// assert_eq!(dkim::key_record_name("s1", "example.com"), "s1._domainkey.example.com");
 /// ```
 pub fn key_record_name(selector: &str, domain: &str) -> String {
-    format!("{selector}._domainkey.{domain}").to_ascii_lowercase()
+    format!("{selector}._domainkey.{domain}")
 }

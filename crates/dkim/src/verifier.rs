@@ -440,7 +440,7 @@ impl Verification {
 }
 
 fn key_name(sig: &DkimSignature) -> String {
-    crate::name::key_record_name(sig.selector.as_str(), sig.domain.as_str())
+    crate::name::key_record_name(sig.selector.as_str(), sig.domain.as_str()).to_ascii_lowercase()
 }
 
 fn with(

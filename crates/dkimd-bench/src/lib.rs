@@ -32,10 +32,10 @@ pub enum Error {
     #[error("test message: {0}")]
     Message(String),
     /// The milter could not be reached.
-    #[error("connect: {0}")]
+    #[error("connect")]
     Connect(#[source] std::io::Error),
     /// The milter broke the conversation.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Milter {
         /// The stage that failed.
         what: &'static str,
@@ -77,7 +77,12 @@ pub struct TestKey {
     pub key: dkim::SigningKey,
     /// Its selector (its record must be in the milter's DNS).
     pub selector: dkim::Selector,
+    /// Its domain (d=).
+    pub domain: dkim::DomainName,
 }
+
+/// Called once with what the milter answered to the first message.
+pub type OnFirst = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One run.
 pub struct Options {
@@ -94,13 +99,13 @@ pub struct Options {
     /// What the messages are.
     pub mode: Mode,
     /// The From domain.
-    pub domain: dkim::DomainName,
+    pub domain: String,
     /// Verify and mixed: the key that signs the test message.
     pub key: Option<TestKey>,
     /// The milter's PID (its process tree is measured).
     pub pid: Option<u32>,
-    /// Keep what the milter answered to the first message.
-    pub verbose: bool,
+    /// Told what the milter answered to the first message, as it comes.
+    pub on_first: Option<OnFirst>,
     /// With `pid`: record the RSS each time this many more messages went.
     pub rss_every: Option<usize>,
     /// The signing time of the test message (epoch seconds).
@@ -148,8 +153,6 @@ pub struct Report {
     pub kinds: [usize; 4],
     /// The `a=` values of the signatures seen (sign mode).
     pub algorithms: Vec<String>,
-    /// With `verbose`: the reply and modifications of the first message.
-    pub first: Option<String>,
 }
 
 impl Report {
@@ -203,7 +206,7 @@ struct Workload {
 
 impl Workload {
     fn new(o: &Options) -> Result<Workload, Error> {
-        let plain = message_text(0, o.body_size, o.domain.as_str());
+        let plain = message_text(0, o.body_size, &o.domain);
         let template = match o.mode {
             Mode::Sign => plain.clone(),
             Mode::Verify | Mode::Mixed => {
@@ -244,7 +247,7 @@ fn sign(plain: &[u8], o: &Options, key: &TestKey) -> Result<Vec<u8>, Error> {
     let m = dkim::Message::parse(plain).map_err(bad)?;
     let mut s = dkim::Signer::new(
         vec![dkim::SignerConfig::new(
-            o.domain.clone(),
+            key.domain.clone(),
             key.selector.clone(),
             key.key.clone(),
         )],
@@ -266,8 +269,8 @@ struct Shared {
     ok: AtomicUsize,
     kinds: [AtomicUsize; 4],
     algs: Mutex<std::collections::BTreeSet<String>>,
-    show_first: AtomicBool,
-    first: Mutex<Option<String>>,
+    on_first: Option<OnFirst>,
+    first_seen: AtomicBool,
     total: usize,
     per_conn: usize,
     addr: ListenAddr,
@@ -286,8 +289,8 @@ pub fn run(o: &Options) -> Result<Report, Error> {
         ok: AtomicUsize::new(0),
         kinds: Default::default(),
         algs: Mutex::new(Default::default()),
-        show_first: AtomicBool::new(o.verbose),
-        first: Mutex::new(None),
+        on_first: o.on_first.clone(),
+        first_seen: AtomicBool::new(false),
         total: o.messages,
         per_conn: o.per_connection.max(1),
         addr: o.socket.clone(),
@@ -336,7 +339,6 @@ pub fn run(o: &Options) -> Result<Report, Error> {
             .lock()
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default(),
-        first: shared.first.lock().ok().and_then(|f| f.clone()),
     })
 }
 
@@ -464,9 +466,9 @@ async fn connections(s: Arc<Shared>) -> Result<Vec<Duration>, Error> {
 async fn plain_message(c: &mut Client, s: &Shared) -> Result<bool, Error> {
     let verify = s.work.mode == Mode::Verify;
     let out = c.message(&s.work.message).await.map_err(at("message"))?;
-    if s.show_first.swap(false, Ordering::SeqCst) {
-        if let Ok(mut f) = s.first.lock() {
-            *f = Some(format!(
+    if let Some(tell) = &s.on_first {
+        if !s.first_seen.swap(true, Ordering::SeqCst) {
+            tell(&format!(
                 "reply {:?}, modifications {:?}",
                 out.reply, out.modifications
             ));

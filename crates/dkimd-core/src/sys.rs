@@ -101,6 +101,8 @@ pub fn write_atomic_with(
         name.to_string_lossy(),
         std::process::id()
     ));
+    // A temporary file left by a process that had this PID before.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

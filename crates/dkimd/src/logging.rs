@@ -24,8 +24,12 @@ pub fn init(level: LogLevel) {
         LogLevel::Info => Level::INFO,
         LogLevel::Warn => Level::WARN,
     };
+    // Our own events only: the libraries' (hickory's "wrong message id"
+    // warnings, which anyone can cause with spoofed answers) stay silent,
+    // as they were before dkimd logged through tracing.
     let filter = tracing_subscriber::filter::Targets::new()
-        .with_default(Level::INFO)
+        .with_target("dkimd", Level::INFO)
+        .with_target("dkimd_core", Level::INFO)
         .with_target(MESSAGE_TARGET, per_message);
     let fmt = tracing_subscriber::fmt::layer()
         .event_format(Line)

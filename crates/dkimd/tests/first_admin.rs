@@ -193,7 +193,9 @@ fn reload_placeholders_and_check_errors_name_the_zone_file() {
         "{}",
         text(&o)
     );
-    assert!(!text(&o).contains(".dkimd"), "{}", text(&o));
+    // The check ran on a temporary copy; its name is not what the admin sees.
+    let copy = format!(".{}.tmp", zone_file.file_name().unwrap().to_string_lossy());
+    assert!(!text(&o).contains(&copy), "{}", text(&o));
 }
 
 /// A zone whose DNS does not answer is waited for once per run: its other

@@ -248,7 +248,6 @@ impl TryFrom<String> for FileMode {
     fn try_from(text: String) -> Result<FileMode, String> {
         u32::from_str_radix(&text, 8)
             .ok()
-            .filter(|m| *m <= 0o7777)
             .map(FileMode)
             .ok_or_else(|| format!("milter.socket_mode {text:?} is not octal"))
     }

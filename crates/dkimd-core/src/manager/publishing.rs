@@ -87,16 +87,22 @@ impl Manager {
                 return Ok(());
             }
         }
-        let results = items
-            .iter()
-            .map(|(name, value)| match self.down.get(&key) {
+        // One at a time: a target that did not answer is not asked again
+        // for the domain's other records.
+        let mut results = Vec::with_capacity(items.len());
+        for (name, value) in &items {
+            let r = match self.down.get(&key) {
                 Some(why) => Err(err!("not tried: {why}")),
                 None => match value {
                     Some(v) => publisher.set(name, v),
                     None => publisher.remove(name),
                 },
-            })
-            .collect();
+            };
+            if let Err(e) = &r {
+                self.note_unreachable(&key, e);
+            }
+            results.push(r);
+        }
         let pending: Vec<PendingRecord> = items
             .into_iter()
             .map(|(name, value)| PendingRecord {
@@ -106,7 +112,8 @@ impl Manager {
                 key: key.clone(),
             })
             .collect();
-        let changes = self.report(&key, publisher.as_ref(), &pending, results, signing);
+        let (changes, failed) = self.report(&key, publisher.as_ref(), &pending, results);
+        self.unpublished(&failed, signing);
         self.store.apply(&changes)
     }
 
@@ -136,6 +143,7 @@ impl Manager {
         }
         let signing = self.load()?.settings.signing;
         let mut changes = Vec::new();
+        let mut failed: BTreeMap<String, usize> = BTreeMap::new();
         for (key, items) in groups {
             let Some(first) = items.first() else { continue };
             let publisher = match self.publisher(&first.domain) {
@@ -160,22 +168,41 @@ impl Manager {
                         .collect::<Vec<_>>(),
                 ),
             };
-            changes.extend(self.report(&key, publisher.as_ref(), &items, results, signing));
+            let (c, f) = self.report(&key, publisher.as_ref(), &items, results);
+            changes.extend(c);
+            for (d, n) in f {
+                *failed.entry(d).or_default() += n;
+            }
         }
+        self.unpublished(&failed, signing);
         self.store.apply(&changes)
     }
 
-    /// Reports each record's outcome as a step and returns what the store
-    /// must remember. A domain that signs but has records not published
-    /// gets one more (failed) step saying so.
+    /// One failed step per domain that signs but has records not published.
+    fn unpublished(&mut self, failed: &BTreeMap<String, usize>, signing: bool) {
+        if !signing {
+            return;
+        }
+        for (d, n) in failed {
+            self.out.step(
+                d,
+                &format!(
+                    "signs, but {n} of its records are not published: receivers cannot verify its mail until they are (fix the cause, then run dkimd enable)"
+                ),
+                false,
+            );
+        }
+    }
+
+    /// Reports each record's outcome as a step; returns what the store must
+    /// remember, and how many records of each domain were not published.
     fn report(
         &mut self,
         key: &str,
         publisher: &dyn Publisher,
         items: &[PendingRecord],
         results: Vec<crate::Result<Outcome>>,
-        signing: bool,
-    ) -> Vec<Change> {
+    ) -> (Vec<Change>, BTreeMap<String, usize>) {
         let mut changes = Vec::new();
         let mut failed: BTreeMap<String, usize> = BTreeMap::new();
         let now = i64::try_from(self.clock.now()).unwrap_or(0);
@@ -218,18 +245,7 @@ impl Manager {
                 }
             }
         }
-        if signing {
-            for (d, n) in failed {
-                self.out.step(
-                    &d,
-                    &format!(
-                        "signs, but {n} of its records are not published: receivers cannot verify its mail until they are (fix the cause, then run dkimd enable)"
-                    ),
-                    false,
-                );
-            }
-        }
-        changes
+        (changes, failed)
     }
 
     /// Remembers a target whose DNS did not answer, so that the rest of this

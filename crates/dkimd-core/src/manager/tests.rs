@@ -20,6 +20,8 @@ struct Calls {
     seen: Mutex<Vec<String>>,
     /// Names whose server "does not answer".
     down: Mutex<Vec<String>>,
+    /// How many times the publisher was asked at all.
+    asked: Mutex<usize>,
 }
 
 struct RecordingPublisher(Arc<Calls>);
@@ -32,7 +34,15 @@ impl Publisher for RecordingPublisher {
         "test server".into()
     }
     fn set(&self, name: &str, value: &str) -> crate::Result<Outcome> {
-        if self.0.down.lock().unwrap().iter().any(|d| d == name) {
+        *self.0.asked.lock().unwrap() += 1;
+        if self
+            .0
+            .down
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d == name || d == "*")
+        {
             return Err(Error::Unreachable("test server did not answer".into()));
         }
         self.0
@@ -230,6 +240,35 @@ fn a_server_that_does_not_answer_is_not_asked_again_in_the_same_run() {
     );
     assert!(s.m.out.failures >= 2);
     assert!(s.calls.seen.lock().unwrap().is_empty());
+}
+
+/// A regression test: the records of one domain were each tried (and each
+/// waited the full timeout for) when the first did not answer.
+#[test]
+fn a_domain_s_other_records_are_not_tried_after_the_first_does_not_answer() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.calls.down.lock().unwrap().push("*".into());
+    s.m.enable(&EnableOptions {
+        algorithms: Some(vec![KeyAlgorithm::Rsa, KeyAlgorithm::Ed25519]),
+        ..EnableOptions::default()
+    })
+    .unwrap();
+    assert_eq!(*s.calls.asked.lock().unwrap(), 1, "{:#?}", s.sink.lines());
+    let lines = s.sink.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("not tried: test server did not answer earlier in this run")),
+        "{lines:#?}"
+    );
+    // One summary line for the domain, after its records.
+    let summary: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("signs, but 2 of its records are not published"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{lines:#?}");
 }
 
 #[test]

@@ -7,7 +7,6 @@ use dkim::KeyAlgorithm;
 /// A domain name as the store keeps it (checked, lower case), or a
 /// validation error about `field`.
 pub fn domain_name(s: &str, field: Field) -> Result<String> {
-    let s = s.trim();
     s.parse::<dkim::DomainName>()
         .map(|d| d.to_lowercase())
         .map_err(|e| {
@@ -42,8 +41,9 @@ pub fn selector_for(base: &str, alg: KeyAlgorithm) -> String {
     }
 }
 
-/// The DNS name of a key record: `selector._domainkey.domain`, lower case,
-/// without a final dot.
+/// The DNS name of a key record: `selector._domainkey.domain` (the domain
+/// lower case as the store keeps it, the selector as written), without a
+/// final dot.
 pub fn record_name(selector: &str, domain: &str) -> String {
     dkim::key_record_name(selector, domain)
 }
@@ -55,8 +55,8 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            record_name("S1", "Example.COM"),
-            "s1._domainkey.example.com"
+            record_name("S1", "example.com"),
+            "S1._domainkey.example.com"
         );
         assert_eq!(
             selector_for("202612", KeyAlgorithm::Ed25519),
@@ -64,9 +64,10 @@ mod tests {
         );
         assert_eq!(selector_for("202612", KeyAlgorithm::Rsa), "202612");
         assert_eq!(
-            domain_name(" Example.COM ", Field::Domain).unwrap(),
+            domain_name("Example.COM", Field::Domain).unwrap(),
             "example.com"
         );
+        assert!(domain_name(" example.com", Field::Domain).is_err());
         let e = domain_name("not a domain", Field::NewName).unwrap_err();
         assert_eq!(e.field().map(|f| f.0), Some(Field::NewName));
         assert!(selector("a b").is_err());

@@ -12,10 +12,9 @@ fn options(a: BenchArgs) -> anyhow::Result<Options> {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
-    let domain: dkim::DomainName = match a.domain.parse() {
-        Ok(d) => d,
-        Err(e) => return usage(format!("--domain: {e}")),
-    };
+    if a.concurrency == 0 || a.messages == 0 {
+        return usage("--messages and --concurrency must be at least 1");
+    }
     let mode = match a.mode {
         BenchMode::Sign => Mode::Sign,
         BenchMode::Verify => Mode::Verify,
@@ -30,7 +29,15 @@ fn options(a: BenchArgs) -> anyhow::Result<Options> {
                 Ok(s) => s,
                 Err(e) => return usage(format!("--selector: {e}")),
             };
-            Some(TestKey { key, selector })
+            let domain = match a.domain.parse() {
+                Ok(d) => d,
+                Err(e) => return usage(format!("--domain: {e}")),
+            };
+            Some(TestKey {
+                key,
+                selector,
+                domain,
+            })
         }
     };
     Ok(Options {
@@ -40,10 +47,12 @@ fn options(a: BenchArgs) -> anyhow::Result<Options> {
         per_connection: a.per_connection,
         body_size: a.body_size,
         mode,
-        domain,
+        domain: a.domain,
         key,
         pid: a.pid,
-        verbose: a.verbose,
+        on_first: a.verbose.then(|| -> dkimd_bench::OnFirst {
+            std::sync::Arc::new(|first: &str| errln!("dkimd: bench: first message: {first}"))
+        }),
         rss_every: a.rss_every,
         now: dkimd_core::clock::now(),
     })
@@ -58,9 +67,6 @@ pub fn run(a: BenchArgs, json: bool) -> anyhow::Result<ExitCode> {
         Err(dkimd_bench::Error::Usage(m)) => return usage(m),
         Err(e) => return Err(e.into()),
     };
-    if let Some(first) = &r.first {
-        errln!("dkimd: bench: first message: {first}");
-    }
     if json {
         outln!("{}", serde_json::to_string_pretty(&r.to_json())?);
     } else {

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 /// store and the page's TLS files, and says what it would serve).
 pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
     let store = dkimd_core::store::open(&cfg)?;
+    // The store's state must make a snapshot before any socket is bound.
+    let summary = daemon::check(&cfg, store.as_ref())?;
     if check_only {
-        let summary = daemon::check(&cfg, store.as_ref())?;
         web::check(&cfg)?;
         outln!("configuration ok: {summary}");
         return Ok(ExitCode::SUCCESS);
@@ -45,7 +46,7 @@ async fn serve(cfg: Config, store: Box<dyn dkimd_core::store::Store>) -> anyhow:
     if let Some(admin) = admin {
         tokio::spawn(async move {
             if let Err(e) = web::serve(admin).await {
-                tracing::error!("admin page stopped: {e:#}");
+                tracing::info!("admin page stopped: {e:#}");
             }
         });
     }

@@ -96,14 +96,6 @@ pub async fn run(
     let shared: snapshot::Shared =
         Arc::new(RwLock::new(snapshot::load(store.as_ref(), &cfg.milter)?));
     let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = cfg.milter.metrics {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        let bound = l.local_addr().unwrap_or(addr);
-        tracing::info!("metrics on http://{bound}/metrics");
-        tokio::spawn(metrics::serve(l, metrics.clone()));
-    }
     {
         let snap = shared.read().map(|s| s.clone()).ok();
         let on = |f: fn(&Snapshot) -> bool| {
@@ -120,6 +112,14 @@ pub async fn run(
             on(|s| s.settings.verify),
             listener.postfix_addr()
         );
+    }
+    if let Some(addr) = cfg.milter.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let bound = l.local_addr().unwrap_or(addr);
+        tracing::info!("metrics on http://{bound}/metrics");
+        tokio::spawn(metrics::serve(l, metrics.clone()));
     }
     tokio::spawn(reload_on_change(store, cfg.milter.clone(), shared.clone()));
     tokio::spawn(warn_at_limit(
@@ -204,7 +204,7 @@ async fn reload_on_change(
                 tracing::info!("reloaded ({why})");
             }
             Err(e) => {
-                tracing::error!("reload ({why}) failed, keeping the previous state: {e:#}")
+                tracing::info!("reload ({why}) failed, keeping the previous state: {e:#}")
             }
         }
     }

@@ -213,12 +213,23 @@ pub struct Handle {
     clock: SharedClock,
 }
 
+/// The page's step sink: the lines are collected for the flash and the
+/// audit trail; notices ("waiting up to 30 s for DNS …") go to the log.
+struct LogNotices;
+
+impl dkimd_core::manager::StepSink for LogNotices {
+    fn line(&self, _line: &dkimd_core::manager::StepLine) {}
+    fn notice(&self, text: &str) {
+        tracing::info!("{text}");
+    }
+}
+
 /// A manager over the page's shared store, collecting its steps.
 fn manager(h: &Handle) -> anyhow::Result<Manager> {
     Ok(Manager::new(
         h.cfg.clone(),
         Box::new(h.store.clone()),
-        Steps::collecting(),
+        Steps::to(Arc::new(LogNotices)),
         h.clock.clone(),
     ))
 }
@@ -511,7 +522,7 @@ pub async fn serve(p: Prepared) -> anyhow::Result<()> {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("admin page: accept failed: {e}");
+                tracing::info!("admin page: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

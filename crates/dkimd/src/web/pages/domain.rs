@@ -163,7 +163,7 @@ fn checked(f: &Fields, key: &str) -> bool {
 /// text (cut) when it is not one.
 fn domain_field(f: &Fields, key: &str, field: Field) -> Result<String, (String, String)> {
     let raw = f.get(key).map(String::as_str).unwrap_or_default();
-    dkimd_core::model::names::domain_name(raw, field)
+    dkimd_core::model::names::domain_name(raw.trim(), field)
         .map_err(|e| (crate::web::cut(raw.trim(), 300), e.to_string()))
 }
 

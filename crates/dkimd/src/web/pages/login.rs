@@ -133,7 +133,7 @@ pub async fn login(
     let hash = match ok {
         Ok(h) => h,
         Err(e) => {
-            tracing::error!("admin page: login check failed: {e:#}");
+            tracing::info!("admin page: login check failed: {e:#}");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the store cannot be read; see the daemon's log",
@@ -150,13 +150,13 @@ pub async fn login(
     };
     let ok = hash.is_some();
     if let Err(e) = app.store.audit(&entry(ok)) {
-        tracing::error!("admin page: {e:#}");
+        tracing::info!("admin page: {}", e.chain());
     }
     if !ok {
         if let Ok(mut l) = app.limiter.lock() {
             l.failed(&addr, &user);
         }
-        tracing::warn!("admin page: failed login for {user:?} from {addr}");
+        tracing::info!("admin page: failed login for {user:?} from {addr}");
         return login_page(
             &app,
             &headers,

@@ -104,7 +104,7 @@ pub(super) async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, 
             .iter()
             .filter(|k| k.state == dkimd_core::store::KeyState::Retired)
             .count();
-        let rows = m.status().map_err(|e| format!("{e:#}"));
+        let rows = m.status().map_err(|e| e.chain());
         Ok((st.settings, rows, retired))
     })
     .await;
@@ -175,11 +175,11 @@ pub(super) async fn change(
         ok: failures == 0,
         steps: &steps,
     }) {
-        tracing::error!("admin page: {e:#}");
+        tracing::info!("admin page: {}", e.chain());
         failures += 1;
         lines.push(StepLine {
             subject: Some("audit".into()),
-            text: format!("{e:#}"),
+            text: e.chain(),
             ok: false,
         });
     }
@@ -222,6 +222,6 @@ pub(super) fn refused(app: &App, user: &str, peer: &SocketAddr, action: &str, de
         ok: false,
         steps: &[],
     }) {
-        tracing::error!("admin page: {e:#}");
+        tracing::info!("admin page: {}", e.chain());
     }
 }
