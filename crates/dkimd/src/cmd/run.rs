@@ -11,10 +11,10 @@ use std::process::ExitCode;
 pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
     let store = dkimd_core::store::open(&cfg)?;
     // The store's state must make a snapshot before any socket is bound.
-    let summary = daemon::check(&cfg, store.as_ref())?;
+    let checked = daemon::check(&cfg, store.as_ref())?;
     if check_only {
         web::check(&cfg)?;
-        outln!("configuration ok: {summary}");
+        outln!("configuration ok: {}", checked.summary(&cfg));
         return Ok(ExitCode::SUCCESS);
     }
     logging::init(cfg.milter.log_level);
@@ -22,11 +22,15 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
-    rt.block_on(serve(cfg, store))?;
+    rt.block_on(serve(cfg, store, checked))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cfg: Config, store: Box<dyn dkimd_core::store::Store>) -> anyhow::Result<()> {
+async fn serve(
+    cfg: Config,
+    store: Box<dyn dkimd_core::store::Store>,
+    checked: daemon::Checked,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let clock = dkimd_core::clock::system();
     let listener = daemon::listen(&cfg).await?;
@@ -50,5 +54,5 @@ async fn serve(cfg: Config, store: Box<dyn dkimd_core::store::Store>) -> anyhow:
             }
         });
     }
-    daemon::run(&cfg, listener, store, resolver, clock, shutdown).await
+    daemon::run_checked(&cfg, listener, store, checked, resolver, clock, shutdown).await
 }

@@ -67,19 +67,29 @@ pub async fn listen(cfg: &Config) -> anyhow::Result<Listener> {
     Ok(listener)
 }
 
-/// What `run --check-config` reports: the snapshot the daemon would start
-/// with.
-pub fn check(cfg: &Config, store: &dyn Store) -> anyhow::Result<String> {
-    let snap = snapshot::load(store, &cfg.milter)?;
-    Ok(format!(
-        "socket {}, state {}, signing {} ({} domains stored, {} with keys that sign), verification {}",
-        cfg.milter.socket,
-        cfg.state_dir.display(),
-        if snap.settings.signing { "on" } else { "off" },
-        snap.stored_domains(),
-        snap.signing_domains(),
-        if snap.settings.verify { "on" } else { "off" }
-    ))
+/// The snapshot the daemon starts with, built (and so checked) before any
+/// socket is bound.
+pub struct Checked(Arc<Snapshot>);
+
+impl Checked {
+    /// What `run --check-config` reports.
+    pub fn summary(&self, cfg: &Config) -> String {
+        let snap = &self.0;
+        format!(
+            "socket {}, state {}, signing {} ({} domains stored, {} with keys that sign), verification {}",
+            cfg.milter.socket,
+            cfg.state_dir.display(),
+            if snap.settings.signing { "on" } else { "off" },
+            snap.stored_domains(),
+            snap.signing_domains(),
+            if snap.settings.verify { "on" } else { "off" }
+        )
+    }
+}
+
+/// Builds the snapshot the daemon would start with from the store.
+pub fn check(cfg: &Config, store: &dyn Store) -> anyhow::Result<Checked> {
+    Ok(Checked(snapshot::load(store, &cfg.milter)?))
 }
 
 /// Serves milter connections on `listener` with the state in `store`
@@ -93,8 +103,21 @@ pub async fn run(
     clock: SharedClock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared: snapshot::Shared =
-        Arc::new(RwLock::new(snapshot::load(store.as_ref(), &cfg.milter)?));
+    let checked = check(cfg, store.as_ref())?;
+    run_checked(cfg, listener, store, checked, resolver, clock, shutdown).await
+}
+
+/// [`run`] starting from a snapshot [`check`] already built.
+pub async fn run_checked(
+    cfg: &Config,
+    listener: Listener,
+    store: Box<dyn Store>,
+    checked: Checked,
+    resolver: TokioResolver,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared: snapshot::Shared = Arc::new(RwLock::new(checked.0));
     let metrics = Arc::new(Metrics::new());
     {
         let snap = shared.read().map(|s| s.clone()).ok();
