@@ -78,6 +78,14 @@ pub fn yyyymmdd(secs: u64) -> u32 {
     u32::try_from(y * 10_000 + m * 100 + day).unwrap_or(0)
 }
 
+/// An RFC 3339 time (`2027-01-15T10:00:00Z`) as epoch seconds.
+pub fn parse_rfc3339(s: &str) -> Result<u64, String> {
+    let t: jiff::Timestamp = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2027-01-15T10:00:00Z: {e}"))?;
+    u64::try_from(t.as_second()).map_err(|_| format!("{s:?} is before 1970"))
+}
+
 /// The year and month as YYYYMM, e.g. `202612`: the default selector.
 pub fn year_month(secs: u64) -> String {
     (yyyymmdd(secs) / 100).to_string()

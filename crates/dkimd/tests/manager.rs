@@ -439,8 +439,12 @@ fn default_selector_is_year_and_month() {
             .len(),
         1
     );
-    // Switching to a new selector needs --new-key; the old key is retired.
+    // Switching to a new selector needs --new-key, and is a rotation: the
+    // new key is pending and published, the old one signs until a step
+    // promotes the new one (its record is served), and then it is retired.
     let out = env.ok(&["enable", "--selector", "next", "--new-key"]);
-    assert!(out.contains("retired rsa key of selector"), "{out}");
+    assert!(out.contains("selector next (in "), "{out}");
+    assert!(out.contains(": pending; the current key signs"), "{out}");
     assert_eq!(env.named.dig_txt("next._domainkey.example.com").len(), 1);
+    assert_eq!(env.json(&["settings"])["selector"], ym.trim());
 }

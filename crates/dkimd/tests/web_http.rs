@@ -30,6 +30,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/domains/example.com/remove"),
     ("POST", "/domains/example.com/publish"),
     ("POST", "/keys/purge-retired"),
+    ("POST", "/keys/rotate"),
+    ("POST", "/domains/example.com/rotate"),
     ("POST", "/domains/example.com/key/default"),
     ("POST", "/logout"),
     ("GET", "/no/such/page"),
@@ -870,8 +872,9 @@ fn domains_are_managed_on_the_page() {
     assert_eq!(served("renamed.example.com"), 0);
     assert!(!c.get("/").body.contains("renamed.example.com</a>"));
 
-    // A new key retires the old ones; the page offers to delete them, and
-    // deleting them leaves no record of theirs.
+    // A new key is a rotation: pending, shown on the timeline, while the
+    // old key signs; once a step promotes it the old ones are retired, and
+    // the page offers to end their overlap early.
     let mut f = enable_form(&csrf, "web2");
     for (k, v) in f.iter_mut() {
         if k == "new_key" {
@@ -880,6 +883,25 @@ fn domains_are_managed_on_the_page() {
     }
     assert_eq!(post_owned(&mut c, "/settings", &f).status, 303);
     let page = c.get("/");
+    assert!(
+        page.body.contains("id=\"rotate-all-submit\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("data-state=\"pending\">pending since"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("retired key(s)</button>"));
+    let o = env.dkimd(&["rotate", "--step", "--at", "2099-01-01T00:00:00Z"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let page = c.get("/");
+    assert!(
+        page.body.contains("data-state=\"retired\">retired since"),
+        "{}",
+        page.body
+    );
     assert!(
         page.body.contains("Delete the 2 retired key(s)"),
         "{}",

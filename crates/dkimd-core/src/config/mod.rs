@@ -182,6 +182,16 @@ pub struct MilterConfig {
     /// Prometheus metrics over HTTP on this loopback "IP:PORT"; unset: off.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Seconds between the daemon's key lifecycle steps (what
+    /// `dkimd rotate --step` does: promote, retire, revoke, delete, start
+    /// scheduled rotations) and its checks that DNS serves the active keys;
+    /// 0 turns both off.
+    #[serde(default = "default_key_step_interval")]
+    pub key_step_interval: u64,
+}
+
+fn default_key_step_interval() -> u64 {
+    300
 }
 
 fn default_socket() -> SocketSpec {
@@ -399,6 +409,7 @@ impl Default for MilterConfig {
             max_header_bytes: default_max_header_bytes(),
             author_header: AuthorHeader::default(),
             metrics: None,
+            key_step_interval: default_key_step_interval(),
         }
     }
 }
@@ -554,6 +565,11 @@ pub struct ZoneConfig {
     pub tsig_algorithm: Option<TsigAlgorithm>,
     /// TTL of published records (default 3600).
     pub ttl: Option<u32>,
+    /// The zone's authoritative servers, "IP:PORT" (default: the addresses
+    /// of the names in its NS records, port 53). A new key signs only once
+    /// every one of them serves its record.
+    #[serde(default, deserialize_with = "nameservers")]
+    pub authoritative: Vec<SocketAddr>,
 }
 
 impl Default for Config {

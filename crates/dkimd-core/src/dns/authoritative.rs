@@ -90,6 +90,83 @@ pub async fn check(
     Ok(out)
 }
 
+/// The zone `name` is in: the nearest of it and its parents that has NS
+/// records.
+pub async fn zone_of(resolver: &TokioResolver, name: &str) -> Result<String> {
+    let mut rest = name.trim_end_matches('.');
+    loop {
+        let fqdn = format!("{rest}.");
+        if let Ok(ns) = resolver.lookup(fqdn.as_str(), RecordType::NS).await {
+            if ns.answers().iter().any(|r| matches!(r.data, RData::NS(_))) {
+                return Ok(rest.to_ascii_lowercase());
+            }
+        }
+        match rest.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => rest = parent,
+            _ => {
+                return Err(Error::Dns(format!(
+                    "found no zone (NS records) above {name}"
+                )))
+            }
+        }
+    }
+}
+
+/// One record to check on every authoritative server of its zone.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// The zone, when the configuration names it; else it is found from
+    /// the NS records above `name`.
+    pub zone: Option<String>,
+    /// The zone's servers from the configuration (empty: its NS records).
+    pub configured: Vec<SocketAddr>,
+    /// The record's name.
+    pub name: String,
+    /// The record it must serve.
+    pub record: String,
+}
+
+/// [`check`] for many records at once (at most 16 at a time), in order.
+pub fn check_many(
+    resolver_for_ns: &TokioResolver,
+    queries: Vec<Query>,
+    timeout: Duration,
+) -> Result<Vec<Result<Vec<ServerState>>>> {
+    let n = queries.len();
+    super::block_on(async move {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, q) in queries.into_iter().enumerate() {
+            let (resolver, limit) = (resolver_for_ns.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let zone = match &q.zone {
+                    Some(z) => Ok(z.clone()),
+                    None => zone_of(&resolver, &q.name).await,
+                };
+                let r = match zone {
+                    Ok(zone) => {
+                        check(&resolver, &zone, &q.configured, &q.name, &q.record, timeout).await
+                    }
+                    Err(e) => Err(e),
+                };
+                (i, r)
+            });
+        }
+        let mut out: Vec<Result<Vec<ServerState>>> = (0..n)
+            .map(|_| Err(Error::Dns("the check did not finish".into())))
+            .collect();
+        while let Some(done) = set.join_next().await {
+            if let Ok((i, r)) = done {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = r;
+                }
+            }
+        }
+        out
+    })
+}
+
 /// True when there is at least one server and every one serves exactly the
 /// key.
 pub fn everywhere(states: &[ServerState]) -> bool {

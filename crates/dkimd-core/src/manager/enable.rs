@@ -7,7 +7,7 @@ use crate::error::{Error, Field};
 use crate::model::names::selector_for;
 use crate::model::settings::{Decision, SettingName};
 use crate::store::{Change, KeyState, NewKey, StoredKey};
-use dkim::KeyAlgorithm;
+use dkim::{KeyAlgorithm, SigningKey};
 use std::collections::BTreeSet;
 
 /// What `enable` is asked to change besides turning signing on.
@@ -44,7 +44,10 @@ impl Manager {
         let wanted = match &opts.selector {
             Some(s) => s.clone(),
             None if !current.is_empty() && !new_key => current.clone(),
-            None => self.default_selector(),
+            None => {
+                super::plan::free_base(&st, None, &self.default_selector(), &settings.algorithms)
+                    .unwrap_or_else(|| self.default_selector())
+            }
         };
         for alg in &settings.algorithms {
             selector_for(&wanted, *alg)
@@ -79,9 +82,12 @@ impl Manager {
             true,
         );
 
-        let mut changes = self.global_key_changes(&st, &settings, &wanted, new_key)?;
+        let (mut changes, rotation) = self.global_key_changes(&st, &settings, &wanted, new_key)?;
         settings.signing = true;
-        settings.selector = wanted.clone();
+        // A rotation's selector becomes the settings' when it is promoted.
+        if !rotation {
+            settings.selector = wanted.clone();
+        }
         for (k, v) in settings.to_pairs() {
             changes.push(Change::Setting(k, v));
         }
@@ -150,17 +156,24 @@ impl Manager {
         Ok(())
     }
 
-    /// The global keys under selector `wanted`: those that match are kept,
-    /// the rest generated, the replaced ones and those of algorithms no
-    /// longer used retired. Each is reported as a step.
+    /// The global keys under selector `wanted`: those that match are kept;
+    /// the rest are generated. Where an active key of the algorithm exists,
+    /// this is a rotation: every new key is pending, and the old ones sign
+    /// until `dkimd rotate --step` promotes the new ones (never is the
+    /// record of a key that has signed overwritten). Keys of algorithms no
+    /// longer used are retired. Each is reported as a step; the flag says
+    /// whether the new keys are pending.
     fn global_key_changes(
         &mut self,
         st: &crate::store::State,
         settings: &crate::model::settings::Settings,
         wanted: &str,
         new_key: bool,
-    ) -> crate::Result<Vec<Change>> {
+    ) -> crate::Result<(Vec<Change>, bool)> {
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
         let mut changes: Vec<Change> = Vec::new();
+        let mut made: Vec<(SigningKey, String)> = Vec::new();
+        let mut rotation = false;
         for alg in &settings.algorithms {
             let sel = selector_for(wanted, *alg);
             let bits = if *alg == KeyAlgorithm::Rsa {
@@ -168,65 +181,110 @@ impl Manager {
             } else {
                 256
             };
+            let fits = |k: &&StoredKey| {
+                k.algorithm == *alg
+                    && k.selector == sel
+                    && (*alg != KeyAlgorithm::Rsa || k.bits == bits)
+            };
             let active: Vec<&StoredKey> = st
                 .global_keys()
                 .into_iter()
                 .filter(|k| k.algorithm == *alg)
                 .collect();
-            let keep = active.iter().find(|k| {
-                k.selector == sel && !new_key && (*alg != KeyAlgorithm::Rsa || k.bits == bits)
-            });
-            if let Some(k) = keep {
+            if let Some(k) = active.iter().find(|k| fits(k) && !new_key) {
                 self.out.step(
                     "key",
                     &format!("kept {} {} bits, selector {}", alg, k.bits, k.selector),
                     true,
                 );
                 for other in active.iter().filter(|o| o.id != k.id) {
-                    changes.push(Change::KeyState(other.id, KeyState::Retired));
+                    changes.push(Change::KeyState(other.id, KeyState::Retired, now));
                 }
                 continue;
             }
-            let key = generate(*alg, bits)?;
-            for old in &active {
-                changes.push(Change::KeyState(old.id, KeyState::Retired));
+            if let Some(p) = st
+                .keys
+                .iter()
+                .find(|k| k.domain.is_none() && k.state == KeyState::Pending && fits(k))
+            {
                 self.out.step(
                     "key",
-                    &format!("retired {} key of selector {}", old.algorithm, old.selector),
+                    &format!(
+                        "{} {} bits, selector {}: pending (a rotation is under way; `dkimd rotate --step` promotes it)",
+                        alg, p.bits, p.selector
+                    ),
                     true,
                 );
+                continue;
             }
-            changes.push(Change::AddKey(NewKey {
-                domain: None,
-                algorithm: *alg,
-                bits: key.bits(),
-                selector: sel.clone(),
-                pem: key.to_pem()?,
-                created: None,
-                state: KeyState::Active,
-            }));
+            if st
+                .keys
+                .iter()
+                .any(|k| k.state.has_record() && k.selector.eq_ignore_ascii_case(&sel))
+                || st.records.iter().any(|r| {
+                    r.name
+                        .to_ascii_lowercase()
+                        .starts_with(&format!("{}._domainkey.", sel.to_ascii_lowercase()))
+                })
+            {
+                return Err(Error::invalid(
+                    Field::Selector,
+                    format!(
+                        "selector {wanted} is in use (a key or a published record under {sel} exists, and a record that has signed mail is never overwritten): choose another, e.g. {wanted}-2"
+                    ),
+                ));
+            }
+            rotation |= !active.is_empty();
+            made.push((generate(*alg, bits)?, sel));
+        }
+        let state = if rotation {
+            KeyState::Pending
+        } else {
+            KeyState::Active
+        };
+        for (key, sel) in made {
+            if state == KeyState::Active {
+                for old in st
+                    .global_keys()
+                    .into_iter()
+                    .filter(|k| k.algorithm == key.algorithm())
+                {
+                    changes.push(Change::KeyState(old.id, KeyState::Retired, now));
+                }
+            }
             self.out.step(
                 "key",
                 &format!(
-                    "generated {} {} bits, selector {} (in {})",
-                    alg,
+                    "generated {} {} bits, selector {} (in {}){}",
+                    key.algorithm(),
                     key.bits(),
                     sel,
-                    self.cfg.state_dir.display()
+                    self.cfg.state_dir.display(),
+                    if rotation {
+                        ": pending; the current key signs until every authoritative server serves the new record (`dkimd rotate --step` promotes it)"
+                    } else {
+                        ""
+                    }
                 ),
                 true,
             );
+            let mut nk = NewKey::from_key(None, &key, sel, state)?;
+            nk.created = Some(now);
+            changes.push(Change::AddKey(nk));
         }
         for k in st.global_keys() {
             if !settings.algorithms.contains(&k.algorithm) {
-                changes.push(Change::KeyState(k.id, KeyState::Retired));
+                changes.push(Change::KeyState(k.id, KeyState::Retired, now));
                 self.out.step(
                     "key",
-                    &format!("retired {} key (algorithm no longer used)", k.algorithm),
+                    &format!(
+                        "retired {} key, selector {} (algorithm no longer used; its record stays for retire-after, {})",
+                        k.algorithm, k.selector, settings.retire_after
+                    ),
                     true,
                 );
             }
         }
-        Ok(changes)
+        Ok((changes, rotation))
     }
 }

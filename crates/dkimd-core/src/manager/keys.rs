@@ -33,6 +33,7 @@ impl Manager {
             selector,
             exact,
             &self.default_selector(),
+            i64::try_from(self.clock.now()).unwrap_or(0),
         )?;
         for line in &plan.lines {
             self.out.step(domain, line, true);
@@ -53,15 +54,12 @@ impl Manager {
                 ),
                 true,
             );
-            changes.push(Change::AddKey(NewKey {
-                domain: Some(domain.to_string()),
-                algorithm: key.algorithm(),
-                bits: key.bits(),
-                selector: sel,
-                pem: key.to_pem()?,
-                created: None,
-                state: KeyState::Active,
-            }));
+            changes.push(Change::AddKey(NewKey::from_key(
+                Some(domain.to_string()),
+                key,
+                sel,
+                KeyState::Active,
+            )?));
         }
         self.store.apply(&changes)?;
         self.republish(domain, &before)
@@ -81,7 +79,7 @@ impl Manager {
         if !decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs {
             return Ok(());
         }
-        let wanted: Vec<String> = wanted_records(&st, domain)?
+        let wanted: Vec<String> = wanted_records(&st, domain)
             .into_iter()
             .map(|(n, _)| n)
             .collect();
@@ -155,14 +153,19 @@ impl Manager {
             return Ok(());
         }
         let before = possible_names(&st, &domain);
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
         let changes: Vec<Change> = own
             .iter()
-            .map(|k| Change::KeyState(k.id, KeyState::Retired))
+            .map(|k| Change::KeyState(k.id, KeyState::Retired, now))
             .collect();
         self.store.apply(&changes)?;
         self.out.step(
             &domain,
-            &format!("{} own key(s) retired; the global key signs", own.len()),
+            &format!(
+                "{} own key(s) retired; the global key signs (the retired keys' records stay for retire-after, {})",
+                own.len(),
+                st.settings.retire_after
+            ),
             true,
         );
         self.republish(&domain, &before)

@@ -6,6 +6,7 @@
 mod domains;
 mod enable;
 mod keys;
+mod lifecycle;
 mod plan;
 mod publishing;
 mod set;
@@ -16,15 +17,15 @@ mod transfer;
 
 pub use crate::steps::{Quiet, Recording, StepLine, StepSink, Steps};
 pub use enable::EnableOptions;
-pub use plan::all_decisions;
+pub use lifecycle::{next_step, propagation_wait, RotateTarget, StepReport, PENDING_ALARM};
+pub use plan::{all_decisions, keys_at};
 pub use set::{check_settings, SettingsChange, SettingsRequest};
 pub use status::{DomainStatus, KeyStatus};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::error::Context;
 use crate::publish::PublishEnv;
-use crate::store::{State, Store, StoredKey};
+use crate::store::{State, Store};
 use dkim::{KeyAlgorithm, SigningKey};
 
 /// The store, the configuration, the clock and the steps of one command.
@@ -54,11 +55,6 @@ struct PendingRecord {
     value: Option<String>,
     /// The publishing target (backend and file).
     key: String,
-}
-
-fn key_of(k: &StoredKey) -> crate::Result<SigningKey> {
-    SigningKey::from_pem(k.pem.as_bytes())
-        .with_context(|| format!("stored key {} ({})", k.id, k.selector))
 }
 
 fn generate(alg: KeyAlgorithm, bits: usize) -> crate::Result<SigningKey> {
@@ -116,6 +112,12 @@ impl Manager {
         publishers: std::sync::Arc<dyn crate::publish::Publishers>,
     ) -> Manager {
         self.publishers = publishers;
+        self
+    }
+
+    /// The same manager on another clock (`dkimd rotate --step --at T`).
+    pub fn with_clock(mut self, clock: SharedClock) -> Manager {
+        self.clock = clock;
         self
     }
 

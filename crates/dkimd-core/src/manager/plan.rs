@@ -2,11 +2,10 @@
 //! which domains sign, which records each should have, and what giving a
 //! domain its own keys would change.
 
-use super::key_of;
 use crate::error::{Error, Field};
 use crate::model::names::{record_name, selector_for};
 use crate::model::settings::{decide, Decision};
-use crate::store::{Change, KeyState, State};
+use crate::store::{Change, KeyState, State, StoredKey};
 use dkim::{KeyAlgorithm, SigningKey};
 use std::collections::BTreeSet;
 
@@ -53,11 +52,47 @@ pub fn all_decisions(st: &State) -> Vec<(String, Decision)> {
     out
 }
 
-/// The records a domain should have now: one per active key that signs for it.
-pub(super) fn wanted_records(st: &State, domain: &str) -> crate::Result<Vec<(String, String)>> {
-    st.keys_for(domain)
+/// The keys whose records a (signing) domain should have, one per record
+/// name: its own keys and, for each algorithm it has no active own key of,
+/// the global keys, in every state but deleted. Where two keys share a
+/// name (stores from before the lifecycle), the livelier state wins.
+pub fn keys_at<'a>(st: &'a State, domain: &str) -> Vec<&'a StoredKey> {
+    let own_active: Vec<KeyAlgorithm> = st
+        .keys
+        .iter()
+        .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
+        .map(|k| k.algorithm)
+        .collect();
+    let mut keys: Vec<&StoredKey> = st
+        .keys
+        .iter()
+        .filter(|k| k.state.has_record())
+        .filter(|k| match &k.domain {
+            Some(d) => d == domain,
+            None => !own_active.contains(&k.algorithm),
+        })
+        .collect();
+    let rank = |s: KeyState| match s {
+        KeyState::Active => 0,
+        KeyState::Pending => 1,
+        KeyState::Retired => 2,
+        KeyState::Revoked => 3,
+        KeyState::Deleted => 4,
+    };
+    // Own keys before global ones, then by state, then the newest first.
+    keys.sort_by_key(|k| (k.domain.is_none(), rank(k.state), std::cmp::Reverse(k.id)));
+    let mut names = BTreeSet::new();
+    keys.retain(|k| names.insert(k.selector.to_ascii_lowercase()));
+    keys.sort_by_key(|k| k.id);
+    keys
+}
+
+/// The records a signing domain should have now: pending, active and
+/// retired keys' records, and revoked keys' with `p=` empty.
+pub(super) fn wanted_records(st: &State, domain: &str) -> Vec<(String, String)> {
+    keys_at(st, domain)
         .into_iter()
-        .map(|k| Ok((record_name(&k.selector, domain), key_of(k)?.dns_record())))
+        .filter_map(|k| Some((record_name(&k.selector, domain), k.wanted_record()?)))
         .collect()
 }
 
@@ -76,6 +111,41 @@ pub(super) fn possible_names(st: &State, domain: &str) -> Vec<String> {
         }
     }
     names.into_iter().collect()
+}
+
+/// `YYYYMM` of a base selector, then `-2`, `-3` …
+fn candidates(base: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(base.to_string()).chain((2..1000).map(move |n| format!("{base}-{n}")))
+}
+
+/// True when a record under `selector` exists, or may, where a key of
+/// `owner` (None: global, at every domain) would publish it: a key that
+/// still has a record, or a record dkimd remembers.
+pub(super) fn selector_taken(st: &State, owner: Option<&str>, selector: &str) -> bool {
+    let sel = selector.to_ascii_lowercase();
+    let prefix = format!("{sel}._domainkey.");
+    st.keys.iter().any(|k| {
+        k.state.has_record()
+            && k.selector.eq_ignore_ascii_case(&sel)
+            && (owner.is_none() || k.domain.is_none() || k.domain.as_deref() == owner)
+    }) || st.records.iter().any(|r| {
+        (owner.is_none() || Some(r.domain.as_str()) == owner)
+            && r.name.to_ascii_lowercase().starts_with(&prefix)
+    })
+}
+
+/// The first of `base`, `base-2`, `base-3` … under which no key of `owner`
+/// has a record for any of `algs`.
+pub(super) fn free_base(
+    st: &State,
+    owner: Option<&str>,
+    base: &str,
+    algs: &[KeyAlgorithm],
+) -> Option<String> {
+    candidates(base).find(|c| {
+        algs.iter()
+            .all(|a| !selector_taken(st, owner, &selector_for(c, *a)))
+    })
 }
 
 /// What giving a domain its own keys would do.
@@ -97,6 +167,7 @@ pub(super) fn plan_own_keys(
     selector: Option<&str>,
     exact: bool,
     default_selector: &str,
+    now: i64,
 ) -> crate::Result<OwnKeysPlan> {
     let Some(d) = st.domain(domain) else {
         return Err(Error::NotFound(format!("no domain {domain}")));
@@ -105,6 +176,14 @@ pub(super) fn plan_own_keys(
         .map(str::to_string)
         .or_else(|| Some(st.settings.selector.clone()).filter(|s| !s.is_empty()))
         .unwrap_or_else(|| default_selector.to_string());
+    // Without a selector named, the first free one: a record that has
+    // signed mail (the global key's at this domain) is never overwritten.
+    let base = if selector.is_none() {
+        let algs: Vec<KeyAlgorithm> = keys.iter().map(SigningKey::algorithm).collect();
+        free_base(st, Some(domain), &base, &algs).unwrap_or(base)
+    } else {
+        base
+    };
     let mut selectors = Vec::new();
     let mut retire = Vec::new();
     let mut retired = BTreeSet::new();
@@ -120,7 +199,7 @@ pub(super) fn plan_own_keys(
                 && k.state == KeyState::Active
                 && k.algorithm == key.algorithm()
         }) {
-            retire.push(Change::KeyState(old.id, KeyState::Retired));
+            retire.push(Change::KeyState(old.id, KeyState::Retired, now));
             retired.insert(old.id);
         }
         selectors.push(sel);
@@ -167,7 +246,7 @@ pub(super) fn plan_own_keys(
     let signs =
         st.settings.signing && decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs;
     if signs {
-        lines.extend(record_lines(st, domain, &selectors, &after));
+        lines.extend(record_lines(st, domain, &selectors, &after, &retired));
     } else {
         lines.push(format!(
             "{domain} does not sign now: no record is published or removed"
@@ -187,6 +266,7 @@ fn record_lines(
     domain: &str,
     new_selectors: &[String],
     after: &[(KeyAlgorithm, usize, String, &str)],
+    retired: &BTreeSet<i64>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
     let before: BTreeSet<String> = st
@@ -212,9 +292,20 @@ fn record_lines(
         }
     }
     for n in before.difference(&now) {
-        lines.push(format!(
-            "record {n}: removed (its key no longer signs for {domain})"
-        ));
+        let own_retired = st
+            .keys
+            .iter()
+            .any(|k| retired.contains(&k.id) && record_name(&k.selector, domain) == *n);
+        if own_retired {
+            lines.push(format!(
+                "record {n}: kept for retire-after ({}), then served revoked for revoke-for ({}), then removed (its key is retired)",
+                st.settings.retire_after, st.settings.revoke_for
+            ));
+        } else {
+            lines.push(format!(
+                "record {n}: removed (its key no longer signs for {domain})"
+            ));
+        }
     }
     lines
 }

@@ -5,7 +5,7 @@
 use super::plan::{all_decisions, wanted_records};
 use super::{Manager, PendingRecord};
 use crate::error::{err, Error, Field};
-use crate::model::names::{domain_name, record_name};
+use crate::model::names::domain_name;
 use crate::model::settings::decide;
 use crate::publish::{Outcome, Publisher};
 use crate::store::{Change, KeyState, PublishedRecord, State, StoredKey};
@@ -36,13 +36,7 @@ impl Manager {
 
     /// Publishes a domain's wanted records; remembers what got published.
     pub(super) fn publish_domain(&mut self, st: &State, domain: &str) -> crate::Result<()> {
-        let wanted = match wanted_records(st, domain) {
-            Ok(w) => w,
-            Err(e) => {
-                self.out.step(domain, &e.chain(), false);
-                return Ok(());
-            }
-        };
+        let wanted = wanted_records(st, domain);
         if wanted.is_empty() {
             self.out.step(domain, "no key to publish", false);
             return Ok(());
@@ -59,7 +53,7 @@ impl Manager {
 
     /// Sets (a value) or removes (`None`) records of one domain: now, or in
     /// the batch when one is open and the backend batches.
-    fn change_records(
+    pub(super) fn change_records(
         &mut self,
         domain: &str,
         items: Vec<(String, Option<String>)>,
@@ -264,7 +258,7 @@ impl Manager {
             return Ok(());
         }
         if signs {
-            let wanted: Vec<String> = wanted_records(&st, domain)?
+            let wanted: Vec<String> = wanted_records(&st, domain)
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
@@ -272,13 +266,6 @@ impl Manager {
                 .records
                 .iter()
                 .filter(|r| r.domain == domain && !wanted.contains(&r.name))
-                .filter(|r| {
-                    // Keep records of the global selector's older keys only
-                    // when they belong to keys that still exist.
-                    !st.keys
-                        .iter()
-                        .any(|k| record_name(&k.selector, domain) == r.name && k.domain.is_none())
-                })
                 .map(|r| r.name.clone())
                 .collect();
             self.unpublish(domain, &stale)?;
@@ -314,25 +301,31 @@ impl Manager {
         Ok(())
     }
 
-    /// Deletes every retired key (global and own), then brings the records
-    /// in line (those kept for the old keys go).
+    /// Ends the overlap early: every retired and revoked key (global and
+    /// own) is deleted (private key destroyed, public key and dates kept
+    /// for the audit), then the records are brought in line (theirs go).
     pub fn purge_retired(&mut self) -> crate::Result<()> {
         let st = self.load()?;
         let retired: Vec<&StoredKey> = st
             .keys
             .iter()
-            .filter(|k| k.state == KeyState::Retired)
+            .filter(|k| matches!(k.state, KeyState::Retired | KeyState::Revoked))
             .collect();
         if retired.is_empty() {
             self.out.step("keys", "no retired key to delete", true);
             return Ok(());
         }
-        let changes: Vec<Change> = retired.iter().map(|k| Change::DeleteKey(k.id)).collect();
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
+        let changes: Vec<Change> = retired
+            .iter()
+            .map(|k| Change::KeyState(k.id, KeyState::Deleted, now))
+            .collect();
         for k in &retired {
             self.out.step(
                 "keys",
                 &format!(
-                    "deleted retired {} key, selector {}{}",
+                    "deleted {} {} key, selector {}{}",
+                    k.state,
                     k.algorithm,
                     k.selector,
                     k.domain

@@ -1,13 +1,15 @@
 //! What `dkimd status` and the page's overview show: every domain with its
 //! decision, keys, where its records go, and what DNS serves (live).
 
-use super::plan::all_decisions;
-use super::{key_of, Manager};
+use super::lifecycle::{next_step, PENDING_ALARM};
+use super::plan::{all_decisions, keys_at};
+use super::Manager;
 use crate::config::{Backend, Config};
 use crate::dns::live::{check_many, DnsState};
 use crate::model::names::record_name;
 use crate::model::settings::Override;
 use crate::publish;
+use crate::store::KeyState;
 use dkim::KeyAlgorithm;
 
 /// One domain as `status` reports it.
@@ -22,15 +24,29 @@ pub struct DomainStatus {
     /// (dns, mail, dkim override) for domains in the store; `None` for
     /// extra domains named only in the settings.
     pub known: Option<(bool, bool, Override)>,
-    /// The keys that sign for it (empty when it does not sign).
+    /// Its keys that have a record: the ones that sign, pending ones, and
+    /// retired and revoked ones in their overlap (empty when it does not
+    /// sign).
     pub keys: Vec<KeyStatus>,
     /// Where its records are published, in words.
     pub backend: String,
 }
 
-/// One signing key of a domain and what DNS serves for it.
+/// One key of a domain, where it is in its life, and what DNS serves for it.
 #[derive(Clone, Debug)]
 pub struct KeyStatus {
+    /// The store's id of the key.
+    pub id: i64,
+    /// Where it is in its life.
+    pub state: KeyState,
+    /// Seconds since it was made.
+    pub age: u64,
+    /// When it entered its state (epoch seconds).
+    pub since: i64,
+    /// Its next step in words, and when it is due (epoch seconds), if known.
+    pub next: Option<(String, Option<i64>)>,
+    /// What is wrong, when something is: status exits 1.
+    pub alarm: Option<String>,
     /// The selector the key signs under.
     pub selector: String,
     /// Its algorithm.
@@ -41,7 +57,7 @@ pub struct KeyStatus {
     pub own_key: bool,
     /// `SELECTOR._domainkey.DOMAIN`.
     pub record_name: String,
-    /// The TXT record to publish.
+    /// The TXT record DNS should serve (`p=` empty once revoked).
     pub record: String,
     /// The same as one zone-file line (absolute name, the zone's TTL,
     /// strings of at most 255 bytes).
@@ -56,6 +72,7 @@ impl Manager {
     /// concurrently (at most 32 at a time), each under the DNS timeout.
     pub fn status(&self) -> crate::Result<Vec<DomainStatus>> {
         let st = self.load()?;
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
         let resolver = publish::live_resolver(&self.cfg)?;
         let mut rows = Vec::new();
         for (name, dec) in all_decisions(&st) {
@@ -65,17 +82,28 @@ impl Manager {
                 let ttl = name
                     .parse::<dkim::DomainName>()
                     .map_or(3600, |d| self.cfg.ttl_for(&d));
-                for k in st.keys_for(&name) {
-                    let key = key_of(k)?;
+                for k in keys_at(&st, &name) {
+                    let Some(record) = k.wanted_record() else {
+                        continue;
+                    };
                     let rname = record_name(&k.selector, &name);
+                    let zone_line = dkim::KeyRecord::parse(&record)
+                        .map(|r| r.zone_line(&rname, ttl))
+                        .unwrap_or_default();
                     keys.push(KeyStatus {
+                        id: k.id,
+                        state: k.state,
+                        age: u64::try_from(now.saturating_sub(k.created)).unwrap_or(0),
+                        since: k.since,
+                        next: next_step(k, &st.settings, ttl),
+                        alarm: None,
                         selector: k.selector.clone(),
                         algorithm: k.algorithm,
                         bits: k.bits,
                         own_key: k.domain.is_some(),
-                        zone_line: dkim::KeyRecord::for_key(&key).zone_line(&rname, ttl),
+                        zone_line,
                         record_name: rname,
-                        record: key.dns_record(),
+                        record,
                         dns: DnsState::NotChecked,
                     });
                 }
@@ -105,8 +133,33 @@ impl Manager {
             k.dns = states
                 .next()
                 .unwrap_or_else(|| DnsState::LookupFailed(String::new()));
+            k.alarm = alarm(k, &st.settings, now);
         }
         Ok(rows)
+    }
+}
+
+/// What is wrong with a key, if anything: an active key DNS does not serve
+/// or older than rotate-every, a pending key not served after a day.
+fn alarm(k: &KeyStatus, s: &crate::model::settings::Settings, now: i64) -> Option<String> {
+    match k.state {
+        KeyState::Active if !k.dns.is_ok() => Some(format!(
+            "it signs, but DNS does not serve its record ({}): receivers cannot verify its signatures",
+            k.dns
+        )),
+        KeyState::Active if s.rotate_every.is_some_and(|p| k.age >= p.as_secs()) => Some(format!(
+            "older than rotate-every ({}): rotate it (`dkimd rotate`)",
+            s.rotate_every.map(|p| p.to_string()).unwrap_or_default()
+        )),
+        KeyState::Pending
+            if !k.dns.is_ok() && now.saturating_sub(k.since) > PENDING_ALARM.as_i64() =>
+        {
+            Some(format!(
+                "pending for more than {PENDING_ALARM}, and its record is not served ({}): publish it, or check the zone's servers",
+                k.dns
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::config::Backend;
 use crate::error::{Error, Field};
 use crate::model::settings::{Override, SettingName};
 use crate::publish::{Outcome, PublishEnv, Publisher, Publishers};
+use crate::store::{Change, KeyState};
 use std::sync::{Arc, Mutex};
 
 /// 2026-12-01T21:03:43Z.
@@ -300,4 +301,207 @@ fn own_keys_keep_the_selector_they_are_published_under() {
         s.m.key_import_pem("example.com", "not a key", None, false)
             .unwrap_err();
     assert_eq!(e.field().map(|f| f.0), Some(Field::Key));
+}
+
+fn state_of(s: &Setup, selector: &str) -> KeyState {
+    s.m.load()
+        .unwrap()
+        .keys
+        .iter()
+        .find(|k| k.selector == selector)
+        .unwrap_or_else(|| panic!("no key {selector}"))
+        .state
+}
+
+/// `enable --new-key` is a rotation: the new key is pending under a new
+/// selector (this month's is taken), both records are published, and the
+/// old key goes on signing; nothing that has signed is overwritten.
+#[test]
+fn a_new_key_is_pending_and_never_overwrites_a_record_that_signed() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.enable(&EnableOptions {
+        new_key: true,
+        ..ed25519_only()
+    })
+    .unwrap();
+    let st = s.m.load().unwrap();
+    assert_eq!(state_of(&s, "202612-ed25519"), KeyState::Active);
+    assert_eq!(state_of(&s, "202612-2-ed25519"), KeyState::Pending);
+    assert_eq!(st.settings.selector, "202612", "the signing selector stays");
+    assert_eq!(st.keys_for("example.com")[0].selector, "202612-ed25519");
+    let names: Vec<&str> = st.records.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "202612-2-ed25519._domainkey.example.com",
+            "202612-ed25519._domainkey.example.com"
+        ]
+    );
+    // An explicit selector in use is refused, not overwritten.
+    let e =
+        s.m.enable(&EnableOptions {
+            new_key: true,
+            selector: Some("202612".into()),
+            ..ed25519_only()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("selector 202612 is in use"), "{e}");
+    // A second rotation while one is under way makes no third key.
+    s.m.rotate(&RotateTarget::All, None, None).unwrap();
+    assert_eq!(s.m.load().unwrap().keys.len(), 2);
+    assert!(s
+        .sink
+        .lines()
+        .iter()
+        .any(|l| l.contains("a rotation of its ed25519 key is under way already")));
+}
+
+/// Retired keys keep their record for retire-after, are served revoked
+/// (p= empty) for revoke-for, then lose it and their private key; the
+/// public record stays for the audit. Each transition happens once.
+#[test]
+fn retired_keys_are_revoked_then_deleted_on_time() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.key_generate("example.com", Some("own1")).unwrap();
+    s.m.key_default("example.com").unwrap();
+    let name = "own1-ed25519._domainkey.example.com";
+    let value = |s: &Setup| {
+        s.m.load()
+            .unwrap()
+            .records
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.value.clone())
+    };
+    assert_eq!(state_of(&s, "own1-ed25519"), KeyState::Retired);
+    assert!(
+        value(&s).unwrap().len() > 40,
+        "the overlap keeps the record"
+    );
+    s.clock.advance(7 * 86_400 - 1);
+    s.m.step().unwrap();
+    assert_eq!(state_of(&s, "own1-ed25519"), KeyState::Retired);
+    s.clock.advance(1);
+    s.m.step().unwrap();
+    assert_eq!(state_of(&s, "own1-ed25519"), KeyState::Revoked);
+    assert_eq!(value(&s).as_deref(), Some("v=DKIM1; k=ed25519; p="));
+    let calls = s.calls.seen.lock().unwrap().len();
+    s.m.step().unwrap();
+    assert_eq!(
+        s.calls.seen.lock().unwrap().len(),
+        calls,
+        "a step with nothing due changes nothing in DNS"
+    );
+    s.clock.advance(30 * 86_400);
+    s.m.step().unwrap();
+    let st = s.m.load().unwrap();
+    let k = st
+        .keys
+        .iter()
+        .find(|k| k.selector == "own1-ed25519")
+        .unwrap();
+    assert_eq!(k.state, KeyState::Deleted);
+    assert!(k.pem.is_empty(), "the private key is destroyed");
+    assert!(k.record.starts_with("v=DKIM1; k=ed25519; p="));
+    assert!(k.record.len() > 40, "the public key stays for the audit");
+    assert_eq!(value(&s), None);
+    assert!(s
+        .calls
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|c| c == &format!("remove {name}")));
+}
+
+/// The store refuses a change list that would leave two active keys of
+/// one owner and algorithm, or move a key back in its life.
+#[test]
+fn the_store_keeps_one_active_key_and_never_moves_a_key_back() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.enable(&EnableOptions {
+        new_key: true,
+        ..ed25519_only()
+    })
+    .unwrap();
+    let st = s.m.load().unwrap();
+    let pending = st
+        .keys
+        .iter()
+        .find(|k| k.state == KeyState::Pending)
+        .unwrap();
+    let e =
+        s.m.store
+            .apply(&[Change::KeyState(pending.id, KeyState::Active, 0)])
+            .unwrap_err();
+    assert!(e.to_string().contains("two active ed25519 keys"), "{e}");
+    let active = st
+        .keys
+        .iter()
+        .find(|k| k.state == KeyState::Active)
+        .unwrap();
+    s.m.store
+        .apply(&[Change::KeyState(active.id, KeyState::Revoked, 0)])
+        .unwrap();
+    let e =
+        s.m.store
+            .apply(&[Change::KeyState(active.id, KeyState::Retired, 0)])
+            .unwrap_err();
+    assert!(e.to_string().contains("cannot become retired"), "{e}");
+}
+
+/// Rotating a domain that signs with the shared global key says how to
+/// rotate that one instead.
+#[test]
+fn rotating_a_domain_on_the_global_key_says_what_to_do() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    let e =
+        s.m.rotate(
+            &RotateTarget::Domains(vec!["example.com".into()]),
+            None,
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("signing is off"), "{e}");
+    s.m.enable(&ed25519_only()).unwrap();
+    let e =
+        s.m.rotate(
+            &RotateTarget::Domains(vec!["example.com".into()]),
+            None,
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("dkimd rotate --all"), "{e}");
+    s.m.key_generate("example.com", None).unwrap();
+    s.m.rotate(
+        &RotateTarget::Domains(vec!["example.com".into()]),
+        None,
+        None,
+    )
+    .unwrap();
+    let st = s.m.load().unwrap();
+    let own: Vec<(&str, KeyState)> = st
+        .keys
+        .iter()
+        .filter(|k| k.domain.is_some())
+        .map(|k| (k.selector.as_str(), k.state))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            ("202612-2-ed25519", KeyState::Active),
+            ("202612-3-ed25519", KeyState::Pending)
+        ]
+    );
 }

@@ -17,7 +17,9 @@ use crate::store::{Change, Domain, KeyState, NewKey};
 use std::path::Path;
 
 /// The export format's name, checked at import.
-const EXPORT_FORMAT: &str = "dkimd-export-1";
+const EXPORT_FORMAT: &str = "dkimd-export-2";
+/// Exports made before the key lifecycle: no since, served or record.
+const EXPORT_FORMAT_1: &str = "dkimd-export-1";
 
 impl Manager {
     /// Writes settings, domains and keys to `file` (mode 0600).
@@ -34,7 +36,8 @@ impl Manager {
             "keys": st.keys.iter().map(|k| serde_json::json!({
                 "domain": k.domain, "algorithm": k.algorithm.as_str(), "bits": k.bits,
                 "selector": k.selector, "pem": k.pem, "created": k.created,
-                "state": k.state.as_str() }))
+                "state": k.state.as_str(), "since": k.since, "served": k.served,
+                "record": k.record }))
                 .collect::<Vec<_>>(),
         });
         crate::sys::write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes(), 0o600)?;
@@ -96,9 +99,9 @@ fn parse_export(text: &str, file: &Path) -> crate::Result<Vec<Change>> {
     let bad = |what: &str| crate::Error::Usage(format!("{}: {what}", file.display()));
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| crate::Error::Usage(format!("{}:{}: {e}", file.display(), e.line())))?;
-    if v["format"] != EXPORT_FORMAT {
+    if v["format"] != EXPORT_FORMAT && v["format"] != EXPORT_FORMAT_1 {
         return Err(bad(&format!(
-            "not a dkimd export (format is not {EXPORT_FORMAT})"
+            "not a dkimd export (format is not {EXPORT_FORMAT} or {EXPORT_FORMAT_1})"
         )));
     }
     let mut changes = vec![Change::ClearAll];
@@ -136,33 +139,46 @@ fn parse_export(text: &str, file: &Path) -> crate::Result<Vec<Change>> {
         .iter()
         .enumerate()
     {
-        let pem = k["pem"]
-            .as_str()
-            .ok_or_else(|| bad(&format!("key {} has no pem", i + 1)))?;
-        let key = dkim::SigningKey::from_pem(pem.as_bytes())
+        let state = KeyState::parse(k["state"].as_str().unwrap_or("active"))
             .map_err(|e| bad(&format!("key {}: {e}", i + 1)))?;
         let selector = k["selector"]
             .as_str()
             .ok_or_else(|| bad(&format!("key {} has no selector", i + 1)))?;
-        let state = match k["state"].as_str().unwrap_or("active") {
-            "active" => KeyState::Active,
-            "retired" => KeyState::Retired,
-            other => {
-                return Err(bad(&format!(
-                    "key {}: state {other:?} is not active or retired",
-                    i + 1
-                )))
+        let pem = k["pem"].as_str().unwrap_or_default();
+        let (algorithm, bits, record) = if state == KeyState::Deleted {
+            // Its private key is gone: what the audit keeps is its record.
+            let record = k["record"]
+                .as_str()
+                .ok_or_else(|| bad(&format!("deleted key {} has no record", i + 1)))?;
+            dkim::KeyRecord::parse(record)
+                .map_err(|e| bad(&format!("key {}: record: {e}", i + 1)))?;
+            let algorithm = k["algorithm"]
+                .as_str()
+                .unwrap_or("rsa")
+                .parse::<dkim::KeyAlgorithm>()
+                .map_err(|e| bad(&format!("key {}: {e}", i + 1)))?;
+            let bits = usize::try_from(k["bits"].as_u64().unwrap_or(0)).unwrap_or(0);
+            (algorithm, bits, record.to_string())
+        } else {
+            if pem.is_empty() {
+                return Err(bad(&format!("key {} has no pem", i + 1)));
             }
+            let key = dkim::SigningKey::from_pem(pem.as_bytes())
+                .map_err(|e| bad(&format!("key {}: {e}", i + 1)))?;
+            (key.algorithm(), key.bits(), key.dns_record())
         };
         changes.push(Change::AddKey(NewKey {
             domain: k["domain"].as_str().map(str::to_string),
-            algorithm: key.algorithm(),
-            bits: key.bits(),
+            algorithm,
+            bits,
             selector: selector.to_string(),
             pem: pem.to_string(),
+            record,
             // Exports made before creation times were kept have none: now.
             created: k["created"].as_i64(),
             state,
+            since: k["since"].as_i64(),
+            served: k["served"].as_i64(),
         }));
     }
     Ok(changes)

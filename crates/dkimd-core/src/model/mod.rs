@@ -3,6 +3,7 @@
 
 pub mod keyfile;
 pub mod names;
+pub mod period;
 pub mod settings;
 
 /// `s` cut to at most `max` characters, with "…" when it was longer.

@@ -1,7 +1,50 @@
 //! Global settings and the signing rules that decide which domains sign.
 
+use super::period::Period;
 use dkim::KeyAlgorithm;
 use std::fmt;
+
+/// What the daemon does with an active key whose record DNS does not
+/// serve (missing, or another key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnservedKey {
+    /// Go on signing with it, and raise the alarm (the default).
+    Sign,
+    /// Stop signing with it until DNS serves its record, and raise the alarm.
+    Hold,
+}
+
+impl UnservedKey {
+    /// The name as settings and the store write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnservedKey::Sign => "sign",
+            UnservedKey::Hold => "hold",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "sign" => Ok(UnservedKey::Sign),
+            "hold" => Ok(UnservedKey::Hold),
+            _ => Err(format!("{s:?} is not one of sign, hold")),
+        }
+    }
+}
+
+/// `off`, or a length of time.
+fn period_or(s: &str, word: &str) -> Result<Option<Period>, String> {
+    if s == word {
+        return Ok(None);
+    }
+    s.parse::<Period>()
+        .map(Some)
+        .map_err(|e| format!("{e}, or {word}"))
+}
+
+fn show_period_or(p: Option<Period>, word: &str) -> String {
+    p.map_or_else(|| word.to_string(), |p| p.to_string())
+}
 
 /// Which domains sign when nothing more specific says (Virtualmin's choice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +183,18 @@ pub struct Settings {
     pub policy_temperror: Action,
     /// What happens to mail without a signature.
     pub policy_none: Action,
+    /// Rotations start by themselves when the active key is this old;
+    /// `None`: only by hand.
+    pub rotate_every: Option<Period>,
+    /// How long a retired key's record stays published.
+    pub retire_after: Period,
+    /// How long a revoked key's record is served with `p=` empty.
+    pub revoke_for: Period,
+    /// How long a pending key's record must have been served everywhere
+    /// before it signs; `None`: the record's TTL.
+    pub propagation_wait: Option<Period>,
+    /// What the daemon does with an active key DNS does not serve.
+    pub unserved_key: UnservedKey,
 }
 
 impl Default for Settings {
@@ -157,6 +212,11 @@ impl Default for Settings {
             policy_permerror: Action::Accept,
             policy_temperror: Action::Accept,
             policy_none: Action::Accept,
+            rotate_every: None,
+            retire_after: Period::days(7),
+            revoke_for: Period::days(30),
+            propagation_wait: None,
+            unserved_key: UnservedKey::Sign,
         }
     }
 }
@@ -213,7 +273,7 @@ pub fn list(s: &str) -> Result<Vec<String>, String> {
 }
 
 /// The names `dkimd set` accepts, with what they take.
-pub const SETTABLE: [(&str, &str); 10] = [
+pub const SETTABLE: [(&str, &str); 15] = [
     ("verify", "on|off: verify incoming mail"),
     (
         "default-domains",
@@ -248,6 +308,26 @@ pub const SETTABLE: [(&str, &str); 10] = [
         "policy-none",
         "accept|reject|tempfail: mail without a signature",
     ),
+    (
+        "rotate-every",
+        "off|30d|180d…: start a key rotation when the active key is this old",
+    ),
+    (
+        "retire-after",
+        "7d…: how long a replaced key's record stays published",
+    ),
+    (
+        "revoke-for",
+        "30d…: how long a retired key's record is served revoked (p= empty)",
+    ),
+    (
+        "propagation-wait",
+        "ttl|1h…: how long a new key's record must be served before it signs",
+    ),
+    (
+        "unserved-key",
+        "sign|hold: sign or not with an active key DNS does not serve",
+    ),
 ];
 
 /// The name of a setting, as `dkimd set`, the page and the store write it.
@@ -278,11 +358,21 @@ pub enum SettingName {
     PolicyTemperror,
     /// `policy-none`.
     PolicyNone,
+    /// `rotate-every`.
+    RotateEvery,
+    /// `retire-after`.
+    RetireAfter,
+    /// `revoke-for`.
+    RevokeFor,
+    /// `propagation-wait`.
+    PropagationWait,
+    /// `unserved-key`.
+    UnservedKey,
 }
 
 impl SettingName {
     /// Every setting, in the order they are shown.
-    pub const ALL: [SettingName; 12] = [
+    pub const ALL: [SettingName; 17] = [
         SettingName::Signing,
         SettingName::Selector,
         SettingName::Verify,
@@ -295,6 +385,11 @@ impl SettingName {
         SettingName::PolicyPermerror,
         SettingName::PolicyTemperror,
         SettingName::PolicyNone,
+        SettingName::RotateEvery,
+        SettingName::RetireAfter,
+        SettingName::RevokeFor,
+        SettingName::PropagationWait,
+        SettingName::UnservedKey,
     ];
 
     /// The name as written.
@@ -312,6 +407,11 @@ impl SettingName {
             SettingName::PolicyPermerror => "policy-permerror",
             SettingName::PolicyTemperror => "policy-temperror",
             SettingName::PolicyNone => "policy-none",
+            SettingName::RotateEvery => "rotate-every",
+            SettingName::RetireAfter => "retire-after",
+            SettingName::RevokeFor => "revoke-for",
+            SettingName::PropagationWait => "propagation-wait",
+            SettingName::UnservedKey => "unserved-key",
         }
     }
 }
@@ -359,6 +459,14 @@ impl Settings {
             (N::PolicyPermerror, self.policy_permerror.as_str().into()),
             (N::PolicyTemperror, self.policy_temperror.as_str().into()),
             (N::PolicyNone, self.policy_none.as_str().into()),
+            (N::RotateEvery, show_period_or(self.rotate_every, "off")),
+            (N::RetireAfter, self.retire_after.to_string()),
+            (N::RevokeFor, self.revoke_for.to_string()),
+            (
+                N::PropagationWait,
+                show_period_or(self.propagation_wait, "ttl"),
+            ),
+            (N::UnservedKey, self.unserved_key.as_str().into()),
         ]
     }
 
@@ -394,6 +502,11 @@ impl Settings {
             N::PolicyPermerror => self.policy_permerror = Action::parse(v)?,
             N::PolicyTemperror => self.policy_temperror = Action::parse(v)?,
             N::PolicyNone => self.policy_none = Action::parse(v)?,
+            N::RotateEvery => self.rotate_every = period_or(v, "off")?,
+            N::RetireAfter => self.retire_after = v.parse()?,
+            N::RevokeFor => self.revoke_for = v.parse()?,
+            N::PropagationWait => self.propagation_wait = period_or(v, "ttl")?,
+            N::UnservedKey => self.unserved_key = UnservedKey::parse(v)?,
         }
         Ok(())
     }
@@ -579,6 +692,18 @@ mod tests {
         );
         st.set_named("policy-fail", "reject", false).unwrap();
         assert_eq!(st.policy_fail, Action::Reject);
+        st.set_named("rotate-every", "180d", false).unwrap();
+        assert_eq!(st.rotate_every, Some(Period::days(180)));
+        st.set_named("propagation-wait", "90m", false).unwrap();
+        st.set_named("unserved-key", "hold", false).unwrap();
+        assert!(st
+            .set_named("retire-after", "off", false)
+            .unwrap_err()
+            .contains("not a length of time"));
+        assert!(st
+            .set_named("rotate-every", "soon", false)
+            .unwrap_err()
+            .contains("or off"));
         // Round trip through text.
         let mut back = Settings::default();
         for (k, v) in st.to_pairs() {

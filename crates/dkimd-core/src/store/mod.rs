@@ -7,7 +7,6 @@
 //! ([`sqlite`]); [`open`] is the only place that chooses it.
 
 use crate::config::Config;
-use crate::error::bail;
 use crate::model::settings::{Override, SettingName, Settings};
 use dkim::KeyAlgorithm;
 use std::path::{Path, PathBuf};
@@ -25,29 +24,68 @@ pub struct Domain {
     pub dkim: Override,
 }
 
-/// Life of a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a key is in its life. A key only moves forward: pending →
+/// active → retired → revoked → deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KeyState {
+    /// Made under a new selector, its record published; it does not sign
+    /// until every authoritative server serves the record.
+    Pending,
     /// Signs now (when signing is on and the domain signs).
     Active,
-    /// No longer used; kept until purged.
+    /// No longer signs; its record stays published for `retire-after`, so
+    /// that mail signed before the switch still verifies.
     Retired,
+    /// Its record is served with `p=` empty for `revoke-for`: receivers
+    /// see "key revoked".
+    Revoked,
+    /// Its record is gone and its private key destroyed; the public key
+    /// and dates stay for the audit.
+    Deleted,
 }
 
 impl KeyState {
+    /// Every state, in the order of a key's life.
+    pub const ALL: [KeyState; 5] = [
+        KeyState::Pending,
+        KeyState::Active,
+        KeyState::Retired,
+        KeyState::Revoked,
+        KeyState::Deleted,
+    ];
+
     /// The state as the store writes it.
     pub fn as_str(self) -> &'static str {
         match self {
+            KeyState::Pending => "pending",
             KeyState::Active => "active",
             KeyState::Retired => "retired",
+            KeyState::Revoked => "revoked",
+            KeyState::Deleted => "deleted",
         }
     }
-    fn parse(s: &str) -> crate::Result<Self> {
-        match s {
-            "active" => Ok(KeyState::Active),
-            "retired" => Ok(KeyState::Retired),
-            _ => bail!("unknown key state {s:?} in the store"),
-        }
+
+    /// Parses a state as the store and exports write it.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        KeyState::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                crate::error::err!(
+                    "unknown key state {s:?}: pending, active, retired, revoked or deleted"
+                )
+            })
+    }
+
+    /// True while the key has a record in DNS (every state but deleted).
+    pub fn has_record(self) -> bool {
+        self != KeyState::Deleted
+    }
+}
+
+impl std::fmt::Display for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -64,12 +102,41 @@ pub struct StoredKey {
     pub bits: usize,
     /// The selector its record is published under.
     pub selector: String,
-    /// PKCS#8 PEM. Never shown.
+    /// PKCS#8 PEM. Never shown; empty once the key is deleted.
     pub pem: String,
     /// When it was made (epoch seconds).
     pub created: i64,
     /// Where it is in its life.
     pub state: KeyState,
+    /// When it entered that state (epoch seconds).
+    pub since: i64,
+    /// A pending key: since when every authoritative server serves its
+    /// record (epoch seconds); `None` while one does not.
+    pub served: Option<i64>,
+    /// Its public key record (`v=DKIM1; k=…; p=…`), kept after the private
+    /// key is destroyed.
+    pub record: String,
+}
+
+impl StoredKey {
+    /// The record a revoked key is served with: its key type, `p=` empty.
+    pub fn revoked_record(&self) -> String {
+        format!("v=DKIM1; k={}; p=", self.algorithm.as_str())
+    }
+
+    /// The record DNS should serve for this key now; `None` once deleted.
+    pub fn wanted_record(&self) -> Option<String> {
+        match self.state {
+            KeyState::Pending | KeyState::Active | KeyState::Retired => Some(self.record.clone()),
+            KeyState::Revoked => Some(self.revoked_record()),
+            KeyState::Deleted => None,
+        }
+    }
+
+    /// "global" or the owning domain, for messages.
+    pub fn owner(&self) -> &str {
+        self.domain.as_deref().unwrap_or("global")
+    }
 }
 
 /// A record dkimd has published (or printed for manual publishing).
@@ -145,10 +212,39 @@ pub struct NewKey {
     pub selector: String,
     /// PKCS#8 PEM.
     pub pem: String,
+    /// Its public key record.
+    pub record: String,
     /// When the key was made (epoch seconds); `None`: now.
     pub created: Option<i64>,
     /// Its state.
     pub state: KeyState,
+    /// When it entered that state; `None`: when it was made.
+    pub since: Option<i64>,
+    /// A pending key: since when DNS serves it everywhere.
+    pub served: Option<i64>,
+}
+
+impl NewKey {
+    /// A new key of `domain` (None: global) under `selector`, made now.
+    pub fn from_key(
+        domain: Option<String>,
+        key: &dkim::SigningKey,
+        selector: String,
+        state: KeyState,
+    ) -> crate::Result<NewKey> {
+        Ok(NewKey {
+            domain,
+            algorithm: key.algorithm(),
+            bits: key.bits(),
+            selector,
+            pem: key.to_pem()?,
+            record: key.dns_record(),
+            created: None,
+            state,
+            since: None,
+            served: None,
+        })
+    }
 }
 
 /// One change; a list of them is applied in one transaction.
@@ -169,8 +265,11 @@ pub enum Change {
     },
     /// Adds a key.
     AddKey(NewKey),
-    /// Moves a key (by id) to a state.
-    KeyState(i64, KeyState),
+    /// Moves a key (by id) to a state at a time (epoch seconds); to
+    /// deleted, its private key is destroyed.
+    KeyState(i64, KeyState, i64),
+    /// Sets or clears when a pending key was first served everywhere.
+    KeyServed(i64, Option<i64>),
     /// Deletes a key (by id).
     DeleteKey(i64),
     /// Remembers a published record.

@@ -24,7 +24,7 @@ impl From<rusqlite::Error> for Error {
 }
 
 /// Migrations, in order; the store's `user_version` says how many ran.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE domains (
@@ -56,6 +56,16 @@ CREATE TABLE records (
     // 2: users of the web admin page (argon2 PHC strings).
     "
 CREATE TABLE admin_users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, changed INTEGER NOT NULL);
+",
+    // 3: the key lifecycle: when a key entered its state, when a pending
+    // key's record was first served everywhere, and its public record (kept
+    // after the private key is destroyed). Keys that exist entered their
+    // state when they were made; their record is filled in on load.
+    "
+ALTER TABLE keys ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE keys ADD COLUMN served INTEGER;
+ALTER TABLE keys ADD COLUMN record TEXT NOT NULL DEFAULT '';
+UPDATE keys SET since = created;
 ",
 ];
 
@@ -327,22 +337,42 @@ impl Store for SqliteStore {
             });
         }
         let mut st = self.conn.prepare(
-            "SELECT id, domain, algorithm, bits, selector, pem, created, state FROM keys ORDER BY id",
+            "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
+             FROM keys ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, String>(7)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                (
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                    r.get::<_, String>(10)?,
+                ),
             ))
         })?;
         for row in rows {
-            let (id, domain, algorithm, bits, selector, pem, created, kstate) = row?;
+            let (
+                (id, domain, algorithm, bits, selector, pem),
+                (created, kstate, since, served, record),
+            ) = row?;
+            // Keys stored before migration 3 have no record yet: it is
+            // derived from the private key.
+            let record = if record.is_empty() && !pem.is_empty() {
+                dkim::SigningKey::from_pem(pem.as_bytes())
+                    .map_err(|e| self.corrupt(format!("key {id}: {e}")))?
+                    .dns_record()
+            } else {
+                record
+            };
             state.keys.push(StoredKey {
                 id,
                 domain,
@@ -352,6 +382,9 @@ impl Store for SqliteStore {
                 pem,
                 created,
                 state: KeyState::parse(&kstate).map_err(|e| self.corrupt(e))?,
+                since,
+                served,
+                record,
             });
         }
         let mut st = self.conn.prepare(
@@ -413,25 +446,51 @@ impl Store for SqliteStore {
                     )?;
                 }
                 Change::AddKey(k) => {
+                    let created = k.created.unwrap_or_else(now);
                     tx.execute(
-                        "INSERT INTO keys(domain, algorithm, bits, selector, pem, created, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO keys(domain, algorithm, bits, selector, pem, created, state, since, served, record)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                         params![
                             k.domain,
                             k.algorithm.as_str(),
                             i64::try_from(k.bits).unwrap_or(0),
                             k.selector,
-                            k.pem,
-                            k.created.unwrap_or_else(now),
-                            k.state.as_str()
+                            if k.state == KeyState::Deleted { "" } else { k.pem.as_str() },
+                            created,
+                            k.state.as_str(),
+                            k.since.unwrap_or(created),
+                            k.served,
+                            k.record
                         ],
                     )?;
                 }
-                Change::KeyState(id, s) => {
+                Change::KeyState(id, s, at) => {
+                    // A key never moves back; a stale step that would is
+                    // refused as a whole.
+                    let cur: Option<String> = tx
+                        .query_row("SELECT state FROM keys WHERE id = ?1", params![id], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    let Some(cur) = cur else {
+                        bail!("key {id} is no longer in the store (changed meanwhile)");
+                    };
+                    let cur = KeyState::parse(&cur)?;
+                    if cur > *s {
+                        bail!(
+                            "key {id} is {cur} already and cannot become {s} (changed meanwhile)"
+                        );
+                    }
                     tx.execute(
-                        "UPDATE keys SET state = ?2 WHERE id = ?1",
-                        params![id, s.as_str()],
+                        "UPDATE keys SET state = ?2, since = ?3 WHERE id = ?1 AND state <> ?2",
+                        params![id, s.as_str(), at],
                     )?;
+                    if *s == KeyState::Deleted {
+                        tx.execute("UPDATE keys SET pem = '' WHERE id = ?1", params![id])?;
+                    }
+                }
+                Change::KeyServed(id, at) => {
+                    tx.execute("UPDATE keys SET served = ?2 WHERE id = ?1", params![id, at])?;
                 }
                 Change::DeleteKey(id) => {
                     tx.execute("DELETE FROM keys WHERE id = ?1", params![id])?;
@@ -457,6 +516,22 @@ impl Store for SqliteStore {
                     )?;
                 }
             }
+        }
+        // At most one active key per owner and algorithm, whatever ran
+        // before: a change list that would break it is refused whole.
+        let twice: Option<(Option<String>, String)> = tx
+            .query_row(
+                "SELECT domain, algorithm FROM keys WHERE state = 'active'
+                 GROUP BY domain, algorithm HAVING count(*) > 1 LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((domain, algorithm)) = twice {
+            bail!(
+                "two active {algorithm} keys for {} (changed meanwhile): nothing was changed",
+                domain.as_deref().unwrap_or("the global key")
+            );
         }
         tx.commit()?;
         Ok(())

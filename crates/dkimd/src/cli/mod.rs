@@ -45,6 +45,10 @@ pub enum Command {
     Enable(EnableArgs),
     /// Turn signing off and remove the public key records from every domain.
     Disable(DisableArgs),
+    /// Start a key rotation (new keys under a new selector, pending until
+    /// DNS serves them everywhere), or with --step carry out every step of
+    /// the key lifecycle that is due.
+    Rotate(RotateArgs),
     /// Show the settings.
     Settings,
     /// Change one setting (see `dkimd settings` for the names).
@@ -236,6 +240,36 @@ pub struct EnableArgs {
     /// Make new keys even when the current ones could stay.
     #[arg(long)]
     pub new_key: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// The domains whose own keys to rotate.
+    pub domains: Vec<String>,
+    /// Rotate the global keys and every domain's own keys.
+    #[arg(long, conflicts_with = "domains")]
+    pub all: bool,
+    /// The new keys' selector (default: the year and month, with -2, -3 …
+    /// when that one is taken). Ed25519 keys get SELECTOR-ed25519.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Rotate only the keys of these algorithms, comma-separated: rsa, ed25519.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub algorithms: Option<Vec<AlgorithmArg>>,
+    /// Make no new key: carry out every step due (promote pending keys DNS
+    /// serves everywhere, retire the keys they replace, revoke, delete,
+    /// start scheduled rotations). Idempotent; safe to run from cron.
+    #[arg(long, conflicts_with_all = ["domains", "all", "selector", "algorithms"])]
+    pub step: bool,
+    /// With --step: act as at this time (RFC 3339, e.g. 2027-01-15T10:00:00Z)
+    /// instead of now.
+    #[arg(long, requires = "step", value_parser = timestamp)]
+    pub at: Option<u64>,
+}
+
+/// An RFC 3339 time as epoch seconds.
+fn timestamp(s: &str) -> Result<u64, String> {
+    dkimd_core::clock::parse_rfc3339(s)
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,7 @@
 //! audited with its steps.
 
 use super::{finish, steps};
-use crate::cli::{Command, DomainCmd, EnableArgs, KeyCmd, OnOff, OverrideArg};
+use crate::cli::{Command, DomainCmd, EnableArgs, KeyCmd, OnOff, OverrideArg, RotateArgs};
 use dkimd::errln;
 use dkimd_core::config::Config;
 use dkimd_core::manager::{EnableOptions, Manager, StepLine};
@@ -90,6 +90,23 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
             ),
         ),
         Command::Disable(a) => ("disable", format!("purge-keys={}", a.purge_keys)),
+        Command::Rotate(a) if a.step => (
+            "rotate step",
+            a.at.map(|t| format!("at {}", dkimd_core::clock::utc_timestamp(t)))
+                .unwrap_or_default(),
+        ),
+        Command::Rotate(a) => (
+            "rotate",
+            format!(
+                "{} selector={:?}",
+                if a.all {
+                    "--all".to_string()
+                } else {
+                    a.domains.join(" ")
+                },
+                a.selector
+            ),
+        ),
         Command::Set(a) => ("set", format!("{}={}", a.name, a.value)),
         Command::Key(KeyCmd::Import { dry_run: true, .. }) => return None,
         Command::Key(KeyCmd::Import {
@@ -131,6 +148,9 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         Manager::open(cfg, steps(json))?
     };
+    if let Command::Rotate(RotateArgs { at: Some(t), .. }) = &cmd {
+        m = m.with_clock(std::sync::Arc::new(dkimd_core::clock::FixedClock::at(*t)));
+    }
     // Zone file changes are gathered and made once per zone at the end.
     m.begin_batch();
     let r = run_in(&mut m, cmd);
@@ -199,6 +219,21 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Domain(DomainCmd::List) => return super::domain::list(m),
         Command::Enable(a) => m.enable(&enable_options(&a))?,
         Command::Disable(a) => m.disable(a.purge_keys)?,
+        Command::Rotate(a) if a.step => {
+            m.step()?;
+        }
+        Command::Rotate(a) => {
+            let target = if a.all {
+                dkimd_core::manager::RotateTarget::All
+            } else {
+                dkimd_core::manager::RotateTarget::Domains(a.domains.clone())
+            };
+            let algs: Option<Vec<dkim::KeyAlgorithm>> = a
+                .algorithms
+                .as_ref()
+                .map(|v| v.iter().map(|x| dkim::KeyAlgorithm::from(*x)).collect());
+            m.rotate(&target, a.selector.as_deref(), algs.as_deref())?
+        }
         Command::Settings => return super::settings::show(m),
         Command::Set(a) => m.set_settings(&[(a.name, a.value.as_str())])?,
         Command::Key(KeyCmd::Show { domain }) => return super::key::show(m, &domain),

@@ -8,8 +8,10 @@ use dkimd::outln;
 use dkimd_core::manager::Manager;
 use std::process::ExitCode;
 
-/// One row per domain and key with the live DNS state; exit code 1 when
-/// DNS does not serve every key.
+/// One row per domain and key with its state, age and the live DNS state,
+/// and each key's next step; exit code 1 on any alarm (an active key DNS
+/// does not serve or older than rotate-every, a pending key not served
+/// after a day).
 pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
     let st = m.load()?;
     let mut problems = 0usize;
@@ -21,13 +23,19 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
                 .keys
                 .iter()
                 .map(|k| {
-                    if !k.dns.is_ok() {
+                    if k.alarm.is_some() {
                         problems += 1;
                     }
+                    let ts =
+                        |t: i64| dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0));
                     serde_json::json!({
                         "selector": k.selector, "algorithm": k.algorithm.as_str(), "bits": k.bits,
                         "own_key": k.own_key, "record_name": k.record_name, "record": k.record,
                         "zone_line": k.zone_line, "dns": k.dns.to_string(),
+                        "state": k.state.as_str(), "since": ts(k.since), "age_seconds": k.age,
+                        "next": k.next.as_ref().map(|(what, _)| what.clone()),
+                        "next_at": k.next.as_ref().and_then(|(_, at)| at.map(ts)),
+                        "alarm": k.alarm,
                     })
                 })
                 .collect();
@@ -51,11 +59,13 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
             if st.settings.verify { "on" } else { "off" }
         );
         outln!(
-            "{:<28} {:<5} {:<18} {:<12} {:<20} WHY",
+            "{:<28} {:<5} {:<18} {:<12} {:<8} {:<5} {:<20} WHY",
             "DOMAIN",
             "SIGNS",
             "SELECTOR",
             "KEY",
+            "STATE",
+            "AGE",
             "DNS"
         );
         for r in &rows {
@@ -69,7 +79,9 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
             let keys = r["keys"].as_array().cloned().unwrap_or_default();
             if keys.is_empty() {
                 outln!(
-                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
+                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<8} {:<5} {:<20} {why}",
+                    "-",
+                    "-",
                     "-",
                     "-",
                     "-"
@@ -77,11 +89,22 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
             }
             for k in keys {
                 outln!(
-                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<20} {why}",
+                    "{domain:<28} {signs:<5} {:<18} {:<12} {:<8} {:<5} {:<20} {why}",
                     k["selector"].as_str().unwrap_or(""),
                     format!("{}-{}", k["algorithm"].as_str().unwrap_or(""), k["bits"]),
+                    k["state"].as_str().unwrap_or(""),
+                    age(k["age_seconds"].as_u64().unwrap_or(0)),
                     k["dns"].as_str().unwrap_or("")
                 );
+                if let Some(next) = k["next"].as_str() {
+                    match k["next_at"].as_str() {
+                        Some(at) => outln!("  next: {next} at {at}"),
+                        None => outln!("  next: {next}"),
+                    }
+                }
+                if let Some(a) = k["alarm"].as_str() {
+                    outln!("  ALARM: {a}");
+                }
             }
         }
     }
@@ -90,4 +113,14 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An age in the largest whole unit: `45s`, `3h`, `12d`.
+fn age(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7_199 => format!("{}m", secs / 60),
+        7_200..=172_799 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }

@@ -72,8 +72,89 @@ impl Collector for ServerStats {
     }
 }
 
+/// One key as the lifecycle gauges show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyGauge {
+    /// The owning domain, or "global".
+    pub owner: String,
+    /// Its selector.
+    pub selector: String,
+    /// Its algorithm.
+    pub algorithm: &'static str,
+    /// Its state.
+    pub state: &'static str,
+    /// Seconds since it was made.
+    pub age: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    domain: String,
+    selector: String,
+    algorithm: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+/// The key lifecycle's gauges, as the daemon's last step and check saw
+/// them: replaced whole, so that deleted keys leave no stale series.
+#[derive(Debug, Default)]
+struct KeyStats {
+    keys: std::sync::Mutex<KeySnapshot>,
+}
+
+/// Each key, the count per state, the number of alarms.
+type KeySnapshot = (Vec<KeyGauge>, Vec<(&'static str, i64)>, i64);
+
+impl Collector for KeyStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (keys, states, alarms) = match self.keys.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let mut e = encoder.encode_descriptor(
+            "dkimd_key_age_seconds",
+            "Age of each key that has a record (pending, active, retired, revoked)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for k in &keys {
+            let labels = KeyLabels {
+                domain: k.owner.clone(),
+                selector: k.selector.clone(),
+                algorithm: k.algorithm.into(),
+                state: k.state.into(),
+            };
+            ConstGauge::new(i64::try_from(k.age).unwrap_or(i64::MAX))
+                .encode(e.encode_family(&labels)?)?;
+        }
+        let mut e = encoder.encode_descriptor(
+            "dkimd_keys",
+            "Keys in each state of their life",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (state, n) in &states {
+            ConstGauge::new(*n).encode(e.encode_family(&StateLabel { state })?)?;
+        }
+        let g = ConstGauge::new(alarms);
+        g.encode(encoder.encode_descriptor(
+            "dkimd_key_alarms",
+            "Key alarms: active keys DNS does not serve or older than rotate-every, pending keys not served after a day",
+            None,
+            g.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
 /// Counters for the metrics endpoint.
 pub struct Metrics {
+    keys: Arc<KeyStats>,
     registry: Registry,
     signed: Counter,
     signatures_made: Counter,
@@ -125,6 +206,7 @@ impl Metrics {
             bodies_threaded: Counter::default(),
             lookups: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             server: Arc::new(ServerStats::default()),
+            keys: Arc::new(KeyStats::default()),
             registry: Registry::default(),
         };
         // Every label value is shown from the start, at zero.
@@ -181,6 +263,7 @@ impl Metrics {
             m.lookups.clone(),
         );
         registry.register_collector(Box::new(m.server.clone()));
+        registry.register_collector(Box::new(m.keys.clone()));
         Metrics { registry, ..m }
     }
 
@@ -246,6 +329,16 @@ impl Metrics {
     /// The key lookups of one message took `d`.
     pub fn lookup(&self, d: Duration) {
         self.lookups.observe(d.as_secs_f64());
+    }
+
+    /// The keys as the last lifecycle step saw them: each key with a
+    /// record, the count per state, and the number of alarms.
+    pub fn set_keys(&self, keys: Vec<KeyGauge>, states: Vec<(&'static str, i64)>, alarms: usize) {
+        let v = (keys, states, i64::try_from(alarms).unwrap_or(i64::MAX));
+        match self.keys.keys.lock() {
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
+        }
     }
 
     /// Everything, in the Prometheus (OpenMetrics) text format.

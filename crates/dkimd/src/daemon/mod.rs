@@ -12,6 +12,7 @@
 mod bodyhash;
 mod handler;
 mod headers;
+mod lifecycle;
 pub mod metrics;
 mod snapshot;
 
@@ -89,7 +90,11 @@ impl Checked {
 
 /// Builds the snapshot the daemon would start with from the store.
 pub fn check(cfg: &Config, store: &dyn Store) -> anyhow::Result<Checked> {
-    Ok(Checked(snapshot::load(store, &cfg.milter)?))
+    Ok(Checked(snapshot::load(
+        store,
+        &cfg.milter,
+        &Default::default(),
+    )?))
 }
 
 /// Serves milter connections on `listener` with the state in `store`
@@ -144,7 +149,24 @@ pub async fn run_checked(
         tracing::info!("metrics on http://{bound}/metrics");
         tokio::spawn(metrics::serve(l, metrics.clone()));
     }
-    tokio::spawn(reload_on_change(store, cfg.milter.clone(), shared.clone()));
+    let held: lifecycle::Held = Arc::default();
+    let reload = Arc::new(tokio::sync::Notify::new());
+    if cfg.milter.key_step_interval > 0 {
+        tokio::spawn(lifecycle::run(
+            cfg.clone(),
+            clock.clone(),
+            metrics.clone(),
+            held.clone(),
+            reload.clone(),
+        ));
+    }
+    tokio::spawn(reload_on_change(
+        store,
+        cfg.milter.clone(),
+        shared.clone(),
+        held,
+        reload,
+    ));
     tokio::spawn(warn_at_limit(
         metrics.limit_reached(),
         cfg.milter.max_connections,
@@ -198,12 +220,15 @@ fn server_config(cfg: &Config) -> milter::ServerConfig {
     .with_body_replies(m.body_replies)
 }
 
-/// Builds a new snapshot on SIGHUP and when the store changed (checked
-/// twice a second), and swaps it in; a failed reload keeps the old one.
+/// Builds a new snapshot on SIGHUP, when the store changed (checked
+/// twice a second) and when the keys held back from signing changed, and
+/// swaps it in; a failed reload keeps the old one.
 async fn reload_on_change(
     store: Box<dyn Store>,
     m: dkimd_core::config::MilterConfig,
     shared: snapshot::Shared,
+    held: lifecycle::Held,
+    reload: Arc<tokio::sync::Notify>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).ok();
@@ -212,6 +237,7 @@ async fn reload_on_change(
     loop {
         let why = tokio::select! {
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+            () = reload.notified() => "keys held back from signing changed",
             _ = tick.tick() => {
                 match watch.as_mut().map(|w| w.changed()) {
                     Some(Ok(true)) => "store changed",
@@ -219,7 +245,8 @@ async fn reload_on_change(
                 }
             }
         };
-        match snapshot::load(store.as_ref(), &m) {
+        let held_now = held.read().map(|h| h.clone()).unwrap_or_default();
+        match snapshot::load(store.as_ref(), &m, &held_now) {
             Ok(s) => {
                 if let Ok(mut w) = shared.write() {
                     *w = s;

@@ -7,9 +7,10 @@ use anyhow::{anyhow, Context};
 use dkim::HeaderField;
 use dkim::SignerConfig;
 use dkimd_core::config::{AuthorHeader, MilterConfig, OnError};
-use dkimd_core::model::settings::{matches_pattern, Settings};
+use dkimd_core::model::settings::{matches_pattern, Settings, UnservedKey};
 use dkimd_core::store::State;
 use milter::Response;
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -76,7 +77,14 @@ fn error_response(e: OnError) -> Response {
 
 impl Snapshot {
     /// Builds a snapshot from the store's state and the configuration.
-    pub fn build(st: &State, m: &MilterConfig) -> anyhow::Result<Snapshot> {
+    /// With `unserved-key = hold`, keys whose record names are in `held`
+    /// (active keys DNS does not serve) do not sign.
+    pub fn build(
+        st: &State,
+        m: &MilterConfig,
+        held: &BTreeSet<String>,
+    ) -> anyhow::Result<Snapshot> {
+        let hold = st.settings.unserved_key == UnservedKey::Hold;
         let mut signers = HashMap::new();
         if st.settings.signing {
             for (domain, d) in dkimd_core::manager::all_decisions(st) {
@@ -86,6 +94,9 @@ impl Snapshot {
                 let dn: dkim::DomainName = domain.parse().map_err(|e| anyhow!("{e}"))?;
                 let mut cfgs = Vec::new();
                 for k in st.keys_for(&domain) {
+                    if hold && held.contains(&dkim::key_record_name(&k.selector, &domain)) {
+                        continue;
+                    }
                     let key = dkim::SigningKey::from_pem(k.pem.as_bytes())
                         .with_context(|| format!("stored key {} for {domain}", k.id))?;
                     let sel: dkim::Selector = k.selector.parse().map_err(|e| anyhow!("{e}"))?;
@@ -209,9 +220,10 @@ pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 pub fn load(
     store: &dyn dkimd_core::store::Store,
     m: &MilterConfig,
+    held: &BTreeSet<String>,
 ) -> anyhow::Result<Arc<Snapshot>> {
     let st = store.load()?;
-    Ok(Arc::new(Snapshot::build(&st, m)?))
+    Ok(Arc::new(Snapshot::build(&st, m, held)?))
 }
 
 #[cfg(test)]
@@ -246,6 +258,9 @@ mod tests {
             pem: key.to_pem().unwrap(),
             created: 0,
             state: KeyState::Active,
+            since: 0,
+            served: None,
+            record: key.dns_record(),
         });
         st
     }
@@ -255,7 +270,12 @@ mod tests {
     }
 
     fn snap(signing: bool, verify: bool) -> Snapshot {
-        Snapshot::build(&state(signing, verify), &MilterConfig::default()).unwrap()
+        Snapshot::build(
+            &state(signing, verify),
+            &MilterConfig::default(),
+            &BTreeSet::new(),
+        )
+        .unwrap()
     }
 
     fn who(addr: &str, auth: Option<&'static str>, daemon: Option<&'static str>) -> Who<'static> {

@@ -241,6 +241,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/settings", post(pages::save_settings))
         .route("/domains", post(pages::domain_add))
         .route("/keys/purge-retired", post(pages::purge_retired))
+        .route("/keys/rotate", post(pages::rotate_all))
+        .route("/domains/{name}/rotate", post(pages::domain_rotate))
         .route("/domains/{name}", get(pages::domain_page))
         .route("/domains/{name}/features", post(pages::domain_features))
         .route("/domains/{name}/rename", post(pages::domain_rename))

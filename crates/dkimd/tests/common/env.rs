@@ -46,7 +46,7 @@ impl SigningEnv {
             format!(
                 "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\n\
                  [milter]\n{ANY_PORT_SOCKET}\n{milter}\n\
-                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\n",
+                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nauthoritative = [\"{addr}\"]\n",
                 state = tmp.path().join("state").display(),
                 addr = named.addr(),
                 zf = named.zone_file("example.com").display(),

@@ -49,7 +49,7 @@ impl WebEnv {
                 "state_dir = \"{state}\"\n\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\n\
                  [milter]\nsocket = \"inet:127.0.0.1:0\"\n\n\
                  [admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n\
-                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\n\n\
+                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\nauthoritative = [\"{addr}\"]\n\n\
                  [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n\n\
                  [[publish.zone]]\nname = \"broken.example\"\nbackend = \"bind-zone-file\"\nfile = \"/nonexistent/dkimd-test/broken.example.zone\"\n",
                 state = tmp.path().join("state").display(),

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::Extension;
 use axum::Form;
 use dkimd_core::error::Field;
+use dkimd_core::manager::RotateTarget;
 
 pub async fn key_generate(
     State(app): State<Arc<App>>,
@@ -41,6 +42,37 @@ pub async fn key_default(
         None,
         |m, n| m.key_default(n),
     )
+    .await
+}
+
+/// `POST /domains/{name}/rotate`: "Rotate now" for one domain's own keys.
+pub async fn domain_rotate(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    on_domain(
+        &app,
+        (&who, peer),
+        &name,
+        "rotate",
+        str::to_string,
+        None,
+        |m, n| m.rotate(&RotateTarget::Domains(vec![n.to_string()]), None, None),
+    )
+    .await
+}
+
+/// `POST /keys/rotate`: "Rotate now" for the global keys and every own key.
+pub async fn rotate_all(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    change(&app, &who, peer, "rotate", "--all".into(), "/", move |m| {
+        m.rotate(&RotateTarget::All, None, None)
+    })
     .await
 }
 

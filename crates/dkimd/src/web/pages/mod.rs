@@ -14,7 +14,9 @@ pub use domain::{
     domain_add, domain_dkim, domain_features, domain_page, domain_publish, domain_remove,
     domain_rename, purge_retired,
 };
-pub use keys::{key_default, key_generate, key_import, key_import_confirm};
+pub use keys::{
+    domain_rotate, key_default, key_generate, key_import, key_import_confirm, rotate_all,
+};
 pub use login::{login, login_form, logout};
 pub use settings::{index, save_settings};
 
@@ -102,7 +104,12 @@ pub(super) async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, 
         let retired = st
             .keys
             .iter()
-            .filter(|k| k.state == dkimd_core::store::KeyState::Retired)
+            .filter(|k| {
+                matches!(
+                    k.state,
+                    dkimd_core::store::KeyState::Retired | dkimd_core::store::KeyState::Revoked
+                )
+            })
             .count();
         let rows = m.status().map_err(|e| e.chain());
         Ok((st.settings, rows, retired))

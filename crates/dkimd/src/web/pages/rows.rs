@@ -15,6 +15,12 @@ pub struct KeyRow {
     pub(super) dns_ok: bool,
     /// What the DNS state means and what to do, in words.
     pub(super) dns_help: String,
+    /// Where it is in its life (pending, active, retired, revoked).
+    pub(super) state: String,
+    /// Its place on the timeline: since when, and the next step with its date.
+    pub(super) timeline: String,
+    /// What is wrong, if anything.
+    pub(super) alarm: String,
 }
 
 /// What a key's DNS state means, and what the admin does about it.
@@ -39,6 +45,23 @@ pub(super) fn dns_help(state: &DnsState, record_name: &str) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// A key's place on its timeline, in words: made when, in its state since
+/// when, and what comes next and when.
+fn timeline(k: &dkimd_core::manager::KeyStatus) -> String {
+    let day = |t: i64| {
+        let s = dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0));
+        s.get(..16).unwrap_or(&s).replace('T', " ")
+    };
+    let mut s = format!("{} since {}", k.state, day(k.since));
+    if let Some((what, at)) = &k.next {
+        s.push_str(&format!("; next: {what}"));
+        if let Some(t) = at {
+            s.push_str(&format!(" on {}", day(*t)));
+        }
+    }
+    s
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +107,9 @@ impl DomainRow {
                 .keys
                 .into_iter()
                 .map(|k| KeyRow {
+                    state: k.state.as_str().into(),
+                    timeline: timeline(&k),
+                    alarm: k.alarm.clone().unwrap_or_default(),
                     dns_ok: k.dns.is_ok(),
                     dns_help: dns_help(&k.dns, &k.record_name),
                     selector: k.selector,

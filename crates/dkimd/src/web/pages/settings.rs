@@ -24,6 +24,13 @@ const RSA_SIZES: &[(&str, &str)] = &[
     ("3072", "3072 bits"),
     ("4096", "4096 bits"),
 ];
+const UNSERVED: &[(&str, &str)] = &[
+    ("sign", "Sign anyway, and raise the alarm"),
+    (
+        "hold",
+        "Do not sign with it until DNS serves it, and raise the alarm",
+    ),
+];
 const RULES: &[(&str, &str)] = &[
     ("dns-and-mail", "Domains with DNS and email enabled"),
     ("all-dns", "All domains with DNS enabled"),
@@ -47,6 +54,11 @@ pub struct SettingsForm {
     default_domains: String,
     extra_domains: String,
     excluded_domains: String,
+    rotate_every: String,
+    retire_after: String,
+    revoke_for: String,
+    propagation_wait: String,
+    unserved_key: String,
 }
 
 impl SettingsForm {
@@ -70,6 +82,15 @@ impl SettingsForm {
             default_domains: s.default_rule.as_str().into(),
             extra_domains: s.extra_domains.join("\n"),
             excluded_domains: s.excluded_domains.join("\n"),
+            rotate_every: s
+                .rotate_every
+                .map_or_else(|| "off".into(), |p| p.to_string()),
+            retire_after: s.retire_after.to_string(),
+            revoke_for: s.revoke_for.to_string(),
+            propagation_wait: s
+                .propagation_wait
+                .map_or_else(|| "ttl".into(), |p| p.to_string()),
+            unserved_key: s.unserved_key.as_str().into(),
         }
     }
 
@@ -89,6 +110,11 @@ impl SettingsForm {
             default_domains: t("default_domains"),
             extra_domains: t("extra_domains"),
             excluded_domains: t("excluded_domains"),
+            rotate_every: t("rotate_every"),
+            retire_after: t("retire_after"),
+            revoke_for: t("revoke_for"),
+            propagation_wait: t("propagation_wait"),
+            unserved_key: t("unserved_key"),
         }
     }
 }
@@ -114,6 +140,7 @@ struct IndexPage {
     algorithms: &'static [(&'static str, &'static str)],
     rsa_sizes: &'static [(&'static str, &'static str)],
     rules: &'static [(&'static str, &'static str)],
+    unserved: &'static [(&'static str, &'static str)],
 }
 
 async fn index_page(
@@ -146,6 +173,7 @@ async fn index_page(
         algorithms: ALGORITHMS,
         rsa_sizes: RSA_SIZES,
         rules: RULES,
+        unserved: UNSERVED,
     };
     render(status, &page)
 }
@@ -158,6 +186,18 @@ pub async fn index(State(app): State<Arc<App>>, Extension(who): Extension<Authed
 fn settings_request(form: &SettingsForm) -> SettingsRequest {
     use SettingName as N;
     let v = |name: N, value: &str| (name, value.to_string());
+    // The lifecycle fields, when the form sent them (a form from before
+    // they existed leaves them as they are).
+    let lifecycle = [
+        (N::RotateEvery, &form.rotate_every),
+        (N::RetireAfter, &form.retire_after),
+        (N::RevokeFor, &form.revoke_for),
+        (N::PropagationWait, &form.propagation_wait),
+        (N::UnservedKey, &form.unserved_key),
+    ]
+    .into_iter()
+    .filter(|(_, val)| !val.is_empty())
+    .map(|(n, val)| v(n, val));
     SettingsRequest {
         values: vec![
             v(N::Verify, if form.verify { "on" } else { "off" }),
@@ -170,7 +210,10 @@ fn settings_request(form: &SettingsForm) -> SettingsRequest {
             v(N::DefaultDomains, &form.default_domains),
             v(N::ExtraDomains, &form.extra_domains),
             v(N::ExcludedDomains, &form.excluded_domains),
-        ],
+        ]
+        .into_iter()
+        .chain(lifecycle)
+        .collect(),
         signing: form.signing,
         selector: form.selector.clone(),
         new_key: form.new_key,
