@@ -787,3 +787,145 @@ async fn large_bodies_hashed_on_a_thread() {
         0
     );
 }
+
+/// The selectors a signing answer inserts, sorted.
+fn signed_selectors(out: &milter::client::Outcome) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .modifications
+        .iter()
+        .filter_map(|m| match m {
+            Reply::InsertHeader { name, value, .. } if name == "DKIM-Signature" => {
+                String::from_utf8_lossy(value)
+                    .split(';')
+                    .map(str::trim)
+                    .find_map(|t| t.strip_prefix("s=").map(str::to_string))
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits up to `secs` for `f` to hold.
+async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    f()
+}
+
+/// The daemon runs the key lifecycle by itself: it promotes a rotation once
+/// BIND serves it (no cron, no restart) and exports the key gauges; with
+/// `unserved-key = hold` it stops signing with an active key whose record
+/// DNS lost, says so, counts the alarm, and signs with it again once
+/// `sign` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_steps_the_lifecycle_and_holds_unserved_keys() {
+    if !have_named() {
+        return;
+    }
+    let env = MilterEnv::start("key_step_interval = 1", "h1");
+    env.ok(&["set", "propagation-wait", "1s"]);
+    let daemon = env.daemon();
+    let port = env.mport();
+    assert!(
+        eventually(15, || metrics(port)
+            .contains("dkimd_keys{state=\"active\"} 2"))
+        .await,
+        "{}",
+        metrics(port)
+    );
+    assert!(metrics(port).contains(
+        "dkimd_key_age_seconds{domain=\"global\",selector=\"h1\",algorithm=\"rsa\",state=\"active\"}"
+    ));
+
+    // A rotation: the daemon's own step promotes it.
+    env.ok(&["rotate", "--all", "--selector", "h2"]);
+    assert!(
+        eventually(20, || daemon
+            .log_text()
+            .contains("key lifecycle: global key: selector h2 signs now"))
+        .await,
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        eventually(5, || metrics(port)
+            .contains("dkimd_keys{state=\"retired\"} 2"))
+        .await,
+        "{}",
+        metrics(port)
+    );
+    let mut sels = Vec::new();
+    for _ in 0..20 {
+        sels = signed_selectors(&send(&env, "127.0.0.1", RAW, 65535).await);
+        if sels == ["h2", "h2-ed25519"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sels, ["h2", "h2-ed25519"]);
+
+    // DNS loses the active RSA key's record behind dkimd's back.
+    env.ok(&["set", "unserved-key", "hold"]);
+    let zf = env.named.zone_file("example.com");
+    let kept: String = std::fs::read_to_string(&zf)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("h2._domainkey"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&zf, kept).unwrap();
+    let r = std::process::Command::new(&env.named.rndc_reload("example.com")[0])
+        .args(&env.named.rndc_reload("example.com")[1..])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(env.named.dig_txt("h2._domainkey.example.com").is_empty());
+    assert!(
+        eventually(20, || daemon.log_text().contains(
+            "unserved-key = hold: not signing with h2._domainkey.example.com"
+        ))
+        .await,
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.log_text().contains("warning: key alarm: example.com: rsa key, selector h2 (active): it signs, but DNS does not serve its record (missing)"));
+    assert!(
+        eventually(5, || metric(port, "dkimd_key_alarms") >= 1).await,
+        "{}",
+        metrics(port)
+    );
+    assert_eq!(
+        signed_selectors(&send(&env, "127.0.0.1", RAW, 65535).await),
+        ["h2-ed25519"],
+        "the held key does not sign"
+    );
+    // status says so too (exit 1).
+    let o = dkimd()
+        .arg("--config")
+        .arg(&env.config)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .contains("ALARM: it signs, but DNS does not serve its record"));
+
+    // sign: the key signs again, alarm or not.
+    env.ok(&["set", "unserved-key", "sign"]);
+    let mut sels = Vec::new();
+    for _ in 0..50 {
+        sels = signed_selectors(&send(&env, "127.0.0.1", RAW, 65535).await);
+        if sels.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(sels, ["h2", "h2-ed25519"]);
+}

@@ -529,3 +529,163 @@ fn running_as_root() -> bool {
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
 }
+
+/// The DKIM-Signature `s=` tags of a message, in order.
+fn selectors(msg: &[u8]) -> Vec<String> {
+    let m = dkim::Message::parse(msg).unwrap();
+    m.headers()
+        .iter()
+        .filter(|h| h.is("DKIM-Signature"))
+        .filter_map(|h| {
+            String::from_utf8_lossy(h.value())
+                .split(';')
+                .map(str::trim)
+                .find_map(|t| t.strip_prefix("s=").map(str::to_string))
+        })
+        .collect()
+}
+
+/// Times the daemon has reloaded its state so far.
+fn reloads(d: &Daemon) -> usize {
+    d.log_text().matches("reloaded (").count()
+}
+
+/// Waits (up to `secs`) for the daemon to reload after `before`.
+fn wait_reload(d: &Daemon, before: usize, secs: u64) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if reloads(d) > before {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// A key rotation through real Postfix, with `--at` moving time: mail
+/// signed before the switch still passes dkimd and dkimpy during the
+/// overlap; the running daemon signs with the new selector right after the
+/// step, without a restart; once the old key is revoked, mail it signed
+/// gets permerror "key revoked" from dkimd and dkimpy rejects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_through_postfix_keeps_old_mail_verifying_until_revoked() {
+    if !have_named() || !have_postfix() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let milter = "trusted_networks = []\nsigning_daemons = [\"ORIGINATING\"]\nauthserv_id = \"mx.test\"\nshutdown_grace = 5";
+    let env = SigningEnv::start(tmp, milter, &[], "r1");
+    let daemon = env.daemon();
+    let pf = Postfix::start(&format!("inet:127.0.0.1:{}", env.port()), "tempfail");
+    let pf = &pf;
+    let send = |id: &'static str| async move {
+        let raw = format!("From: Joe <joe@example.com>\r\nTo: Suzie <suzie@example.net>\r\nSubject: rotation {id}\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{id}@example.com>\r\n\r\nSigned during a rotation.\r\n");
+        let a = smtp_send(
+            pf.submission_port,
+            "127.0.0.1",
+            "joe@example.com",
+            "suzie@example.net",
+            raw.as_bytes(),
+        )
+        .await;
+        assert!(a.starts_with("250"), "{a}\n{}", pf.log());
+        pf.delivered(20)
+            .unwrap_or_else(|| panic!("nothing delivered\n{}", pf.log()))
+    };
+    // What DNS serves for every selector of the test, as dkimpy's table.
+    let dns_table = |name: &str| {
+        let mut recs = Vec::new();
+        for sel in ["r1", "r1-ed25519", "r2", "r2-ed25519"] {
+            let n = format!("{sel}._domainkey.example.com");
+            for v in env.named.dig_txt(&n) {
+                recs.push((n.clone(), v));
+            }
+        }
+        let p = env.tmp.path().join(name);
+        write_dns_file(&p, &recs);
+        p
+    };
+    let verify = |msg: &[u8]| {
+        let o = run_with_input(
+            dkimd().args(["verify", "--nameserver", &env.named.addr()]),
+            msg,
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let old = send("before").await;
+    assert_eq!(selectors(&old), ["r1", "r1-ed25519"]);
+
+    // Rotate: the new records are published; the daemon still signs with r1.
+    let before = reloads(&daemon);
+    env.ok(&["rotate", "--all", "--selector", "r2"]);
+    assert!(wait_reload(&daemon, before, 5), "{}", daemon.log_text());
+    assert_eq!(env.named.dig_txt("r2._domainkey.example.com").len(), 1);
+    assert_eq!(selectors(&send("pending").await), ["r1", "r1-ed25519"]);
+
+    // The step: the running daemon switches to r2 within a second.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |secs: u64| {
+        let o = Command::new("date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    // First seen served everywhere; promoted a TTL (3600 s) later.
+    let out = env.ok(&["rotate", "--step", "--at", &at(t0 + 60)]);
+    assert!(out.contains("served everywhere since"), "{out}");
+    let before = reloads(&daemon);
+    let out = env.ok(&["rotate", "--step", "--at", &at(t0 + 3661)]);
+    assert!(out.contains("selector r2 signs now"), "{out}");
+    assert!(wait_reload(&daemon, before, 1), "{}", daemon.log_text());
+    let new = send("after").await;
+    assert_eq!(selectors(&new), ["r2", "r2-ed25519"]);
+    assert_eq!(
+        verify(&new)
+            .lines()
+            .filter(|l| l.starts_with("pass"))
+            .count(),
+        2
+    );
+
+    // The overlap: mail signed before the switch still passes.
+    let text = verify(&old);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("pass")).count(),
+        2,
+        "{text}"
+    );
+    if have_dkimpy() {
+        let f = env.tmp.path().join("old.eml");
+        std::fs::write(&f, &old).unwrap();
+        let r = dkimpy_verify(&dns_table("dns-overlap.txt"), &[f]);
+        assert!(
+            r[0].1,
+            "dkimpy rejects old mail during the overlap: {}",
+            r[0].2
+        );
+    }
+
+    // Past retire-after: r1 is revoked; its mail is permerror "key revoked".
+    let out = env.ok(&["rotate", "--step", "--at", &at(t0 + 3661 + 7 * 86_400)]);
+    assert!(out.contains("selector r1: revoked"), "{out}");
+    let text = verify(&old);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("permerror") && l.contains("key revoked"))
+            .count(),
+        2,
+        "{text}"
+    );
+    if have_dkimpy() {
+        let f = env.tmp.path().join("old-revoked.eml");
+        std::fs::write(&f, &old).unwrap();
+        let r = dkimpy_verify(&dns_table("dns-revoked.txt"), &[f]);
+        assert!(!r[0].1, "dkimpy accepts mail signed with a revoked key");
+    }
+    // New mail still signs and passes.
+    assert_eq!(selectors(&send("later").await), ["r2", "r2-ed25519"]);
+}
