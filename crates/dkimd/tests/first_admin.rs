@@ -79,6 +79,11 @@ fn a_failed_reload_is_retried_not_called_present() {
         "{out}"
     );
     assert_eq!(env.named.dig_txt(name).len(), 1, "the new record is served");
+    assert_eq!(
+        env.named.dig_txt("r1._domainkey.example.com").len(),
+        1,
+        "the global key's record stays for the overlap"
+    );
     let o = run(&env, &["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Run again: now it is present, and nothing is reloaded.
@@ -178,10 +183,12 @@ fn reload_placeholders_and_check_errors_name_the_zone_file() {
     assert!(cfg.contains("\"reload\", \"example.com\"]"), "{cfg}");
     let cfg = cfg.replace("\"reload\", \"example.com\"]", "\"reload\", \"ZONE\"]");
     std::fs::write(&env.config, &cfg).unwrap();
-    let before = env.named.dig_txt("z1._domainkey.example.com");
+    assert!(env.named.dig_txt("z1-2._domainkey.example.com").is_empty());
     let o = run(&env, &["key", "generate", "example.com"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_ne!(env.named.dig_txt("z1._domainkey.example.com"), before);
+    // The own key's record (under the next free selector) is served: the
+    // reload ran with ZONE replaced.
+    assert_eq!(env.named.dig_txt("z1-2._domainkey.example.com").len(), 1);
 
     let zone_file = env.named.zone_file("example.com");
     let mut bad = cfg.clone();
@@ -352,7 +359,7 @@ fn key_import_keeps_the_selector_and_the_other_algorithm() {
         "afterwards example.com signs with: ed25519 256 bits, selector ed1 (new key); rsa 2048 bits, selector g1 (global key)",
         "record ed1._domainkey.example.com: published (the new key)",
         "record g1._domainkey.example.com: kept",
-        "record g1-ed25519._domainkey.example.com: removed",
+        "record g1-ed25519._domainkey.example.com: kept for retire-after (7d), then served revoked for revoke-for (30d), then removed here",
         "dry run: nothing was changed",
     ] {
         assert!(out.contains(line), "{line}: {out}");
@@ -373,10 +380,12 @@ fn key_import_keeps_the_selector_and_the_other_algorithm() {
         vec![key.record.clone()]
     );
     assert_eq!(env.named.dig_txt("g1._domainkey.example.com").len(), 1);
-    assert!(env
-        .named
-        .dig_txt("g1-ed25519._domainkey.example.com")
-        .is_empty());
+    // The global Ed25519 key no longer signs here; its record stays for
+    // the overlap (retire-after, then revoked for revoke-for).
+    assert_eq!(
+        env.named.dig_txt("g1-ed25519._domainkey.example.com").len(),
+        1
+    );
     let v: serde_json::Value =
         serde_json::from_slice(&run(&env, &["--json", "status"]).stdout).unwrap();
     let mut sels: Vec<String> = v["domains"][0]["keys"]
@@ -385,14 +394,20 @@ fn key_import_keeps_the_selector_and_the_other_algorithm() {
         .iter()
         .map(|k| {
             format!(
-                "{}={}",
+                "{}={}={}",
                 k["selector"].as_str().unwrap(),
+                k["state"].as_str().unwrap(),
                 k["dns"].as_str().unwrap()
             )
         })
         .collect();
     sels.sort();
-    assert_eq!(sels, ["ed1=ok", "g1=ok"], "{v}");
+    // The global Ed25519 key is listed in its overlap here, retired.
+    assert_eq!(
+        sels,
+        ["ed1=active=ok", "g1-ed25519=retired=ok", "g1=active=ok"],
+        "{v}"
+    );
     // A selector that another signing key uses is refused.
     let rsa = keygen(env.tmp.path(), "rsa", "x");
     let o = run(

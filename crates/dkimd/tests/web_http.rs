@@ -343,7 +343,7 @@ fn changes_show_their_steps_bad_input_changes_nothing_and_no_private_key_leaves(
         "afterwards mail.example.com signs with: ed25519 256 bits, selector imp1 (new key); rsa 2048 bits, selector web1 (global key)",
         "record imp1._domainkey.mail.example.com: published (the new key)",
         "record web1._domainkey.mail.example.com: kept",
-        "record web1-ed25519._domainkey.mail.example.com: removed",
+        "record web1-ed25519._domainkey.mail.example.com: kept for retire-after (7d), then served revoked for revoke-for (30d), then removed here",
     ] {
         assert!(r.body.contains(line), "{line}: {}", r.body);
     }
@@ -370,10 +370,14 @@ fn changes_show_their_steps_bad_input_changes_nothing_and_no_private_key_leaves(
         env.named.dig_txt("web1._domainkey.mail.example.com").len(),
         1
     );
-    assert!(env
-        .named
-        .dig_txt("web1-ed25519._domainkey.mail.example.com")
-        .is_empty());
+    // The global Ed25519 key no longer signs here; its record stays for
+    // the overlap.
+    assert_eq!(
+        env.named
+            .dig_txt("web1-ed25519._domainkey.mail.example.com")
+            .len(),
+        1
+    );
     // A second confirm has nothing to confirm.
     let r = c.post(
         "/domains/mail.example.com/key/import/confirm",
@@ -872,6 +876,12 @@ fn domains_are_managed_on_the_page() {
     assert_eq!(served("renamed.example.com"), 0);
     assert!(!c.get("/").body.contains("renamed.example.com</a>"));
 
+    // x.broken.example cannot publish (its zone file does not exist), and
+    // a global key signs only once every domain it signs for serves it:
+    // it goes before the rotation.
+    let r = c.post("/domains/x.broken.example/remove", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{r:?}");
+
     // A new key is a rotation: pending, shown on the timeline, while the
     // old key signs; once a step promotes it the old ones are retired, and
     // the page offers to end their overlap early.
@@ -894,8 +904,11 @@ fn domains_are_managed_on_the_page() {
         page.body
     );
     assert!(!page.body.contains("retired key(s)</button>"));
-    let o = env.dkimd(&["rotate", "--step", "--at", "2099-01-01T00:00:00Z"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // Seen served, then promoted a TTL (300 s) later.
+    for at in ["2099-01-01T00:00:00Z", "2099-01-01T01:00:00Z"] {
+        let o = env.dkimd(&["rotate", "--step", "--at", at]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
     let page = c.get("/");
     assert!(
         page.body.contains("data-state=\"retired\">retired since"),
@@ -921,6 +934,30 @@ fn domains_are_managed_on_the_page() {
         env.named.dig_txt("web2._domainkey.example.com").len(),
         1,
         "the new key's record stays"
+    );
+
+    // Rotate now (all domains): new pending keys, their records served,
+    // the steps shown; a domain on the global key is told how instead.
+    let r = c.post("/keys/rotate", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/");
+    assert!(
+        page.body
+            .contains("global key: new rsa key, 2048 bits, selector"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("data-state=\"pending\">pending since"));
+    let r = c.post("/domains/example.com/rotate", &[("csrf", &csrf)]);
+    let page = if r.status == 303 {
+        c.get("/domains/example.com")
+    } else {
+        r
+    };
+    assert!(
+        page.body.contains("rotate it with `dkimd rotate --all`"),
+        "{}",
+        page.body
     );
 
     // A bad name: an error page, nothing added, the refusal audited.

@@ -268,9 +268,9 @@ impl Manager {
                 ),
                 true,
             );
-            let mut nk = NewKey::from_key(None, &key, sel, state)?;
-            nk.created = Some(now);
-            changes.push(Change::AddKey(nk));
+            changes.push(Change::AddKey(NewKey::from_key(
+                None, &key, sel, state, now,
+            )?));
         }
         for k in st.global_keys() {
             if !settings.algorithms.contains(&k.algorithm) {

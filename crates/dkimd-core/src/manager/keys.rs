@@ -59,6 +59,7 @@ impl Manager {
                 key,
                 sel,
                 KeyState::Active,
+                self.now_i64(),
             )?));
         }
         self.store.apply(&changes)?;
@@ -79,7 +80,7 @@ impl Manager {
         if !decide(&st.settings, domain, Some((d.dns, d.mail, d.dkim))).signs {
             return Ok(());
         }
-        let wanted: Vec<String> = wanted_records(&st, domain)
+        let wanted: Vec<String> = wanted_records(&st, domain, self.now_i64())
             .into_iter()
             .map(|(n, _)| n)
             .collect();

@@ -108,8 +108,8 @@ fn keys_of<'a>(
         .filter(move |k| k.state == state && k.domain.as_deref() == owner)
 }
 
-/// The signing domains at which `k`'s record is wanted.
-fn domains_using(st: &State, k: &StoredKey) -> Vec<String> {
+/// The signing domains at which `k`'s record is wanted at `now`.
+fn domains_using(st: &State, k: &StoredKey, now: i64) -> Vec<String> {
     if !st.settings.signing {
         return Vec::new();
     }
@@ -119,7 +119,7 @@ fn domains_using(st: &State, k: &StoredKey) -> Vec<String> {
         .map(|(n, _)| n)
         .filter(|n| match &k.domain {
             Some(d) => d == n,
-            None => keys_at(st, n).iter().any(|x| x.id == k.id),
+            None => keys_at(st, n, now).iter().any(|x| x.id == k.id),
         })
         .collect()
 }
@@ -128,7 +128,7 @@ fn domains_using(st: &State, k: &StoredKey) -> Vec<String> {
 type DomainCheck = (String, crate::Result<Vec<ServerState>>);
 
 impl Manager {
-    fn now_i64(&self) -> i64 {
+    pub(super) fn now_i64(&self) -> i64 {
         i64::try_from(self.clock.now()).unwrap_or(i64::MAX)
     }
 
@@ -299,8 +299,13 @@ impl Manager {
                 };
                 let key = generate(alg, bits)?;
                 let sel = selector_for(&base, alg);
-                let mut nk = NewKey::from_key(owner.clone(), &key, sel.clone(), KeyState::Pending)?;
-                nk.created = Some(self.now_i64());
+                let nk = NewKey::from_key(
+                    owner.clone(),
+                    &key,
+                    sel.clone(),
+                    KeyState::Pending,
+                    self.now_i64(),
+                )?;
                 lines.push(format!(
                     "{who}: new {alg} key, {} bits, selector {sel}: pending",
                     key.bits()
@@ -336,7 +341,7 @@ impl Manager {
                         && k.domain == nk.domain
                         && k.selector == nk.selector
                 }) {
-                    out.extend(domains_using(&st, k));
+                    out.extend(domains_using(&st, k, self.now_i64()));
                 }
             }
         }
@@ -373,7 +378,7 @@ impl Manager {
             if k.since.saturating_add(after.as_i64()) > now {
                 continue;
             }
-            touched.extend(domains_using(&st, k));
+            touched.extend(domains_using(&st, k, now));
             self.store.apply(&[Change::KeyState(k.id, to, now)])?;
             let line = format!(
                 "{}: {} key, selector {}: {to}{}",
@@ -460,7 +465,7 @@ impl Manager {
         let mut queries = Vec::new();
         let mut index: Vec<(i64, String)> = Vec::new();
         for k in groups.values().flatten() {
-            for d in domains_using(st, k) {
+            for d in domains_using(st, k, now) {
                 queries.push(self.query(&d, &k.selector, &k.record));
                 index.push((k.id, d));
             }
@@ -560,9 +565,9 @@ impl Manager {
                     .filter(|o| o.algorithm == k.algorithm)
                 {
                     changes.push(Change::KeyState(old.id, KeyState::Retired, now));
-                    touched.extend(domains_using(st, old));
+                    touched.extend(domains_using(st, old, now));
                 }
-                touched.extend(domains_using(st, k));
+                touched.extend(domains_using(st, k, now));
             }
             if owner.is_none() {
                 changes.push(Change::Setting(SettingName::Selector, base.clone()));
@@ -608,7 +613,9 @@ impl Manager {
         self.begin_batch();
         for (d, signs) in domains {
             let wanted: BTreeMap<String, String> = if signs {
-                wanted_records(&st, &d).into_iter().collect()
+                wanted_records(&st, &d, self.now_i64())
+                    .into_iter()
+                    .collect()
             } else {
                 BTreeMap::new()
             };
@@ -637,11 +644,10 @@ impl Manager {
         self.flush_batch()
     }
 
+    /// True when the domain's records are published by hand.
     fn is_manual(&self, domain: &str) -> bool {
-        domain
-            .parse::<dkim::DomainName>()
-            .ok()
-            .and_then(|d| self.cfg.zone_for(&d).map(|z| z.backend))
-            .is_none_or(|b| b == Backend::Manual)
+        self.publisher(domain)
+            .map(|p| p.backend() == Backend::Manual)
+            .unwrap_or(true)
     }
 }

@@ -52,26 +52,50 @@ pub fn all_decisions(st: &State) -> Vec<(String, Decision)> {
     out
 }
 
-/// The keys whose records a (signing) domain should have, one per record
-/// name: its own keys and, for each algorithm it has no active own key of,
-/// the global keys, in every state but deleted. Where two keys share a
-/// name (stores from before the lifecycle), the livelier state wins.
-pub fn keys_at<'a>(st: &'a State, domain: &str) -> Vec<&'a StoredKey> {
-    let own_active: Vec<KeyAlgorithm> = st
+/// The keys whose records a (signing) domain should have at `now`, one
+/// per record name, each as it stands at this domain: its own keys and,
+/// for each algorithm it has no active own key of, the global keys, in
+/// every state but deleted. A global key an own key replaced at this
+/// domain keeps an overlap here as if it were retired there when the own
+/// key became active: retired for `retire-after`, then revoked for
+/// `revoke-for`, then gone. Where two keys share a name (stores from
+/// before the lifecycle), the livelier state wins.
+pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
+    let own_active: Vec<&StoredKey> = st
         .keys
         .iter()
         .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
-        .map(|k| k.algorithm)
         .collect();
-    let mut keys: Vec<&StoredKey> = st
-        .keys
-        .iter()
-        .filter(|k| k.state.has_record())
-        .filter(|k| match &k.domain {
-            Some(d) => d == domain,
-            None => !own_active.contains(&k.algorithm),
-        })
-        .collect();
+    let s = &st.settings;
+    let mut keys: Vec<StoredKey> = Vec::new();
+    for k in st.keys.iter().filter(|k| k.state.has_record()) {
+        match &k.domain {
+            Some(d) if d == domain => keys.push(k.clone()),
+            Some(_) => {}
+            None => match own_active.iter().find(|o| o.algorithm == k.algorithm) {
+                None => keys.push(k.clone()),
+                // It signed here before the own key (a key made later never did).
+                Some(own) if k.state != KeyState::Pending && k.created <= own.since => {
+                    let retired_until = own.since.saturating_add(s.retire_after.as_i64());
+                    let revoked_until = retired_until.saturating_add(s.revoke_for.as_i64());
+                    let mut here = k.clone();
+                    if k.state == KeyState::Revoked {
+                        // Revoked everywhere already: the step deletes it.
+                    } else if now < retired_until {
+                        here.state = KeyState::Retired;
+                        here.since = own.since;
+                    } else if now < revoked_until {
+                        here.state = KeyState::Revoked;
+                        here.since = retired_until;
+                    } else {
+                        continue;
+                    }
+                    keys.push(here);
+                }
+                Some(_) => {}
+            },
+        }
+    }
     let rank = |s: KeyState| match s {
         KeyState::Active => 0,
         KeyState::Pending => 1,
@@ -89,8 +113,8 @@ pub fn keys_at<'a>(st: &'a State, domain: &str) -> Vec<&'a StoredKey> {
 
 /// The records a signing domain should have now: pending, active and
 /// retired keys' records, and revoked keys' with `p=` empty.
-pub(super) fn wanted_records(st: &State, domain: &str) -> Vec<(String, String)> {
-    keys_at(st, domain)
+pub(super) fn wanted_records(st: &State, domain: &str, now: i64) -> Vec<(String, String)> {
+    keys_at(st, domain, now)
         .into_iter()
         .filter_map(|k| Some((record_name(&k.selector, domain), k.wanted_record()?)))
         .collect()
@@ -296,9 +320,18 @@ fn record_lines(
             .keys
             .iter()
             .any(|k| retired.contains(&k.id) && record_name(&k.selector, domain) == *n);
+        let global = st
+            .global_keys()
+            .iter()
+            .any(|k| record_name(&k.selector, domain) == *n);
         if own_retired {
             lines.push(format!(
                 "record {n}: kept for retire-after ({}), then served revoked for revoke-for ({}), then removed (its key is retired)",
+                st.settings.retire_after, st.settings.revoke_for
+            ));
+        } else if global {
+            lines.push(format!(
+                "record {n}: kept for retire-after ({}), then served revoked for revoke-for ({}), then removed here (the global key no longer signs for {domain})",
                 st.settings.retire_after, st.settings.revoke_for
             ));
         } else {

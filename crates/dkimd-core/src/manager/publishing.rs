@@ -26,7 +26,7 @@ fn where_(outcome: &Outcome, p: &dyn Publisher) -> String {
 
 impl Manager {
     /// The publisher of a domain's records.
-    fn publisher(&self, domain: &str) -> crate::Result<Box<dyn Publisher>> {
+    pub(super) fn publisher(&self, domain: &str) -> crate::Result<Box<dyn Publisher>> {
         let dn: dkim::DomainName = domain
             .parse()
             .map_err(|e| Error::invalid(Field::Domain, e))?;
@@ -36,7 +36,7 @@ impl Manager {
 
     /// Publishes a domain's wanted records; remembers what got published.
     pub(super) fn publish_domain(&mut self, st: &State, domain: &str) -> crate::Result<()> {
-        let wanted = wanted_records(st, domain);
+        let wanted = wanted_records(st, domain, self.now_i64());
         if wanted.is_empty() {
             self.out.step(domain, "no key to publish", false);
             return Ok(());
@@ -258,7 +258,7 @@ impl Manager {
             return Ok(());
         }
         if signs {
-            let wanted: Vec<String> = wanted_records(&st, domain)
+            let wanted: Vec<String> = wanted_records(&st, domain, self.now_i64())
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();

@@ -296,7 +296,8 @@ fn own_keys_keep_the_selector_they_are_published_under() {
     assert!(seen
         .iter()
         .any(|c| c.starts_with("set legacy._domainkey.example.com ")));
-    assert!(seen.contains(&"remove 202612-ed25519._domainkey.example.com".to_string()));
+    // The global key's record stays for the overlap: not removed.
+    assert!(!seen.contains(&"remove 202612-ed25519._domainkey.example.com".to_string()));
     let e =
         s.m.key_import_pem("example.com", "not a key", None, false)
             .unwrap_err();
@@ -503,5 +504,44 @@ fn rotating_a_domain_on_the_global_key_says_what_to_do() {
             ("202612-2-ed25519", KeyState::Active),
             ("202612-3-ed25519", KeyState::Pending)
         ]
+    );
+}
+
+/// A global key an own key replaces at one domain keeps its record there
+/// for retire-after, then serves it revoked for revoke-for, then loses it
+/// there, while it goes on signing (and keeps its record) elsewhere.
+#[test]
+fn a_global_key_replaced_at_one_domain_keeps_an_overlap_there() {
+    let mut s = setup();
+    for d in ["a.example", "b.example"] {
+        s.m.domain_add(d, true, true, Override::Default).unwrap();
+    }
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.key_generate("a.example", None).unwrap();
+    let value = |s: &Setup, name: &str| {
+        s.m.load()
+            .unwrap()
+            .records
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.value.clone())
+    };
+    let at_a = "202612-ed25519._domainkey.a.example";
+    let at_b = "202612-ed25519._domainkey.b.example";
+    assert!(value(&s, at_a).unwrap().len() > 40, "kept at a.example");
+    s.clock.advance(7 * 86_400);
+    s.m.step().unwrap();
+    assert_eq!(value(&s, at_a).as_deref(), Some("v=DKIM1; k=ed25519; p="));
+    assert!(
+        value(&s, at_b).unwrap().len() > 40,
+        "still signs for b.example"
+    );
+    s.clock.advance(30 * 86_400);
+    s.m.step().unwrap();
+    assert_eq!(value(&s, at_a), None, "gone from a.example");
+    assert!(value(&s, at_b).unwrap().len() > 40);
+    assert_eq!(
+        s.m.load().unwrap().keys_for("a.example")[0].selector,
+        "202612-2-ed25519"
     );
 }

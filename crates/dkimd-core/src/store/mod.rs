@@ -225,12 +225,14 @@ pub struct NewKey {
 }
 
 impl NewKey {
-    /// A new key of `domain` (None: global) under `selector`, made now.
+    /// A new key of `domain` (None: global) under `selector`, made at
+    /// `created` (epoch seconds, by the manager's clock).
     pub fn from_key(
         domain: Option<String>,
         key: &dkim::SigningKey,
         selector: String,
         state: KeyState,
+        created: i64,
     ) -> crate::Result<NewKey> {
         Ok(NewKey {
             domain,
@@ -239,7 +241,7 @@ impl NewKey {
             selector,
             pem: key.to_pem()?,
             record: key.dns_record(),
-            created: None,
+            created: Some(created),
             state,
             since: None,
             served: None,
