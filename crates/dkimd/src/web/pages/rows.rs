@@ -54,7 +54,12 @@ fn timeline(k: &dkimd_core::manager::KeyStatus) -> String {
         let s = dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0));
         s.get(..16).unwrap_or(&s).replace('T', " ")
     };
-    let mut s = format!("{} since {}", k.state, day(k.since));
+    let mut s = format!(
+        "{} since {}, made {} days ago",
+        k.state,
+        day(k.since),
+        k.age / 86_400
+    );
     if let Some((what, at)) = &k.next {
         s.push_str(&format!("; next: {what}"));
         if let Some(t) = at {
