@@ -202,11 +202,14 @@ impl Manager {
                 }
                 continue;
             }
-            if let Some(p) = st
-                .keys
-                .iter()
-                .find(|k| k.domain.is_none() && k.state == KeyState::Pending && fits(k))
-            {
+            // A rotation under way (under this selector, or any with
+            // --new-key) is left to finish: never two pending keys.
+            if let Some(p) = st.keys.iter().find(|k| {
+                k.domain.is_none()
+                    && k.state == KeyState::Pending
+                    && k.algorithm == *alg
+                    && (fits(k) || new_key)
+            }) {
                 self.out.step(
                     "key",
                     &format!(

@@ -323,6 +323,15 @@ fn a_new_key_is_pending_and_never_overwrites_a_record_that_signed() {
     s.m.domain_add("example.com", true, true, Override::Default)
         .unwrap();
     s.m.enable(&ed25519_only()).unwrap();
+    // An explicit selector in use is refused, not overwritten.
+    let e =
+        s.m.enable(&EnableOptions {
+            new_key: true,
+            selector: Some("202612".into()),
+            ..ed25519_only()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("selector 202612 is in use"), "{e}");
     s.m.enable(&EnableOptions {
         new_key: true,
         ..ed25519_only()
@@ -341,17 +350,15 @@ fn a_new_key_is_pending_and_never_overwrites_a_record_that_signed() {
             "202612-ed25519._domainkey.example.com"
         ]
     );
-    // An explicit selector in use is refused, not overwritten.
-    let e =
-        s.m.enable(&EnableOptions {
-            new_key: true,
-            selector: Some("202612".into()),
-            ..ed25519_only()
-        })
-        .unwrap_err();
-    assert!(e.to_string().contains("selector 202612 is in use"), "{e}");
-    // A second rotation while one is under way makes no third key.
+    // A second rotation while one is under way makes no third key, by
+    // rotate or by --new-key.
     s.m.rotate(&RotateTarget::All, None, None).unwrap();
+    assert_eq!(s.m.load().unwrap().keys.len(), 2);
+    s.m.enable(&EnableOptions {
+        new_key: true,
+        ..ed25519_only()
+    })
+    .unwrap();
     assert_eq!(s.m.load().unwrap().keys.len(), 2);
     assert!(s
         .sink
