@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::bind::{have_named, zone_file, Named, Zone};
+use common::bind::{have_named, zone_file, Named};
 use common::*;
 use std::path::PathBuf;
 use std::process::Output;
@@ -50,46 +50,15 @@ fn at(secs: u64) -> String {
 
 impl Env {
     /// BIND serving example.com from a file and dyn.example by dynamic
-    /// update; dkimd publishes into both, asking BIND itself as the zones'
-    /// only authoritative server. `extra` goes into example.com's zone
-    /// section.
-    fn start(extra: &str) -> Env {
-        let named = Named::start_zones(&[
-            Zone {
-                name: "example.com".into(),
-                text: zone_file("example.com", 1, &[]),
-                dynamic: false,
-            },
-            Zone {
-                name: "dyn.example".into(),
-                text: zone_file("dyn.example", 1, &[]),
-                dynamic: true,
-            },
-        ]);
+    /// update; dkimd publishes into both (TTL 300), asking BIND itself as
+    /// the zones' only authoritative server.
+    fn start() -> Env {
+        let named = Named::start_file_and_dynamic();
         let tmp = tempfile::tempdir().unwrap();
         let config = tmp.path().join("dkimd.toml");
-        let reload: Vec<String> = named
-            .rndc_reload("example.com")
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect();
         std::fs::write(
             &config,
-            format!(
-                "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\
-                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\n{extra}\n\
-                 [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\nttl = 300\nauthoritative = [\"{addr}\"]\n",
-                state = tmp.path().join("state").display(),
-                addr = named.addr(),
-                zf = named.zone_file("example.com").display(),
-                reload = reload.join(", "),
-                secret = named.tsig_secret_file.display(),
-                extra = if extra.is_empty() {
-                    format!("authoritative = [\"{}\"]", named.addr())
-                } else {
-                    extra.to_string()
-                },
-            ),
+            named.dkimd_config(&tmp.path().join("state"), "", "ttl = 300"),
         )
         .unwrap();
         Env { tmp, config, named }
@@ -208,7 +177,7 @@ fn a_rotation_goes_pending_active_retired_revoked_deleted_in_both_backends() {
     if !have_named() {
         return;
     }
-    let env = Env::start("");
+    let env = Env::start();
     let domains = ["shop.example.com", "mail.dyn.example"];
     // Two more, removed while their records are retired and revoked.
     for d in domains
@@ -378,7 +347,7 @@ fn a_record_withheld_by_a_second_authoritative_server_holds_the_promotion() {
         return;
     }
     let second = Named::start(&[("example.com", zone_file("example.com", 1, &[]))]);
-    let env = Env::start("");
+    let env = Env::start();
     // Both servers are the zone's authoritative servers.
     let cfg = std::fs::read_to_string(&env.config).unwrap().replacen(
         &format!("authoritative = [\"{}\"]", env.named.addr()),
@@ -433,7 +402,7 @@ fn fifty_kills_during_rotations_leave_store_and_zone_consistent() {
     if !have_named() {
         return;
     }
-    let env = Env::start("");
+    let env = Env::start();
     for i in 0..100 {
         env.ok(&["domain", "add", &format!("d{i}.dyn.example")]);
     }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::bind::{have_named, zone_file, Named, Zone};
+use common::bind::{have_named, Named};
 use common::*;
 use std::path::PathBuf;
 use std::process::Output;
@@ -24,37 +24,12 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let named = Named::start_zones(&[
-            Zone {
-                name: "example.com".into(),
-                text: zone_file("example.com", 2026010101, &[]),
-                dynamic: false,
-            },
-            Zone {
-                name: "dyn.example".into(),
-                text: zone_file("dyn.example", 7, &[]),
-                dynamic: true,
-            },
-        ]);
+        let named = Named::start_file_and_dynamic();
         let tmp = tempfile::tempdir().unwrap();
         let config = tmp.path().join("dkimd.toml");
-        let reload: Vec<String> = named
-            .rndc_reload("example.com")
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect();
         std::fs::write(
             &config,
-            format!(
-                "state_dir = \"{state}\"\n\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\n\
-                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\n\n\
-                 [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n",
-                state = tmp.path().join("state").display(),
-                addr = named.addr(),
-                zf = named.zone_file("example.com").display(),
-                reload = reload.join(", "),
-                secret = named.tsig_secret_file.display(),
-            ),
+            named.dkimd_config(&tmp.path().join("state"), "", ""),
         )
         .unwrap();
         Env {

@@ -248,6 +248,50 @@ impl Drop for Named {
     }
 }
 
+impl Named {
+    /// BIND serving example.com from a file and dyn.example by TSIG-signed
+    /// dynamic update, as most manager tests publish into.
+    pub fn start_file_and_dynamic() -> Named {
+        Named::start_zones(&[
+            Zone {
+                name: "example.com".into(),
+                text: zone_file("example.com", 2026010101, &[]),
+                dynamic: false,
+            },
+            Zone {
+                name: "dyn.example".into(),
+                text: zone_file("dyn.example", 7, &[]),
+                dynamic: true,
+            },
+        ])
+    }
+
+    /// A dkimd configuration over this BIND (from
+    /// [`Named::start_file_and_dynamic`]): the state in `state`, `[dns]`
+    /// asking this server, then `sections` (more sections, as they are),
+    /// then example.com as a zone file (TTL 300) and dyn.example by RFC
+    /// 2136, each asking this server as its authoritative one, with
+    /// `dyn_extra` lines for dyn.example.
+    pub fn dkimd_config(&self, state: &Path, sections: &str, dyn_extra: &str) -> String {
+        let reload: Vec<String> = self
+            .rndc_reload("example.com")
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        format!(
+            "state_dir = \"{state}\"\n\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\n\
+             {sections}\n\
+             [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\nauthoritative = [\"{addr}\"]\n\n\
+             [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\nauthoritative = [\"{addr}\"]\n{dyn_extra}\n",
+            state = state.display(),
+            addr = self.addr(),
+            zf = self.zone_file("example.com").display(),
+            reload = reload.join(", "),
+            secret = self.tsig_secret_file.display(),
+        )
+    }
+}
+
 /// A minimal zone file for `zone` with the given extra lines.
 pub fn zone_file(zone: &str, serial: u32, extra: &[String]) -> String {
     let mut z = format!(

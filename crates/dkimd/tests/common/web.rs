@@ -2,7 +2,7 @@
 //! manager: zone example.com from a file, zone dyn.example by RFC 2136.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::bind::{zone_file, Named, Zone};
+use super::bind::Named;
 use super::daemon::Daemon;
 use super::*;
 use std::path::PathBuf;
@@ -24,40 +24,16 @@ impl WebEnv {
     /// is extra text for the `[admin]` section; the domains are added and
     /// the admin user created before the daemon starts.
     pub fn start(admin: &str, domains: &[&str]) -> WebEnv {
-        let named = Named::start_zones(&[
-            Zone {
-                name: "example.com".into(),
-                text: zone_file("example.com", 2026010101, &[]),
-                dynamic: false,
-            },
-            Zone {
-                name: "dyn.example".into(),
-                text: zone_file("dyn.example", 7, &[]),
-                dynamic: true,
-            },
-        ]);
+        let named = Named::start_file_and_dynamic();
         let tmp = tempfile::tempdir().unwrap();
         let config = tmp.path().join("dkimd.toml");
-        let reload: Vec<String> = named
-            .rndc_reload("example.com")
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect();
+        let sections = format!(
+            "[milter]\nsocket = \"inet:127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n\
+             [[publish.zone]]\nname = \"broken.example\"\nbackend = \"bind-zone-file\"\nfile = \"/nonexistent/dkimd-test/broken.example.zone\"\n"
+        );
         std::fs::write(
             &config,
-            format!(
-                "state_dir = \"{state}\"\n\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\n\
-                 [milter]\nsocket = \"inet:127.0.0.1:0\"\n\n\
-                 [admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n\
-                 [[publish.zone]]\nname = \"example.com\"\nbackend = \"bind-zone-file\"\nfile = \"{zf}\"\nreload_command = [{reload}]\nttl = 300\nauthoritative = [\"{addr}\"]\n\n\
-                 [[publish.zone]]\nname = \"dyn.example\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\n\n\
-                 [[publish.zone]]\nname = \"broken.example\"\nbackend = \"bind-zone-file\"\nfile = \"/nonexistent/dkimd-test/broken.example.zone\"\n",
-                state = tmp.path().join("state").display(),
-                addr = named.addr(),
-                zf = named.zone_file("example.com").display(),
-                reload = reload.join(", "),
-                secret = named.tsig_secret_file.display(),
-            ),
+            named.dkimd_config(&tmp.path().join("state"), &sections, ""),
         )
         .unwrap();
         let run = |args: &[&str], input: &[u8]| {
