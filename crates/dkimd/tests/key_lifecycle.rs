@@ -272,11 +272,21 @@ fn a_rotation_goes_pending_active_retired_revoked_deleted_in_both_backends() {
             .dig_txt(&format!("{sel}._domainkey.gone1.example.com"))
             .is_empty());
     }
-    // Idempotent: the same step again changes nothing.
+    // Idempotent: the same step again changes nothing, and (as from cron
+    // every few minutes) is not audited; the promoting one was.
+    let audited = || {
+        std::fs::read_to_string(env.tmp.path().join("state/audit.log"))
+            .unwrap()
+            .matches("\"action\":\"rotate step\"")
+            .count()
+    };
+    let before = audited();
+    assert!(before >= 1);
     let serial = env.named.serial("example.com");
     let out = env.step(t1);
     assert!(out.contains("nothing was due"), "{out}");
     assert_eq!(env.named.serial("example.com"), serial);
+    assert_eq!(audited(), before, "an idle step is not audited");
 
     // 3a. Past retire-after (7 days): the old record serves p= empty.
     let t2 = t1 + 7 * DAY;

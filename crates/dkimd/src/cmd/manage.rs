@@ -158,8 +158,19 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         Ok(()) => r,
         Err(e) => r.and(Err(e.into())),
     };
-    if let Some((action, detail)) = audit_as {
-        let mut lines = m.out.take_lines();
+    let mut lines = m.out.take_lines();
+    // A `rotate --step` from cron that found nothing due changed nothing:
+    // it is not audited (every five minutes would bury the changes).
+    let idle_step = action_is_step(&audit_as)
+        && r.is_ok()
+        && lines.iter().all(|l| {
+            l.ok && match l.subject.as_deref() {
+                None | Some("waiting") => true,
+                Some("step") => l.text == "nothing was due",
+                Some(_) => false,
+            }
+        });
+    if let (Some((action, detail)), false) = (audit_as, idle_step) {
         if let Err(e) = &r {
             lines.push(StepLine {
                 subject: Some("error".into()),
@@ -181,6 +192,10 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     r
+}
+
+fn action_is_step(audit_as: &Option<(&'static str, String)>) -> bool {
+    matches!(audit_as, Some(("rotate step", _)))
 }
 
 fn enable_options(a: &EnableArgs) -> EnableOptions {
