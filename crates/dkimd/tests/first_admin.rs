@@ -422,7 +422,11 @@ fn key_import_keeps_the_selector_and_the_other_algorithm() {
         ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("selector ed1 would be used by two keys of example.com"));
+    assert!(
+        text(&o).contains("selector ed1 is in use at example.com"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// One command edits a zone file once: 21 domains of one zone (42

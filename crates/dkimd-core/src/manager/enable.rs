@@ -218,6 +218,8 @@ impl Manager {
                     ),
                     true,
                 );
+                // The settings keep the selector that signs until then.
+                rotation = true;
                 continue;
             }
             if st
@@ -287,6 +289,23 @@ impl Manager {
                     true,
                 );
             }
+        }
+        // A rotation of an algorithm no longer used never signs: its
+        // pending keys are deleted (they have signed nothing).
+        for k in st.keys.iter().filter(|k| {
+            k.domain.is_none()
+                && k.state == KeyState::Pending
+                && !settings.algorithms.contains(&k.algorithm)
+        }) {
+            changes.push(Change::KeyState(k.id, KeyState::Deleted, now));
+            self.out.step(
+                "key",
+                &format!(
+                    "deleted the pending {} key, selector {} (algorithm no longer used)",
+                    k.algorithm, k.selector
+                ),
+                true,
+            );
         }
         Ok((changes, rotation))
     }

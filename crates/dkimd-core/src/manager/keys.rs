@@ -155,10 +155,18 @@ impl Manager {
         }
         let before = possible_names(&st, &domain);
         let now = i64::try_from(self.clock.now()).unwrap_or(0);
-        let changes: Vec<Change> = own
+        let mut changes: Vec<Change> = own
             .iter()
             .map(|k| Change::KeyState(k.id, KeyState::Retired, now))
             .collect();
+        // An own rotation under way would make the domain's own key sign
+        // again once promoted: its pending keys go (they signed nothing).
+        changes.extend(
+            st.keys
+                .iter()
+                .filter(|k| k.domain.as_deref() == Some(&domain) && k.state == KeyState::Pending)
+                .map(|k| Change::KeyState(k.id, KeyState::Deleted, now)),
+        );
         self.store.apply(&changes)?;
         self.out.step(
             &domain,

@@ -160,8 +160,14 @@ impl Manager {
         let mut plans: Vec<(Option<String>, Vec<KeyAlgorithm>, bool)> = Vec::new();
         match target {
             RotateTarget::All => {
-                let global = match algorithms {
-                    Some(a) => a.to_vec(),
+                let global: Vec<KeyAlgorithm> = match algorithms {
+                    Some(a) => st
+                        .settings
+                        .algorithms
+                        .iter()
+                        .copied()
+                        .filter(|x| a.contains(x))
+                        .collect(),
                     None => st.settings.algorithms.clone(),
                 };
                 plans.push((None, global, true));

@@ -74,16 +74,30 @@ pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
             Some(_) => {}
             None => match own_active.iter().find(|o| o.algorithm == k.algorithm) {
                 None => keys.push(k.clone()),
-                // It signed here before the own key (a key made later never did).
-                Some(own) if k.state != KeyState::Pending && k.created <= own.since => {
-                    let retired_until = own.since.saturating_add(s.retire_after.as_i64());
+                // It signed here until the first own key of its algorithm
+                // made after it took over (a key made later never did).
+                Some(_) if k.state != KeyState::Pending => {
+                    let Some(took_over) = st
+                        .keys
+                        .iter()
+                        .filter(|o| {
+                            o.domain.as_deref() == Some(domain)
+                                && o.algorithm == k.algorithm
+                                && o.created >= k.created
+                        })
+                        .map(|o| o.created)
+                        .min()
+                    else {
+                        continue;
+                    };
+                    let retired_until = took_over.saturating_add(s.retire_after.as_i64());
                     let revoked_until = retired_until.saturating_add(s.revoke_for.as_i64());
                     let mut here = k.clone();
                     if k.state == KeyState::Revoked {
                         // Revoked everywhere already: the step deletes it.
                     } else if now < retired_until {
                         here.state = KeyState::Retired;
-                        here.since = own.since;
+                        here.since = took_over;
                     } else if now < revoked_until {
                         here.state = KeyState::Revoked;
                         here.since = retired_until;
@@ -218,6 +232,28 @@ pub(super) fn plan_own_keys(
             selector_for(&base, key.algorithm())
         };
         crate::model::names::selector(&sel)?;
+        // A named selector under which a record of this domain exists, or
+        // may (a retired, revoked or pending key's, the global key's), is
+        // refused: that record may still verify mail in flight.
+        let new_record = key.dns_record();
+        let in_use_by_other = st.keys.iter().any(|k| {
+            k.state.has_record()
+                && k.selector.eq_ignore_ascii_case(&sel)
+                && (k.domain.as_deref() == Some(domain) || k.domain.is_none())
+                && k.record != new_record
+        }) || st.records.iter().any(|r| {
+            r.domain == domain
+                && r.name.eq_ignore_ascii_case(&record_name(&sel, domain))
+                && r.value != new_record
+        });
+        if selector.is_some() && in_use_by_other {
+            return Err(Error::invalid(
+                Field::Selector,
+                format!(
+                    "selector {sel} is in use at {domain} (a key or a published record under it exists, which may still verify mail in flight): choose another"
+                ),
+            ));
+        }
         for old in st.keys.iter().filter(|k| {
             k.domain.as_deref() == Some(domain)
                 && k.state == KeyState::Active

@@ -3,12 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::clock::FixedClock;
+use crate::clock::{Clock, FixedClock};
 use crate::config::Backend;
 use crate::error::{Error, Field};
 use crate::model::settings::{Override, SettingName};
 use crate::publish::{Outcome, PublishEnv, Publisher, Publishers};
-use crate::store::{Change, KeyState};
+use crate::store::{Change, KeyState, NewKey};
 use std::sync::{Arc, Mutex};
 
 /// 2026-12-01T21:03:43Z.
@@ -551,4 +551,114 @@ fn a_global_key_replaced_at_one_domain_keeps_an_overlap_there() {
         s.m.load().unwrap().keys_for("a.example")[0].selector,
         "202612-2-ed25519"
     );
+}
+
+/// A rotation of an algorithm no longer used, or of own keys the domain
+/// gives up, is dropped: its pending keys are deleted and never sign.
+#[test]
+fn pending_keys_go_with_the_choice_that_made_them() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&EnableOptions {
+        algorithms: Some(vec![KeyAlgorithm::Rsa, KeyAlgorithm::Ed25519]),
+        ..EnableOptions::default()
+    })
+    .unwrap();
+    s.m.rotate(&RotateTarget::All, None, None).unwrap();
+    s.m.enable(&EnableOptions {
+        algorithms: Some(vec![KeyAlgorithm::Rsa]),
+        ..EnableOptions::default()
+    })
+    .unwrap();
+    assert_eq!(state_of(&s, "202612-2-ed25519"), KeyState::Deleted);
+    assert_eq!(state_of(&s, "202612-2"), KeyState::Pending);
+    // Own keys: key default drops the domain's own rotation too.
+    s.m.key_generate("example.com", Some("own")).unwrap();
+    s.m.rotate(
+        &RotateTarget::Domains(vec!["example.com".into()]),
+        Some("own2"),
+        None,
+    )
+    .unwrap();
+    s.m.key_default("example.com").unwrap();
+    assert_eq!(state_of(&s, "own2"), KeyState::Deleted);
+    assert_eq!(state_of(&s, "own"), KeyState::Retired);
+}
+
+/// A named selector under which a record of the domain may still verify
+/// mail is refused; the store refuses two rotations of one owner and
+/// algorithm at once.
+#[test]
+fn selectors_in_use_and_concurrent_rotations_are_refused() {
+    let mut s = setup();
+    s.m.domain_add("example.com", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.key_generate("example.com", Some("own")).unwrap();
+    s.m.key_generate("example.com", Some("own2")).unwrap();
+    assert_eq!(state_of(&s, "own-ed25519"), KeyState::Retired);
+    let e = s.m.key_generate("example.com", Some("own")).unwrap_err();
+    assert!(
+        e.to_string().contains("selector own-ed25519 is in use"),
+        "{e}"
+    );
+    // Two rotations started from the same state: the second is refused.
+    s.m.rotate(&RotateTarget::All, Some("r1"), None).unwrap();
+    let key = dkim::SigningKey::generate_ed25519().unwrap();
+    let e =
+        s.m.store
+            .apply(&[Change::AddKey(
+                NewKey::from_key(None, &key, "r2-ed25519".into(), KeyState::Pending, 0).unwrap(),
+            )])
+            .unwrap_err();
+    assert!(e.to_string().contains("under way already"), "{e}");
+}
+
+/// The global key's overlap at a domain is counted from the domain's first
+/// own key: a later own rotation does not bring the global record back.
+#[test]
+fn a_later_own_rotation_does_not_bring_the_global_record_back() {
+    let mut s = setup();
+    s.m.domain_add("a.example", true, true, Override::Default)
+        .unwrap();
+    s.m.enable(&ed25519_only()).unwrap();
+    s.m.key_generate("a.example", Some("o1")).unwrap();
+    let at_a = "202612-ed25519._domainkey.a.example";
+    let has = |s: &Setup| s.m.load().unwrap().records.iter().any(|r| r.name == at_a);
+    s.clock.advance(40 * 86_400);
+    s.m.step().unwrap();
+    assert!(!has(&s), "gone after retire-after and revoke-for");
+    s.m.rotate(
+        &RotateTarget::Domains(vec!["a.example".into()]),
+        Some("o2"),
+        None,
+    )
+    .unwrap();
+    s.clock.advance(86_400);
+    // The recording publisher's records count as served only through DNS,
+    // so the promotion itself is proven against BIND; here the store is
+    // moved on as the step would.
+    let st = s.m.load().unwrap();
+    let (p, a) = (
+        st.keys
+            .iter()
+            .find(|k| k.selector == "o2-ed25519")
+            .unwrap()
+            .id,
+        st.keys
+            .iter()
+            .find(|k| k.selector == "o1-ed25519")
+            .unwrap()
+            .id,
+    );
+    let now = i64::try_from(s.clock.now()).unwrap();
+    s.m.store
+        .apply(&[
+            Change::KeyState(a, KeyState::Retired, now),
+            Change::KeyState(p, KeyState::Active, now),
+        ])
+        .unwrap();
+    s.m.step().unwrap();
+    assert!(!has(&s), "the global record stays gone");
 }

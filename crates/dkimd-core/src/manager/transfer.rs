@@ -62,7 +62,8 @@ impl Manager {
         crate::sys::check_private(file, "export file")?;
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let changes = parse_export(&text, file)?;
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
+        let changes = parse_export(&text, file, now)?;
         let before = self.load()?;
         self.store.apply(&changes)?;
         let st = self.load()?;
@@ -94,8 +95,9 @@ impl Manager {
     }
 }
 
-/// The changes an export stands for, all checked before any is applied.
-fn parse_export(text: &str, file: &Path) -> crate::Result<Vec<Change>> {
+/// The changes an export stands for, all checked before any is applied;
+/// `now` stands in for times an older export does not have.
+fn parse_export(text: &str, file: &Path, now: i64) -> crate::Result<Vec<Change>> {
     let bad = |what: &str| crate::Error::Usage(format!("{}: {what}", file.display()));
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| crate::Error::Usage(format!("{}:{}: {e}", file.display(), e.line())))?;
@@ -175,9 +177,14 @@ fn parse_export(text: &str, file: &Path) -> crate::Result<Vec<Change>> {
             pem: pem.to_string(),
             record,
             // Exports made before creation times were kept have none: now.
-            created: k["created"].as_i64(),
+            created: Some(k["created"].as_i64().unwrap_or(now)),
             state,
-            since: k["since"].as_i64(),
+            // dkimd-export-1 has no since: an active key entered its state
+            // when it was made, a retired one now (its overlap starts now).
+            since: k["since"].as_i64().or(match state {
+                KeyState::Retired => Some(now),
+                _ => None,
+            }),
             served: k["served"].as_i64(),
         }));
     }

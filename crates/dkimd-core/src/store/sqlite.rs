@@ -59,13 +59,15 @@ CREATE TABLE admin_users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, changed INT
 ",
     // 3: the key lifecycle: when a key entered its state, when a pending
     // key's record was first served everywhere, and its public record (kept
-    // after the private key is destroyed). Keys that exist entered their
-    // state when they were made; their record is filled in on load.
+    // after the private key is destroyed). Active keys that exist entered
+    // their state when they were made; retired ones (when is not known)
+    // at the upgrade, so that their overlap starts then and mail they
+    // signed lately still verifies. Records are filled in on load.
     "
 ALTER TABLE keys ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE keys ADD COLUMN served INTEGER;
 ALTER TABLE keys ADD COLUMN record TEXT NOT NULL DEFAULT '';
-UPDATE keys SET since = created;
+UPDATE keys SET since = CASE WHEN state = 'retired' THEN CAST(strftime('%s', 'now') AS INTEGER) ELSE created END;
 ",
 ];
 
@@ -530,6 +532,26 @@ impl Store for SqliteStore {
         if let Some((domain, algorithm)) = twice {
             bail!(
                 "two active {algorithm} keys for {} (changed meanwhile): nothing was changed",
+                domain.as_deref().unwrap_or("the global key")
+            );
+        }
+        // One rotation at a time per owner and algorithm, and a pending
+        // key's selector used by no other key of its owner that has a
+        // record (two rotations started at once are refused, not merged).
+        let clash: Option<(Option<String>, String)> = tx
+            .query_row(
+                "SELECT p.domain, p.selector FROM keys p JOIN keys o
+                   ON o.id <> p.id AND o.domain IS p.domain AND o.state <> 'deleted'
+                  AND (lower(o.selector) = lower(p.selector)
+                       OR (o.state = 'pending' AND o.algorithm = p.algorithm))
+                 WHERE p.state = 'pending' LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((domain, selector)) = clash {
+            bail!(
+                "a rotation of {} (selector {selector}) is under way already, or its selector is taken (changed meanwhile): nothing was changed",
                 domain.as_deref().unwrap_or("the global key")
             );
         }
