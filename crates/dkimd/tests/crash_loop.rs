@@ -81,17 +81,7 @@ fn fifty_kills_then_enable_and_disable_finish_cleanly() {
                 ]
             }
         };
-        let mut child = dkimd()
-            .arg("--config")
-            .arg(&config)
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + rnd(600)));
-        let _ = child.kill();
-        child.wait().unwrap();
+        run_killed(&config, &args, Duration::from_millis(20 + rnd(600)));
         let o = run(&["--json", "settings"]);
         assert!(
             o.status.success(),

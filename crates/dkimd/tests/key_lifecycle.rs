@@ -465,17 +465,7 @@ fn fifty_kills_during_rotations_leave_store_and_zone_consistent() {
             t += [60, 400, 3 * DAY, 8 * DAY][rnd(4) as usize];
             vec!["rotate".into(), "--step".into(), "--at".into(), at(t)]
         };
-        let mut child = dkimd()
-            .arg("--config")
-            .arg(&env.config)
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + rnd(800)));
-        let _ = child.kill();
-        child.wait().unwrap();
+        run_killed(&env.config, &args, Duration::from_millis(20 + rnd(800)));
         check(round, &args);
     }
     // Finish: steps far enough apart promote, revoke and delete everything due.

@@ -222,16 +222,7 @@ impl Manager {
                 rotation = true;
                 continue;
             }
-            if st
-                .keys
-                .iter()
-                .any(|k| k.state.has_record() && k.selector.eq_ignore_ascii_case(&sel))
-                || st.records.iter().any(|r| {
-                    r.name
-                        .to_ascii_lowercase()
-                        .starts_with(&format!("{}._domainkey.", sel.to_ascii_lowercase()))
-                })
-            {
+            if super::plan::selector_taken(st, None, &sel) {
                 return Err(Error::invalid(
                     Field::Selector,
                     format!(

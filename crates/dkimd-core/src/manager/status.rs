@@ -82,8 +82,7 @@ impl Manager {
                 let ttl = name
                     .parse::<dkim::DomainName>()
                     .map_or(3600, |d| self.cfg.ttl_for(&d));
-                for k in keys_at(&st, &name, now) {
-                    let k = &k;
+                for k in &keys_at(&st, &name, now) {
                     let Some(record) = k.wanted_record() else {
                         continue;
                     };

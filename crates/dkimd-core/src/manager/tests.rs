@@ -304,6 +304,26 @@ fn own_keys_keep_the_selector_they_are_published_under() {
     assert_eq!(e.field().map(|f| f.0), Some(Field::Key));
 }
 
+/// What the store remembers publishing at `name`.
+fn record(s: &Setup, name: &str) -> Option<String> {
+    s.m.load()
+        .unwrap()
+        .records
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.value.clone())
+}
+
+/// A setup with these domains, signing with Ed25519 only.
+fn signing(domains: &[&str]) -> Setup {
+    let mut s = setup();
+    for d in domains {
+        s.m.domain_add(d, true, true, Override::Default).unwrap();
+    }
+    s.m.enable(&ed25519_only()).unwrap();
+    s
+}
+
 fn state_of(s: &Setup, selector: &str) -> KeyState {
     s.m.load()
         .unwrap()
@@ -319,10 +339,7 @@ fn state_of(s: &Setup, selector: &str) -> KeyState {
 /// old key goes on signing; nothing that has signed is overwritten.
 #[test]
 fn a_new_key_is_pending_and_never_overwrites_a_record_that_signed() {
-    let mut s = setup();
-    s.m.domain_add("example.com", true, true, Override::Default)
-        .unwrap();
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["example.com"]);
     // An explicit selector in use is refused, not overwritten.
     let e =
         s.m.enable(&EnableOptions {
@@ -372,21 +389,11 @@ fn a_new_key_is_pending_and_never_overwrites_a_record_that_signed() {
 /// public record stays for the audit. Each transition happens once.
 #[test]
 fn retired_keys_are_revoked_then_deleted_on_time() {
-    let mut s = setup();
-    s.m.domain_add("example.com", true, true, Override::Default)
-        .unwrap();
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["example.com"]);
     s.m.key_generate("example.com", Some("own1")).unwrap();
     s.m.key_default("example.com").unwrap();
     let name = "own1-ed25519._domainkey.example.com";
-    let value = |s: &Setup| {
-        s.m.load()
-            .unwrap()
-            .records
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.value.clone())
-    };
+    let value = |s: &Setup| record(s, name);
     assert_eq!(state_of(&s, "own1-ed25519"), KeyState::Retired);
     assert!(
         value(&s).unwrap().len() > 40,
@@ -432,10 +439,7 @@ fn retired_keys_are_revoked_then_deleted_on_time() {
 /// one owner and algorithm, or move a key back in its life.
 #[test]
 fn the_store_keeps_one_active_key_and_never_moves_a_key_back() {
-    let mut s = setup();
-    s.m.domain_add("example.com", true, true, Override::Default)
-        .unwrap();
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["example.com"]);
     s.m.enable(&EnableOptions {
         new_key: true,
         ..ed25519_only()
@@ -519,20 +523,9 @@ fn rotating_a_domain_on_the_global_key_says_what_to_do() {
 /// there, while it goes on signing (and keeps its record) elsewhere.
 #[test]
 fn a_global_key_replaced_at_one_domain_keeps_an_overlap_there() {
-    let mut s = setup();
-    for d in ["a.example", "b.example"] {
-        s.m.domain_add(d, true, true, Override::Default).unwrap();
-    }
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["a.example", "b.example"]);
     s.m.key_generate("a.example", None).unwrap();
-    let value = |s: &Setup, name: &str| {
-        s.m.load()
-            .unwrap()
-            .records
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.value.clone())
-    };
+    let value = record;
     let at_a = "202612-ed25519._domainkey.a.example";
     let at_b = "202612-ed25519._domainkey.b.example";
     assert!(value(&s, at_a).unwrap().len() > 40, "kept at a.example");
@@ -591,10 +584,7 @@ fn pending_keys_go_with_the_choice_that_made_them() {
 /// algorithm at once.
 #[test]
 fn selectors_in_use_and_concurrent_rotations_are_refused() {
-    let mut s = setup();
-    s.m.domain_add("example.com", true, true, Override::Default)
-        .unwrap();
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["example.com"]);
     s.m.key_generate("example.com", Some("own")).unwrap();
     s.m.key_generate("example.com", Some("own2")).unwrap();
     assert_eq!(state_of(&s, "own-ed25519"), KeyState::Retired);
@@ -619,13 +609,10 @@ fn selectors_in_use_and_concurrent_rotations_are_refused() {
 /// own key: a later own rotation does not bring the global record back.
 #[test]
 fn a_later_own_rotation_does_not_bring_the_global_record_back() {
-    let mut s = setup();
-    s.m.domain_add("a.example", true, true, Override::Default)
-        .unwrap();
-    s.m.enable(&ed25519_only()).unwrap();
+    let mut s = signing(&["a.example"]);
     s.m.key_generate("a.example", Some("o1")).unwrap();
     let at_a = "202612-ed25519._domainkey.a.example";
-    let has = |s: &Setup| s.m.load().unwrap().records.iter().any(|r| r.name == at_a);
+    let has = |s: &Setup| record(s, at_a).is_some();
     s.clock.advance(40 * 86_400);
     s.m.step().unwrap();
     assert!(!has(&s), "gone after retire-after and revoke-for");

@@ -42,6 +42,22 @@ pub fn dkimd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dkimd"))
 }
 
+/// Runs `dkimd --config CONFIG ARGS…` and kills it with SIGKILL after
+/// `after` (if it has not finished by then).
+pub fn run_killed(config: &Path, args: &[String], after: std::time::Duration) {
+    let mut child = dkimd()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
 /// A key made by `dkimd keygen --json` for example.com.
 pub struct GeneratedKey {
     /// The private key file.
