@@ -179,6 +179,20 @@ pub fn daemons(store: &Path) -> (Vec<u32>, Vec<u32>) {
     (ours, others)
 }
 
+/// Creates directory `dir` (mode 0700) when missing; an existing one that
+/// others can read is refused.
+pub fn private_dir(dir: &Path, what: &str) -> crate::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {what} {}", dir.display()))?;
+    }
+    check_private(dir, what)
+}
+
 /// Refuses a file or directory that others can read.
 pub fn check_private(path: &Path, what: &str) -> crate::Result<()> {
     let meta = std::fs::metadata(path)

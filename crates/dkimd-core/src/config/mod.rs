@@ -1,6 +1,10 @@
 //! The configuration file (TOML). Every field is documented in the sample
 //! `dkimd.toml` at the root of the repository, which a test parses.
 
+mod store;
+
+pub use store::{PgUrl, StoreConfig, StoreUrl};
+
 use crate::error::Context;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -30,6 +34,9 @@ pub struct Config {
     /// The web admin page (served by `dkimd run` when `listen` is set).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Which store holds the state (SQLite here, or a shared PostgreSQL).
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Where the file was read from (not in the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -584,6 +591,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             milter: MilterConfig::default(),
             admin: AdminConfig::default(),
+            store: StoreConfig::default(),
             source: None,
         }
     }
@@ -655,6 +663,7 @@ impl Config {
             ));
         }
         self.admin.validate()?;
+        self.store.validate()?;
         if self.publish.default != Backend::Manual {
             return Err(format!(
                 "publish.default must be \"manual\" (zones with another backend are listed one by one), not {:?}",

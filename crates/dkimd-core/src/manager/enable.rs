@@ -101,7 +101,7 @@ impl Manager {
         let pf = crate::postfix::postfix_state(&self.cfg);
         self.out.step("postfix", &pf, true);
         self.out
-            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
+            .step("daemon", &reload_daemon(self.store.as_ref()), true);
         Ok(())
     }
 
@@ -152,7 +152,7 @@ impl Manager {
             true,
         );
         self.out
-            .step("daemon", &reload_daemon(&self.cfg.state_dir), true);
+            .step("daemon", &reload_daemon(self.store.as_ref()), true);
         Ok(())
     }
 
@@ -255,7 +255,7 @@ impl Manager {
                     key.algorithm(),
                     key.bits(),
                     sel,
-                    self.cfg.state_dir.display(),
+                    self.store.location(),
                     if rotation {
                         ": pending; the current key signs until every authoritative server serves the new record (`dkimd rotate --step` promotes it)"
                     } else {

@@ -365,6 +365,15 @@ impl Manager {
             utc_timestamp(u64::try_from(now).unwrap_or(0))
         ));
         let mut report = StepReport::default();
+        // On a shared store, one node of the fleet takes the steps.
+        if !self.store.try_worker()? {
+            self.out.step(
+                "waiting",
+                "another node is the fleet's worker and takes the steps (its daemon, or its rotate --step); nothing done here",
+                true,
+            );
+            return Ok(report);
+        }
         let mut touched: BTreeSet<String> = BTreeSet::new();
         // First bring DNS in line with the store, so that what an
         // interrupted command left undone is published before it is checked.

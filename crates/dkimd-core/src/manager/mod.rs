@@ -144,8 +144,11 @@ impl Manager {
 /// Running daemons notice store changes within a second on their own;
 /// this says whether one runs on this store (it holds the store open), or
 /// only on another one.
-fn reload_daemon(state_dir: &std::path::Path) -> String {
-    let store = crate::store::store_file(state_dir);
+fn reload_daemon(st: &dyn Store) -> String {
+    if st.shared() {
+        return "the daemons of every node that shares this store pick up the change within a second (they listen for it)".into();
+    }
+    let store = std::path::PathBuf::from(st.location());
     let (ours, others) = crate::sys::daemons(&store);
     let join = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     if !ours.is_empty() {

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 pub const TAIL_BYTES: u64 = 256 * 1024;
 
 /// The longest detail or step line written to the log.
-const MAX_FIELD: usize = 2000;
+pub(crate) const MAX_FIELD: usize = 2000;
 
 /// The longest field shown in the "recent changes" view.
-const SHOWN_FIELD: usize = 200;
+pub(crate) const SHOWN_FIELD: usize = 200;
 
 /// The longest user name written to the log.
 pub const MAX_USER_NAME: usize = 64;

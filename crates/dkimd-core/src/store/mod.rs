@@ -2,9 +2,11 @@
 //! the change watch and the audit trail.
 //!
 //! Everything goes through the [`Store`] trait (load everything, apply a
-//! list of changes in one transaction, …), so that a networked engine can
-//! serve a fleet. The embedded default is SQLite in the state directory
-//! ([`sqlite`]); [`open`] is the only place that chooses it.
+//! list of changes in one transaction, …). The embedded default is SQLite
+//! in the state directory (`sqlite`); a fleet shares one PostgreSQL store
+//! (`postgres`), with private keys sealed by a key-encryption key
+//! ([`kek`]) and a local [`snapshot`] on every node for outages. [`open`]
+//! is the only place that chooses.
 
 use crate::config::Config;
 use crate::model::settings::{Override, SettingName, Settings};
@@ -165,6 +167,9 @@ pub struct State {
     pub keys: Vec<StoredKey>,
     /// Every record dkimd has published.
     pub records: Vec<PublishedRecord>,
+    /// The store's change counter when this was read: it rises with every
+    /// committed change list ("snapshot N").
+    pub version: i64,
 }
 
 impl State {
@@ -289,30 +294,55 @@ pub enum Change {
 }
 
 pub mod audit;
+mod copy;
+pub mod kek;
+mod postgres;
+pub mod snapshot;
 mod sqlite;
 
 pub use audit::{AuditEntry, AuditRow};
+pub use copy::{copy_into, Copied};
 
-/// Opens (creating when missing) the store the configuration names.
+use crate::config::StoreUrl;
+
+/// Opens (creating when missing) the store the configuration names; a
+/// PostgreSQL store is connected to and migrated now.
 pub fn open(cfg: &Config) -> crate::Result<Box<dyn Store>> {
-    Ok(Box::new(sqlite::SqliteStore::open(
-        &cfg.state_dir,
-        cfg.admin.audit_path(&cfg.state_dir),
-    )?))
+    open_url(cfg, &cfg.store.url_in(&cfg.state_dir))
+}
+
+/// Opens the store at `url` with the configuration's files (audit log,
+/// password and key files).
+pub fn open_url(cfg: &Config, url: &StoreUrl) -> crate::Result<Box<dyn Store>> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(
+            path,
+            cfg.admin.audit_path(&cfg.state_dir),
+        )?)),
+        StoreUrl::Postgres(u) => Ok(Box::new(postgres::PgStore::open(cfg, u, true)?)),
+    }
+}
+
+/// Opens the store for a daemon: a PostgreSQL store that does not answer
+/// now is connected to later (the daemon serves its snapshot meanwhile).
+pub fn open_for_daemon(cfg: &Config) -> crate::Result<Box<dyn Store>> {
+    match cfg.store.url_in(&cfg.state_dir) {
+        StoreUrl::Postgres(u) => Ok(Box::new(postgres::PgStore::open(cfg, &u, false)?)),
+        _ => open(cfg),
+    }
 }
 
 /// The store the configuration names when it exists, else an empty one in
 /// memory (nothing is created on disk); the flag says which.
 pub fn open_existing_or_empty(cfg: &Config) -> crate::Result<(Box<dyn Store>, bool)> {
-    if store_file(&cfg.state_dir).exists() {
-        Ok((open(cfg)?, true))
-    } else {
-        Ok((
+    match cfg.store.url_in(&cfg.state_dir) {
+        StoreUrl::Sqlite(path) if !path.exists() => Ok((
             Box::new(sqlite::SqliteStore::empty(
                 cfg.admin.audit_path(&cfg.state_dir),
             )?),
             false,
-        ))
+        )),
+        _ => Ok((open(cfg)?, true)),
     }
 }
 
@@ -321,9 +351,49 @@ pub fn in_memory(audit: PathBuf) -> crate::Result<Box<dyn Store>> {
     Ok(Box::new(sqlite::SqliteStore::empty(audit)?))
 }
 
-/// The file that holds the store of `state_dir`.
+/// The file that holds the store of `state_dir` when it is SQLite's
+/// default.
 pub fn store_file(state_dir: &Path) -> PathBuf {
     sqlite::SqliteStore::path_in(state_dir)
+}
+
+/// One daemon's heartbeat in the node registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeBeat {
+    /// The node's name (`store.node_name`, else the host name).
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its dkimd version.
+    pub version: String,
+    /// The store version of the snapshot it signs from.
+    pub snapshot: i64,
+    /// When the daemon started (epoch seconds).
+    pub started: i64,
+    /// Whether it is the fleet's worker (DNS publishing, key steps).
+    pub worker: bool,
+}
+
+/// A node as the registry last heard of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    /// What it said.
+    pub beat: NodeBeat,
+    /// When it said it (epoch seconds, the store server's clock).
+    pub seen: i64,
+}
+
+/// The node registry, with the store's change counter to compare with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Nodes {
+    /// Every node that ever heartbeat, by name.
+    pub rows: Vec<NodeRow>,
+    /// The store's version now.
+    pub version: i64,
+    /// When it last rose (epoch seconds).
+    pub changed: i64,
+    /// The store server's clock now (epoch seconds).
+    pub now: i64,
 }
 
 /// Storage for dkimd's state. Every change is one transaction.
@@ -348,12 +418,45 @@ pub trait Store: Send {
     fn audit(&self, entry: &AuditEntry<'_>) -> crate::Result<()>;
     /// The newest `n` entries of the audit trail, newest first.
     fn recent_audit(&self, n: usize) -> crate::Result<Vec<AuditRow>>;
+    /// True when other machines share this store (a daemon then keeps a
+    /// local snapshot and heartbeats).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Tries to become (or confirms being) the one worker that publishes
+    /// DNS and runs the key steps. A store of one machine always says yes;
+    /// a shared one holds a lock on the server for as long as its
+    /// connection lives.
+    fn try_worker(&mut self) -> crate::Result<bool> {
+        Ok(true)
+    }
+    /// Writes a daemon's heartbeat to the node registry (shared stores).
+    fn heartbeat(&mut self, _beat: &NodeBeat) -> crate::Result<()> {
+        Ok(())
+    }
+    /// The node registry; `None` for a store of one machine.
+    fn nodes(&self) -> crate::Result<Option<Nodes>> {
+        Ok(None)
+    }
+    /// Seals every private key again with the current key-encryption key;
+    /// the count of keys changed.
+    fn rekey(&mut self) -> crate::Result<usize> {
+        crate::error::bail!(
+            "store {} keeps no sealed keys (only a PostgreSQL store does)",
+            self.location()
+        )
+    }
 }
 
 /// Tells when the store changed under the process that watches it.
 pub trait Watch: Send {
     /// True when another connection committed since the last call.
     fn changed(&mut self) -> crate::Result<bool>;
+    /// Since when (epoch seconds) the store has not answered; `None` while
+    /// it does.
+    fn unreachable_since(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// One store shared by the requests of a long-running process (the web
@@ -406,5 +509,20 @@ impl Store for Shared {
     }
     fn recent_audit(&self, n: usize) -> crate::Result<Vec<AuditRow>> {
         self.with(|s| s.recent_audit(n))
+    }
+    fn shared(&self) -> bool {
+        self.with(|s| Ok(s.shared())).unwrap_or(false)
+    }
+    fn try_worker(&mut self) -> crate::Result<bool> {
+        self.with(|s| s.try_worker())
+    }
+    fn heartbeat(&mut self, beat: &NodeBeat) -> crate::Result<()> {
+        self.with(|s| s.heartbeat(beat))
+    }
+    fn nodes(&self) -> crate::Result<Option<Nodes>> {
+        self.with(|s| s.nodes())
+    }
+    fn rekey(&mut self) -> crate::Result<usize> {
+        self.with(|s| s.rekey())
     }
 }

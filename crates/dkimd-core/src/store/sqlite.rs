@@ -8,7 +8,7 @@ use crate::model::settings::Override;
 use crate::sys::check_private;
 use dkim::KeyAlgorithm;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct SqliteStore {
@@ -24,7 +24,8 @@ impl From<rusqlite::Error> for Error {
 }
 
 /// Migrations, in order; the store's `user_version` says how many ran.
-const MIGRATIONS: [&str; 3] = [
+/// PostgreSQL's schema (`postgres.rs`) has the same tables and columns.
+const MIGRATIONS: [&str; 4] = [
     "
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE domains (
@@ -69,6 +70,11 @@ ALTER TABLE keys ADD COLUMN served INTEGER;
 ALTER TABLE keys ADD COLUMN record TEXT NOT NULL DEFAULT '';
 UPDATE keys SET since = CASE WHEN state = 'retired' THEN CAST(strftime('%s', 'now') AS INTEGER) ELSE created END;
 ",
+    // 4: the change counter ("snapshot N") and when it last rose.
+    "
+CREATE TABLE meta (version INTEGER NOT NULL, changed INTEGER NOT NULL);
+INSERT INTO meta (version, changed) VALUES (0, 0);
+",
 ];
 
 fn now() -> i64 {
@@ -81,21 +87,12 @@ impl SqliteStore {
         state_dir.join("dkimd.sqlite")
     }
 
-    /// Opens (creating when missing) the store in `state_dir`. The directory
-    /// is created with mode 0700 and the database with 0600; existing ones
-    /// that others can read are refused.
-    pub fn open(state_dir: &Path, audit: PathBuf) -> crate::Result<SqliteStore> {
-        if !state_dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .with_context(|| {
-                    format!("cannot create state directory {}", state_dir.display())
-                })?;
-        }
-        check_private(state_dir, "state directory")?;
-        let path = Self::path_in(state_dir);
+    /// Opens (creating when missing) the store in the file `path`. Its
+    /// directory is created with mode 0700 and the database with 0600;
+    /// existing ones that others can read are refused.
+    pub fn open(path: &Path, audit: PathBuf) -> crate::Result<SqliteStore> {
+        crate::sys::private_dir(path.parent().unwrap_or(Path::new(".")), "state directory")?;
+        let path = path.to_path_buf();
         if !path.exists() {
             // Create it with the right mode before SQLite opens it.
             std::fs::OpenOptions::new()
@@ -305,8 +302,10 @@ impl Store for SqliteStore {
 
     fn load(&self) -> crate::Result<State> {
         let mut state = State::default();
-        let mut st = self
-            .conn
+        // One read transaction: the counter and the rows agree.
+        let tx = self.conn.unchecked_transaction()?;
+        state.version = tx.query_row("SELECT version FROM meta", [], |r| r.get(0))?;
+        let mut st = tx
             .prepare("SELECT name, value FROM settings")
             .map_err(|e| self.corrupt(e))?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -317,9 +316,7 @@ impl Store for SqliteStore {
                 .set_named(&k, &v, true)
                 .map_err(|e| self.corrupt(format!("setting {k}: {e}")))?;
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
+        let mut st = tx.prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -338,7 +335,7 @@ impl Store for SqliteStore {
                 dkim,
             });
         }
-        let mut st = self.conn.prepare(
+        let mut st = tx.prepare(
             "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
              FROM keys ORDER BY id",
         )?;
@@ -389,7 +386,7 @@ impl Store for SqliteStore {
                 record,
             });
         }
-        let mut st = self.conn.prepare(
+        let mut st = tx.prepare(
             "SELECT domain, name, value, backend, published FROM records ORDER BY domain, name",
         )?;
         let rows = st.query_map([], |r| {
@@ -404,6 +401,7 @@ impl Store for SqliteStore {
         for row in rows {
             state.records.push(row?);
         }
+        // Read only: dropping the transaction ends it.
         Ok(state)
     }
 
@@ -555,6 +553,12 @@ impl Store for SqliteStore {
                 domain.as_deref().unwrap_or("the global key")
             );
         }
+        if !changes.is_empty() {
+            tx.execute(
+                "UPDATE meta SET version = version + 1, changed = ?1",
+                params![now()],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -563,13 +567,17 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
     #[test]
     fn round_trip_and_atomicity() {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
-        let mut s = SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
+        let mut s = SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .unwrap();
         assert_eq!(
             std::fs::metadata(&state_dir).unwrap().permissions().mode() & 0o777,
             0o700
@@ -612,23 +620,36 @@ mod tests {
         assert_eq!(st.domains.len(), 1);
         assert!(!st.settings.verify);
         drop(s);
-        let s = SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
-        assert_eq!(s.load().unwrap().domains.len(), 1);
+        let s = SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .unwrap();
+        let st = s.load().unwrap();
+        assert_eq!(st.domains.len(), 1);
+        assert_eq!(st.version, 1, "one committed change list, one failed");
     }
 
     #[test]
     fn refuses_open_permissions_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
-        SqliteStore::open(&state_dir, state_dir.join("audit.log")).unwrap();
+        SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .unwrap();
         std::fs::set_permissions(
             SqliteStore::path_in(&state_dir),
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let e = SqliteStore::open(&state_dir, state_dir.join("audit.log"))
-            .err()
-            .unwrap();
+        let e = SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("must not be accessible"), "{e}");
 
         let other = dir.path().join("other");
@@ -648,7 +669,7 @@ mod tests {
             b"this is not sqlite at all, just text that is long enough",
         )
         .unwrap();
-        let e = SqliteStore::open(&other, other.join("audit.log"))
+        let e = SqliteStore::open(&SqliteStore::path_in(&other), other.join("audit.log"))
             .err()
             .unwrap();
         assert!(

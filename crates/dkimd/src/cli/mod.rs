@@ -65,6 +65,35 @@ pub enum Command {
     /// Users of the web admin page: set a password, list, remove.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// The store: copy it into another (SQLite and PostgreSQL, both ways),
+    /// make or change the key-encryption key of a PostgreSQL store.
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// The daemons that share this store: version, snapshot, last
+    /// heartbeat, which one is the worker; exit code 1 when one serves an
+    /// old snapshot or has gone silent.
+    Nodes,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy settings, domains, keys, the record of what is published and
+    /// the web admin users into a new, empty store
+    /// (postgresql://USER@HOST:PORT/DB or sqlite:PATH).
+    Migrate {
+        /// The store to copy into.
+        #[arg(long)]
+        to: String,
+    },
+    /// Make a key-encryption key file (mode 0600) for a PostgreSQL store:
+    /// private keys are sealed with it. Every node needs a copy.
+    NewKeyFile {
+        /// Where to write it (an existing file is never overwritten).
+        path: PathBuf,
+    },
+    /// Seal every private key again with store.key_file, after the fleet
+    /// changed it (the old file is store.previous_key_file meanwhile).
+    Rekey,
 }
 
 #[derive(Subcommand, Debug)]

@@ -137,7 +137,19 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         Command::Settings | Command::Status | Command::Domain(DomainCmd::List)
     );
     let mut m = if read_only {
-        let (m, existed) = Manager::open_read_only(cfg, steps(json))?;
+        let shared = matches!(
+            cfg.store.url_in(&cfg.state_dir),
+            dkimd_core::config::StoreUrl::Postgres(_)
+        );
+        let (m, existed) = match Manager::open_read_only(cfg.clone(), steps(json)) {
+            Ok(x) => x,
+            // On a node of a fleet, status says what the daemon serves
+            // while the store does not answer.
+            Err(e) if shared && matches!(cmd, Command::Status) => {
+                return super::status::unreachable(&cfg, &e, json)
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !existed {
             errln!(
                 "dkimd: no store yet in {} (nothing set): showing the defaults",
@@ -278,6 +290,8 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         | Command::Sign(_)
         | Command::Verify(_)
         | Command::Run(_)
+        | Command::Store(_)
+        | Command::Nodes
         | Command::Bench(_) => anyhow::bail!("internal: command routed to the manager"),
     }
     // The gathered zone file changes, before the result is told.

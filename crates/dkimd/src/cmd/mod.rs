@@ -12,6 +12,7 @@ mod run;
 mod settings;
 mod sign;
 mod status;
+mod store;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -31,6 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, json),
         Command::Bench(a) => bench::run(a, json),
         Command::Run(a) => run::run(config()?, a.check_config),
+        Command::Store(a) => store::run(a, config()?, json),
+        Command::Nodes => store::nodes(config()?, json),
         other => manage::run(other, config()?, json),
     }
 }

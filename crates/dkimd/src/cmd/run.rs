@@ -9,7 +9,9 @@ use std::process::ExitCode;
 /// Runs the daemon (or, with `check_only`, checks the configuration, the
 /// store and the page's TLS files, and says what it would serve).
 pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
-    let store = dkimd_core::store::open(&cfg)?;
+    // A shared store that does not answer now is connected to later; the
+    // local snapshot serves meanwhile.
+    let store = dkimd_core::store::open_for_daemon(&cfg)?;
     // The store's state must make a snapshot before any socket is bound.
     let checked = daemon::check(&cfg, store.as_ref())?;
     if check_only {
@@ -36,7 +38,7 @@ async fn serve(
     let listener = daemon::listen(&cfg).await?;
     // The page shares one store for its life; the daemon keeps its own
     // (it watches for changes).
-    let page_store = dkimd_core::store::Shared::new(dkimd_core::store::open(&cfg)?);
+    let page_store = dkimd_core::store::Shared::new(dkimd_core::store::open_for_daemon(&cfg)?);
     let admin = web::bind(&cfg, page_store, clock.clone()).await?;
     let resolver = daemon::verify_resolver(&cfg)?;
     let mut term = signal(SignalKind::terminate())?;

@@ -42,12 +42,17 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
             serde_json::json!({ "domain": d.domain, "signs": d.signs, "why": d.why, "keys": keys })
         })
         .collect();
+    let serving = serving_line(m, st.version);
     if m.out.is_json() {
         print_json(&serde_json::json!({
             "signing": st.settings.signing, "selector": st.settings.selector,
             "verify": st.settings.verify, "domains": rows,
+            "store_version": st.version, "node": serving,
         }))?;
     } else {
+        if let Some(l) = &serving {
+            outln!("{l}");
+        }
         outln!(
             "signing {}, selector {}, verification {}",
             if st.settings.signing { "on" } else { "off" },
@@ -115,8 +120,75 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `dkimd status` on a node of a fleet whose store does not answer: what
+/// this node's daemon serves (from `STATE_DIR/serving.json`); exit code 1.
+pub fn unreachable(
+    cfg: &dkimd_core::config::Config,
+    e: &dkimd_core::Error,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use dkimd_core::store::snapshot;
+    let serving = snapshot::read_serving(&snapshot::serving_path(&cfg.state_dir)).ok();
+    let ts = |t: i64| dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0));
+    let line = match &serving {
+        Some(s) => format!(
+            "store unreachable since {}, serving snapshot {} (read {}; daemon pid {} on node {})",
+            ts(s.unreachable_since.unwrap_or(s.updated)),
+            s.snapshot,
+            ts(s.saved),
+            s.pid,
+            s.node
+        ),
+        None => "store unreachable, and no daemon on this node says what it serves".into(),
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "store": "unreachable", "error": e.to_string(),
+            "unreachable_since": serving.as_ref().map(|s| ts(s.unreachable_since.unwrap_or(s.updated))),
+            "snapshot": serving.as_ref().map(|s| s.snapshot),
+            "snapshot_read": serving.as_ref().map(|s| ts(s.saved)),
+        }))?;
+    } else {
+        outln!("{line}");
+        outln!("  the store: {e}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// The line `status` adds on a node of a fleet: what its daemon serves.
+fn serving_line(m: &Manager, version: i64) -> Option<String> {
+    use dkimd_core::store::snapshot;
+    if !m.store.shared() {
+        return None;
+    }
+    let ts = |t: i64| dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0));
+    Some(
+        match snapshot::read_serving(&snapshot::serving_path(&m.cfg.state_dir)) {
+            Ok(s) => match s.unreachable_since {
+                Some(t) => format!(
+                    "node {}: store unreachable since {} (for its daemon), serving snapshot {}; the store is at {version}",
+                    s.node,
+                    ts(t),
+                    s.snapshot
+                ),
+                None => format!(
+                    "node {}: daemon serves snapshot {}{}",
+                    s.node,
+                    s.snapshot,
+                    if s.snapshot == version {
+                        ", the store's latest".to_string()
+                    } else {
+                        format!(" (the store is at {version})")
+                    }
+                ),
+            },
+            Err(_) => "no daemon on this node has said what it serves".into(),
+        },
+    )
+}
+
 /// An age in the largest whole unit: `45s`, `3h`, `12d`.
-fn age(secs: u64) -> String {
+pub(super) fn age(secs: u64) -> String {
     match secs {
         0..=119 => format!("{secs}s"),
         120..=7_199 => format!("{}m", secs / 60),

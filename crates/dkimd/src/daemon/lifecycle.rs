@@ -4,13 +4,16 @@
 //! key, logs what changed and every alarm, updates the key gauges, and,
 //! with `unserved-key = hold`, tells the snapshot which active keys not to
 //! sign with until DNS serves their records.
+//!
+//! On a shared store only the fleet's worker (see `fleet`) takes the
+//! steps; every node still checks DNS for its own gauges and hold list.
 
 use super::metrics::{KeyGauge, Metrics};
 use dkimd_core::clock::SharedClock;
 use dkimd_core::config::Config;
 use dkimd_core::manager::{Manager, Steps};
 use dkimd_core::model::settings::UnservedKey;
-use dkimd_core::store::KeyState;
+use dkimd_core::store::{KeyState, Shared, Store};
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,12 +34,32 @@ struct Round {
     states: Vec<(&'static str, i64)>,
 }
 
-/// One round, on a store connection of its own (blocking: DNS and the
-/// store are synchronous on the manager's side).
-fn round(cfg: &Config, clock: SharedClock) -> anyhow::Result<Round> {
-    let store = dkimd_core::store::open(cfg)?;
-    let mut m = Manager::new(cfg.clone(), store, Steps::collecting(), clock.clone());
-    let report = m.step()?;
+/// What wakes a round besides the interval, and what it needs.
+pub struct Wake {
+    /// The clock steps run on.
+    pub clock: SharedClock,
+    /// Told when this node becomes the fleet's worker: it catches up at
+    /// once (a worker that died may have left DNS half done).
+    pub became_worker: Arc<tokio::sync::Notify>,
+}
+
+/// One round on the daemon's store connection (blocking: DNS and the
+/// store are synchronous on the manager's side). The step runs only when
+/// this node is the worker; on a shared store, the worker lock is held by
+/// this very connection.
+fn round(cfg: &Config, mut store: Shared, clock: SharedClock) -> anyhow::Result<Round> {
+    let worker = store.try_worker()?;
+    let mut m = Manager::new(
+        cfg.clone(),
+        Box::new(store),
+        Steps::collecting(),
+        clock.clone(),
+    );
+    let report = if worker {
+        m.step()?
+    } else {
+        Default::default()
+    };
     let failed: Vec<String> = m
         .out
         .take_lines()
@@ -95,19 +118,28 @@ fn round(cfg: &Config, clock: SharedClock) -> anyhow::Result<Round> {
 /// held back from signing change.
 pub async fn run(
     cfg: Config,
-    clock: SharedClock,
+    store: Shared,
+    wake: Wake,
     metrics: Arc<Metrics>,
     held: Held,
     reload: Arc<tokio::sync::Notify>,
 ) {
     let every = Duration::from_secs(cfg.milter.key_step_interval.max(1));
-    tokio::time::sleep(every.min(Duration::from_secs(30))).await;
+    tokio::select! {
+        () = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
+        () = wake.became_worker.notified() => {}
+    }
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let (c, k) = (cfg.clone(), clock.clone());
-        let r = match tokio::task::spawn_blocking(move || round(&c, k)).await {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = wake.became_worker.notified() => {
+                tracing::info!("key lifecycle: catching up as the new worker");
+            }
+        }
+        let (c, k, s) = (cfg.clone(), wake.clock.clone(), store.clone());
+        let r = match tokio::task::spawn_blocking(move || round(&c, s, k)).await {
             Ok(r) => r,
             Err(e) => Err(anyhow::anyhow!("the key lifecycle step stopped: {e}")),
         };

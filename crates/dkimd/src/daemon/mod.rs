@@ -10,6 +10,7 @@
 //! bound to port 0.
 
 mod bodyhash;
+mod fleet;
 mod handler;
 mod headers;
 mod lifecycle;
@@ -23,7 +24,7 @@ use anyhow::Context;
 use bodyhash::Threads;
 use dkimd_core::clock::SharedClock;
 use dkimd_core::config::Config;
-use dkimd_core::store::Store;
+use dkimd_core::store::{State, Store};
 use handler::DkimHandler;
 use hickory_resolver::TokioResolver;
 use metrics::Metrics;
@@ -70,12 +71,20 @@ pub async fn listen(cfg: &Config) -> anyhow::Result<Listener> {
 
 /// The snapshot the daemon starts with, built (and so checked) before any
 /// socket is bound.
-pub struct Checked(Arc<Snapshot>);
+pub struct Checked {
+    snap: Arc<Snapshot>,
+    state: Arc<State>,
+    /// When the state was read (epoch seconds).
+    saved: i64,
+    /// Set when a shared store did not answer and the local snapshot is
+    /// served instead.
+    note: Option<String>,
+}
 
 impl Checked {
     /// What `run --check-config` reports.
     pub fn summary(&self, cfg: &Config) -> String {
-        let snap = &self.0;
+        let snap = &self.snap;
         format!(
             "socket {}, state {}, signing {} ({} domains stored, {} with keys that sign), verification {}",
             cfg.milter.socket,
@@ -88,13 +97,16 @@ impl Checked {
     }
 }
 
-/// Builds the snapshot the daemon would start with from the store.
+/// Builds the snapshot the daemon would start with from the store, or,
+/// when a shared store does not answer, from the local snapshot file.
 pub fn check(cfg: &Config, store: &dyn Store) -> anyhow::Result<Checked> {
-    Ok(Checked(snapshot::load(
-        store,
-        &cfg.milter,
-        &Default::default(),
-    )?))
+    let (st, saved, note) = fleet::starting_state(cfg, store)?;
+    Ok(Checked {
+        snap: Arc::new(Snapshot::build(&st, &cfg.milter, &Default::default())?),
+        state: Arc::new(st),
+        saved,
+        note,
+    })
 }
 
 /// Serves milter connections on `listener` with the state in `store`
@@ -122,7 +134,17 @@ pub async fn run_checked(
     clock: SharedClock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared: snapshot::Shared = Arc::new(RwLock::new(checked.0));
+    let store = dkimd_core::store::Shared::new(store);
+    let node = fleet::Node::new(cfg, store.shared(), checked.state.version, checked.saved);
+    match &checked.note {
+        Some(note) => {
+            tracing::warn!("{note}");
+            node.unreachable(None, "at start");
+        }
+        None => node.loaded(&checked.state),
+    }
+    node.publish();
+    let shared: snapshot::Shared = Arc::new(RwLock::new(checked.snap));
     let metrics = Arc::new(Metrics::new());
     {
         let snap = shared.read().map(|s| s.clone()).ok();
@@ -151,10 +173,23 @@ pub async fn run_checked(
     }
     let held: lifecycle::Held = Arc::default();
     let reload = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if store.shared() {
+        tokio::spawn(fleet::heartbeat(
+            cfg.clone(),
+            store.clone(),
+            node.clone(),
+            wake.clone(),
+        ));
+    }
     if cfg.milter.key_step_interval > 0 {
         tokio::spawn(lifecycle::run(
             cfg.clone(),
-            clock.clone(),
+            store.clone(),
+            lifecycle::Wake {
+                clock: clock.clone(),
+                became_worker: wake,
+            },
             metrics.clone(),
             held.clone(),
             reload.clone(),
@@ -164,8 +199,9 @@ pub async fn run_checked(
         store,
         cfg.milter.clone(),
         shared.clone(),
-        held,
-        reload,
+        (held, reload),
+        node,
+        checked.state,
     ));
     tokio::spawn(warn_at_limit(
         metrics.limit_reached(),
@@ -222,36 +258,61 @@ fn server_config(cfg: &Config) -> milter::ServerConfig {
 
 /// Builds a new snapshot on SIGHUP, when the store changed (checked
 /// twice a second) and when the keys held back from signing changed, and
-/// swaps it in; a failed reload keeps the old one.
+/// swaps it in; a failed reload keeps the old one. A shared store's state
+/// is also kept as the local snapshot, and a store that does not answer is
+/// reported as such while the old state goes on serving.
 async fn reload_on_change(
-    store: Box<dyn Store>,
+    store: dkimd_core::store::Shared,
     m: dkimd_core::config::MilterConfig,
     shared: snapshot::Shared,
-    held: lifecycle::Held,
-    reload: Arc<tokio::sync::Notify>,
+    (held, reload): (lifecycle::Held, Arc<tokio::sync::Notify>),
+    node: Arc<fleet::Node>,
+    mut last: Arc<State>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut watch = store.watch().ok();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         let why = tokio::select! {
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
-            () = reload.notified() => "keys held back from signing changed",
+            () = reload.notified() => HELD,
             _ = tick.tick() => {
-                match watch.as_mut().map(|w| w.changed()) {
-                    Some(Ok(true)) => "store changed",
+                let Some(w) = watch.as_mut() else { continue };
+                if let Some(since) = w.unreachable_since() {
+                    node.unreachable(Some(since), "no connection");
+                }
+                match w.changed() {
+                    Ok(true) => "store changed",
                     _ => continue,
                 }
             }
         };
+        if why != HELD {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.load()).await {
+                Ok(Ok(st)) => {
+                    node.loaded(&st);
+                    last = Arc::new(st);
+                }
+                Ok(Err(e)) => {
+                    node.unreachable(None, &e.to_string());
+                    tracing::info!("reload ({why}) failed, keeping the previous state: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::info!("reload ({why}) failed, keeping the previous state: {e}");
+                    continue;
+                }
+            }
+        }
         let held_now = held.read().map(|h| h.clone()).unwrap_or_default();
-        match snapshot::load(store.as_ref(), &m, &held_now) {
+        match Snapshot::build(&last, &m, &held_now) {
             Ok(s) => {
                 if let Ok(mut w) = shared.write() {
-                    *w = s;
+                    *w = Arc::new(s);
                 }
-                tracing::info!("reloaded ({why})");
+                tracing::info!("reloaded ({why}); snapshot {}", last.version);
             }
             Err(e) => {
                 tracing::info!("reload ({why}) failed, keeping the previous state: {e:#}")
@@ -259,6 +320,9 @@ async fn reload_on_change(
         }
     }
 }
+
+/// Why a reload ran when only the keys held back from signing changed.
+const HELD: &str = "keys held back from signing changed";
 
 /// Says so (at most once a second) when the connection limit holds
 /// connections back.

@@ -216,16 +216,6 @@ impl Snapshot {
 /// The current snapshot, swapped whole on reload.
 pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 
-/// A snapshot of what the store holds now.
-pub fn load(
-    store: &dyn dkimd_core::store::Store,
-    m: &MilterConfig,
-    held: &BTreeSet<String>,
-) -> anyhow::Result<Arc<Snapshot>> {
-    let st = store.load()?;
-    Ok(Arc::new(Snapshot::build(&st, m, held)?))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]

@@ -9,6 +9,7 @@ pub mod fakedns;
 pub mod http;
 pub mod knot;
 pub mod mta;
+pub mod pg;
 pub mod postfix;
 pub mod web;
 
@@ -333,4 +334,13 @@ pub fn tampered(signed: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut header_changed = text.clone();
     header_changed.insert(pos, b'!');
     vec![("body", body_changed), ("header", header_changed)]
+}
+
+/// A finished command's standard output and error, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
