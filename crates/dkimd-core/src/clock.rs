@@ -91,6 +91,16 @@ pub fn year_month(secs: u64) -> String {
     (yyyymmdd(secs) / 100).to_string()
 }
 
+/// An age in the largest whole unit: `45s`, `3m`, `3h`, `12d`.
+pub fn short_age(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7_199 => format!("{}m", secs / 60),
+        7_200..=172_799 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
 /// An RFC 3339 UTC timestamp to the second, e.g. `2026-11-24T22:41:37Z`.
 pub fn utc_timestamp(secs: u64) -> String {
     civil(secs).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()

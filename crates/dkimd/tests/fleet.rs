@@ -289,6 +289,78 @@ fn postgresql_store_seals_keys_and_migrates_both_ways() {
     assert_eq!(ok(&back, &["admin", "list"]).trim(), "ops");
 }
 
+/// With `sslmode=require` (always, off loopback) the connection is TLS
+/// and the server's certificate is checked against `store.ca_file`: the
+/// right CA connects, another CA is refused.
+#[test]
+fn tls_to_postgresql_checks_the_certificate() {
+    if !have_postgres() {
+        return;
+    }
+    let pg = Pg::start();
+    let db = pg.new_db("tls");
+    pg.stop();
+    let ca = pg.enable_tls();
+    pg.start_again();
+    let tmp = tempfile::tempdir().unwrap();
+    let kek = tmp.path().join("store.key");
+    let o = dkimd()
+        .args(["store", "new-key-file"])
+        .arg(&kek)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let config = |ca: &Path| {
+        let c = tmp.path().join("tls.toml");
+        let section = pg
+            .store_section(&db, &kek, "t")
+            .replace(&pg.url(&db), &format!("{}?sslmode=require", pg.url(&db)));
+        std::fs::write(
+            &c,
+            format!(
+                "state_dir = \"{}\"\n{section}ca_file = \"{}\"\n",
+                tmp.path().join("state").display(),
+                ca.display()
+            ),
+        )
+        .unwrap();
+        c
+    };
+    let good = config(&ca);
+    ok(&good, &["domain", "add", "tls.example"]);
+    assert!(ok(&good, &["domain", "list"]).contains("tls.example"));
+    // Another CA: refused, with the reason.
+    let other = tmp.path().join("other-ca.crt");
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other",
+        ])
+        .arg("-keyout")
+        .arg(tmp.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&config(&other), &["domain", "list"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).to_lowercase().contains("certificate"),
+        "{}",
+        text(&o)
+    );
+}
+
 /// The TXT records BIND serves under each key name of every domain, as
 /// the store wants them: exactly one record per name, the wanted value.
 fn zone_matches_store(config: &Path, named: &Named) -> Result<usize, String> {
@@ -551,6 +623,15 @@ async fn three_nodes_share_a_store_and_sign_through_an_outage() {
         "{nodes}"
     );
     assert!(rows.iter().all(|r| r["problem"].is_null()), "{nodes}");
+    // The page lists them too.
+    let front = page.get("/");
+    for n in ["a", "b", "c"] {
+        assert!(
+            front.body.contains(&format!("id=\"node-{n}\"")),
+            "{}",
+            front.body
+        );
+    }
 
     // A message signed for dyn.example, to verify at each node later.
     let signed = {

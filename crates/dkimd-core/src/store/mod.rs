@@ -383,6 +383,38 @@ pub struct NodeRow {
     pub seen: i64,
 }
 
+impl Nodes {
+    /// What is wrong with a node, given the heartbeat interval: silent
+    /// (no heartbeat for three intervals), or serving an old snapshot (the
+    /// store changed more than two intervals and a bit ago, and it still
+    /// reports an older version).
+    pub fn problem(&self, row: &NodeRow, heartbeat: u64) -> Option<String> {
+        let beat = i64::try_from(heartbeat.max(1)).unwrap_or(5);
+        let quiet = self.now.saturating_sub(row.seen);
+        if quiet > 3 * beat {
+            Some(format!(
+                "silent for {}",
+                crate::clock::short_age(u64::try_from(quiet).unwrap_or(0))
+            ))
+        } else if row.beat.snapshot < self.version
+            && self.now.saturating_sub(self.changed) > 2 * beat + 2
+        {
+            Some(format!(
+                "serves old snapshot {} (the store is at {})",
+                row.beat.snapshot, self.version
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Whether the node is the worker now (it says so and is not silent).
+    pub fn is_worker(&self, row: &NodeRow, heartbeat: u64) -> bool {
+        let beat = i64::try_from(heartbeat.max(1)).unwrap_or(5);
+        row.beat.worker && self.now.saturating_sub(row.seen) <= 3 * beat
+    }
+}
+
 /// The node registry, with the store's change counter to compare with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Nodes {

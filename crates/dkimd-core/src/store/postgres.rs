@@ -959,3 +959,47 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn conf(url: &str, dir: &std::path::Path) -> crate::Result<Conf> {
+        let key = dir.join("k");
+        if !key.exists() {
+            Kek::create(&key).unwrap();
+        }
+        let mut cfg = Config::default();
+        cfg.store.key_file = Some(key);
+        let StoreUrl::Postgres(u) = StoreUrl::parse(url).unwrap() else {
+            panic!("not postgres")
+        };
+        Conf::new(&cfg, &u)
+    }
+
+    use crate::config::StoreUrl;
+
+    #[test]
+    fn tls_off_loopback_always() {
+        let dir = tempfile::tempdir().unwrap();
+        // Off loopback: TLS, whatever the URL says.
+        let c = conf(
+            "postgresql://dkimd@db.example:5432/dkimd?sslmode=disable",
+            dir.path(),
+        );
+        match c {
+            // No system roots on this machine: the refusal names the fix.
+            Err(e) => assert!(e.to_string().contains("store.ca_file"), "{e}"),
+            Ok(c) => {
+                assert!(c.tls.is_some());
+                assert_eq!(c.pg.get_ssl_mode(), ::postgres::config::SslMode::Require);
+            }
+        }
+        // Loopback: plain unless asked.
+        let c = conf("postgresql://dkimd@127.0.0.1:5432/dkimd", dir.path()).unwrap();
+        assert!(c.tls.is_none());
+        let c = conf("postgresql://dkimd@localhost/dkimd", dir.path()).unwrap();
+        assert!(c.tls.is_none());
+    }
+}

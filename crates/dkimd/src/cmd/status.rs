@@ -189,10 +189,5 @@ fn serving_line(m: &Manager, version: i64) -> Option<String> {
 
 /// An age in the largest whole unit: `45s`, `3h`, `12d`.
 pub(super) fn age(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7_199 => format!("{}m", secs / 60),
-        7_200..=172_799 => format!("{}h", secs / 3_600),
-        _ => format!("{}d", secs / 86_400),
-    }
+    dkimd_core::clock::short_age(secs)
 }

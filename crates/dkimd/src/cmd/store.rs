@@ -115,34 +115,20 @@ pub fn nodes(cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     };
-    let beat = i64::try_from(cfg.store.heartbeat.max(1)).unwrap_or(5);
     let mut flagged = 0;
     let rows: Vec<serde_json::Value> = n
         .rows
         .iter()
         .map(|r| {
             let quiet = n.now.saturating_sub(r.seen);
-            let problem = if quiet > 3 * beat {
-                Some(format!(
-                    "silent for {}",
-                    super::status::age(u64::try_from(quiet).unwrap_or(0))
-                ))
-            } else if r.beat.snapshot < n.version && n.now.saturating_sub(n.changed) > 2 * beat + 2
-            {
-                Some(format!(
-                    "serves old snapshot {} (the store is at {})",
-                    r.beat.snapshot, n.version
-                ))
-            } else {
-                None
-            };
+            let problem = n.problem(r, cfg.store.heartbeat);
             if problem.is_some() {
                 flagged += 1;
             }
             serde_json::json!({
                 "name": r.beat.name, "host": r.beat.host, "version": r.beat.version,
                 "snapshot": r.beat.snapshot, "seen_seconds_ago": quiet,
-                "worker": r.beat.worker && quiet <= 3 * beat, "problem": problem,
+                "worker": n.is_worker(r, cfg.store.heartbeat), "problem": problem,
             })
         })
         .collect();

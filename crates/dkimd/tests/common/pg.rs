@@ -123,6 +123,40 @@ impl Pg {
         c.args(args).current_dir("/tmp").output().unwrap()
     }
 
+    /// Gives the server a certificate for 127.0.0.1 signed by a new CA,
+    /// and TLS on, from the next start; returns the CA's certificate file.
+    pub fn enable_tls(&self) -> PathBuf {
+        let data = self.dir.join("data");
+        let ca = self._keep.path().join("ca.crt");
+        let sh = format!(
+            "set -e; cd {d}; \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=dkimd-test-ca -keyout ca.key -out {ca} 2>/dev/null; \
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout {data}/server.key -out server.csr 2>/dev/null; \
+             printf 'subjectAltName=IP:127.0.0.1\\n' > ext; \
+             openssl x509 -req -in server.csr -CA {ca} -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out {data}/server.crt 2>/dev/null; \
+             chmod 600 {data}/server.key",
+            d = self._keep.path().display(),
+            ca = ca.display(),
+            data = data.display()
+        );
+        let o = Command::new("sh").args(["-c", &sh]).output().unwrap();
+        assert!(o.status.success(), "certificates: {}", super::text(&o));
+        if self.as_postgres {
+            let o = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.key"))
+                .arg(data.join("server.crt"))
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        ca
+    }
+
     /// Starts the server (again), waiting until it takes connections.
     pub fn start_again(&self) {
         let data = self.dir.join("data");

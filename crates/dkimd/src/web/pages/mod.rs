@@ -6,6 +6,7 @@ mod assets;
 mod domain;
 mod keys;
 mod login;
+mod nodes;
 mod rows;
 mod settings;
 

@@ -132,6 +132,8 @@ struct IndexPage {
     signing_on: bool,
     selector: String,
     status_error: Option<String>,
+    /// The fleet, when the store is shared.
+    fleet: Option<super::nodes::FleetView>,
     domains: Vec<DomainRow>,
     /// Retired keys kept in the store (their records are no longer wanted).
     retired_keys: usize,
@@ -151,6 +153,7 @@ async fn index_page(
     errors: HashMap<&'static str, String>,
 ) -> Response {
     let (settings, rows, retired_keys) = load_status(app).await;
+    let fleet = super::nodes::fleet_view(app).await;
     let (domains, status_error) = match rows {
         Ok(r) => (r, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -166,6 +169,7 @@ async fn index_page(
         signing_on: settings.signing,
         selector: settings.selector.clone(),
         status_error,
+        fleet,
         domains,
         retired_keys,
         audit: app.recent_audit(10),
