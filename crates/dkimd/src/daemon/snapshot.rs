@@ -86,6 +86,9 @@ impl Snapshot {
     ) -> anyhow::Result<Snapshot> {
         let hold = st.settings.unserved_key == UnservedKey::Hold;
         let mut signers = HashMap::new();
+        // Each stored key is parsed once and shared by every domain that
+        // signs with it (the global keys sign for thousands).
+        let mut parsed: HashMap<i64, dkim::SigningKey> = HashMap::new();
         if st.settings.signing {
             for (domain, d) in dkimd_core::manager::all_decisions(st) {
                 if !d.signs {
@@ -97,8 +100,15 @@ impl Snapshot {
                     if hold && held.contains(&dkim::key_record_name(&k.selector, &domain)) {
                         continue;
                     }
-                    let key = dkim::SigningKey::from_pem(k.pem.as_bytes())
-                        .with_context(|| format!("stored key {} for {domain}", k.id))?;
+                    let key = match parsed.get(&k.id) {
+                        Some(key) => key.clone(),
+                        None => {
+                            let key = dkim::SigningKey::from_pem(k.pem.as_bytes())
+                                .with_context(|| format!("stored key {} for {domain}", k.id))?;
+                            parsed.insert(k.id, key.clone());
+                            key
+                        }
+                    };
                     let sel: dkim::Selector = k.selector.parse().map_err(|e| anyhow!("{e}"))?;
                     cfgs.push(SignerConfig::new(dn.clone(), sel, key));
                 }
