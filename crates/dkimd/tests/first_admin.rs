@@ -470,3 +470,45 @@ fn a_zone_file_is_edited_once_per_command() {
     let o = run(&env, &["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// An RFC 2136 server that does not answer, with a command's updates sent
+/// several at a time: only the first few wait for it; the rest are
+/// reported "not tried", and the command ends. With the server back, one
+/// `enable` publishes them all.
+#[test]
+fn a_silent_rfc2136_server_is_waited_for_once_per_batch() {
+    if !have_named() {
+        return;
+    }
+    let named = common::bind::Named::start_file_and_dynamic();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("dkimd.toml");
+    let good = named.dkimd_config(&tmp.path().join("state"), "", "");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bad = good
+        .replace(
+            &format!("server = \"{}\"", named.addr()),
+            &format!("server = \"{}\"", silent.local_addr().unwrap()),
+        )
+        .replace("timeout = 2\n", "timeout = 1\n");
+    assert_ne!(bad, good);
+    std::fs::write(&config, &bad).unwrap();
+    let run = |args: &[&str]| dkimd().arg("--config").arg(&config).args(args).output().unwrap();
+    for i in 0..40 {
+        let o = run(&["domain", "add", &format!("q{i}.dyn.example")]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = run(&["enable", "--selector", "q1"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let skipped = out.matches("not tried").count();
+    let waited = out.matches("did not answer").count() - skipped;
+    assert_eq!(waited + skipped, 80, "{out}");
+    assert!(waited <= 16, "at most one batch in flight waited: {waited}\n{out}");
+    std::fs::write(&config, &good).unwrap();
+    let o = run(&["enable"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for i in [0, 17, 39] {
+        assert_eq!(named.dig_txt(&format!("q1._domainkey.q{i}.dyn.example")).len(), 1);
+    }
+}

@@ -17,6 +17,7 @@ use hickory_resolver::proto::op::{
 use hickory_resolver::proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +49,9 @@ fn read_secret(path: &Path) -> crate::Result<Vec<u8>> {
         .decode(b64.trim())
         .map_err(|e| err!("{}: the TSIG secret is not base64: {e}", path.display()))
 }
+
+/// Updates in flight at once in one batch.
+const IN_FLIGHT: usize = 16;
 
 impl Rfc2136 {
     /// The publisher of a zone configured with `backend = "rfc2136"`.
@@ -174,6 +178,51 @@ impl Rfc2136 {
         Ok(())
     }
 
+    /// Makes `value` the only TXT record at `name` (`None`: no TXT record
+    /// there), unless it is so already.
+    async fn change(
+        &self,
+        client: &mut Client<TokioRuntimeProvider>,
+        name: &str,
+        value: Option<&str>,
+    ) -> crate::Result<Outcome> {
+        let owner = self.name(name)?;
+        let now = self.current(client, &owner).await?;
+        let Some(value) = value else {
+            if now.is_empty() {
+                return Ok(Outcome::Absent);
+            }
+            let msg = update_message::delete_rrset(
+                Record::update0(owner.clone(), 0, RecordType::TXT),
+                self.zone.clone(),
+                true,
+            );
+            self.send(client, msg).await?;
+            return Ok(Outcome::Removed(now.len()));
+        };
+        if now.len() == 1 && now.first().is_some_and(|v| v == value) {
+            return Ok(Outcome::AlreadyPresent);
+        }
+        // One message: delete the TXT RRset, add the new record.
+        let mut msg = update_message::delete_rrset(
+            Record::update0(owner.clone(), 0, RecordType::TXT),
+            self.zone.clone(),
+            true,
+        );
+        let chunks: Vec<&[u8]> = value.as_bytes().chunks(255).collect();
+        msg.add_update(Record::from_rdata(
+            owner.clone(),
+            self.ttl,
+            RData::TXT(TXT::from_bytes(chunks)),
+        ));
+        self.send(client, msg).await?;
+        Ok(if now.is_empty() {
+            Outcome::Added
+        } else {
+            Outcome::Replaced(now.len())
+        })
+    }
+
     fn run<T>(&self, f: impl std::future::Future<Output = crate::Result<T>>) -> crate::Result<T> {
         crate::dns::block_on(f)?
     }
@@ -189,49 +238,93 @@ impl Publisher for Rfc2136 {
     }
 
     fn set(&self, name: &str, value: &str) -> crate::Result<Outcome> {
-        let owner = self.name(name)?;
         self.run(async {
             let mut client = self.client().await?;
-            let now = self.current(&mut client, &owner).await?;
-            if now.len() == 1 && now.first().is_some_and(|v| v == value) {
-                return Ok(Outcome::AlreadyPresent);
-            }
-            // One message: delete the TXT RRset, add the new record.
-            let mut msg = update_message::delete_rrset(
-                Record::update0(owner.clone(), 0, RecordType::TXT),
-                self.zone.clone(),
-                true,
-            );
-            let chunks: Vec<&[u8]> = value.as_bytes().chunks(255).collect();
-            msg.add_update(Record::from_rdata(
-                owner.clone(),
-                self.ttl,
-                RData::TXT(TXT::from_bytes(chunks)),
-            ));
-            self.send(&mut client, msg).await?;
-            Ok(if now.is_empty() {
-                Outcome::Added
-            } else {
-                Outcome::Replaced(now.len())
-            })
+            self.change(&mut client, name, Some(value)).await
         })
     }
 
     fn remove(&self, name: &str) -> crate::Result<Outcome> {
-        let owner = self.name(name)?;
         self.run(async {
             let mut client = self.client().await?;
-            let now = self.current(&mut client, &owner).await?;
-            if now.is_empty() {
-                return Ok(Outcome::Absent);
-            }
-            let msg = update_message::delete_rrset(
-                Record::update0(owner.clone(), 0, RecordType::TXT),
-                self.zone.clone(),
-                true,
-            );
-            self.send(&mut client, msg).await?;
-            Ok(Outcome::Removed(now.len()))
+            self.change(&mut client, name, None).await
         })
+    }
+
+    /// A command's changes, [`IN_FLIGHT`] at a time on one client. When a
+    /// name comes more than once, only its last change is made (the others
+    /// report its outcome); once the server does not answer, the changes
+    /// not yet sent are not tried.
+    fn apply_many(&self, changes: &[(String, Option<String>)]) -> Vec<crate::Result<Outcome>> {
+        use futures_util::stream::{self, StreamExt};
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, (n, _)) in changes.iter().enumerate() {
+            last.insert(n.as_str(), i);
+        }
+        let todo: Vec<usize> = (0..changes.len())
+            .filter(|i| changes.get(*i).and_then(|(n, _)| last.get(n.as_str())) == Some(i))
+            .collect();
+        let down: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let made: Vec<(usize, crate::Result<Outcome>)> = match self.run(async {
+            let client = self.client().await?;
+            Ok(stream::iter(todo.iter().copied())
+                .map(|i| {
+                    let mut client = client.clone();
+                    let down = &down;
+                    async move {
+                        if let Some(why) = down.lock().ok().and_then(|d| d.clone()) {
+                            return (i, Err(Error::Unreachable(format!("not tried: {why}"))));
+                        }
+                        let Some((name, value)) = changes.get(i) else {
+                            return (i, Err(err!("internal: no change {i}")));
+                        };
+                        let r = self.change(&mut client, name, value.as_deref()).await;
+                        if let Err(e) = &r {
+                            if let Error::Unreachable(why) = e.root() {
+                                if let Ok(mut d) = down.lock() {
+                                    d.get_or_insert_with(|| why.clone());
+                                }
+                            }
+                        }
+                        (i, r)
+                    }
+                })
+                .buffered(IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await)
+        }) {
+            Ok(v) => v,
+            Err(e) => todo
+                .iter()
+                .map(|&i| (i, Err(super::api::copy_error(&e))))
+                .collect(),
+        };
+        let mut by: HashMap<usize, crate::Result<Outcome>> = made.into_iter().collect();
+        let copies: Vec<Option<crate::Result<Outcome>>> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| match last.get(n.as_str()) {
+                Some(&j) if j != i => Some(match by.get(&j) {
+                    Some(Ok(o)) => Ok(o.clone()),
+                    Some(Err(e)) => Err(super::api::copy_error(e)),
+                    None => Err(err!("internal: no outcome for {n}")),
+                }),
+                _ => None,
+            })
+            .collect();
+        copies
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Some(c) => c,
+                None => by
+                    .remove(&i)
+                    .unwrap_or_else(|| Err(err!("internal: no outcome"))),
+            })
+            .collect()
+    }
+
+    fn batches(&self) -> bool {
+        true
     }
 }
