@@ -979,3 +979,32 @@ fn domains_are_managed_on_the_page() {
         );
     }
 }
+
+/// The domain table is paged (50 a page) and searchable by part of a name.
+#[test]
+fn the_domain_table_is_paged_and_searchable() {
+    if !have_named() {
+        return;
+    }
+    let names: Vec<String> = (0..70).map(|i| format!("p{i:02}.example.com")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let env = WebEnv::start("", &refs);
+    let mut c = Client::new(env.port());
+    assert_eq!(c.login(USER, PASSWORD).status, 303);
+    let rows = |body: &str| body.matches("<tbody class=\"domain\"").count();
+    let first = c.get("/");
+    assert_eq!(rows(&first.body), 50, "{}", first.body);
+    assert!(first.body.contains("70 domain(s), page 1 of 2"), "{}", first.body);
+    assert!(first.body.contains("id=\"next-page\""));
+    let second = c.get("/?page=2");
+    assert_eq!(rows(&second.body), 20);
+    assert!(second.body.contains("id=\"d-p69.example.com\""));
+    assert!(!second.body.contains("id=\"d-p00.example.com\""));
+    let found = c.get("/?q=P1");
+    assert_eq!(rows(&found.body), 10, "p10 … p19");
+    assert!(found.body.contains("10 domain(s) matching “p1”"), "{}", found.body);
+    // Nonsense paging is not an error (past the end: an empty page).
+    assert_eq!(c.get("/?page=99999").status, 200);
+    assert_eq!(c.get("/?page=-1&q=%3Cscript%3E").status, 200);
+    assert!(!c.get("/?q=%3Cscript%3E").body.contains("<script>"));
+}

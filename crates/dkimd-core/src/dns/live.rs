@@ -35,6 +35,110 @@ impl DnsState {
     }
 }
 
+impl DnsState {
+    /// The state as the live-check cache writes it.
+    pub fn to_code(&self) -> String {
+        match self {
+            DnsState::Ok => "ok".into(),
+            DnsState::Missing => "missing".into(),
+            DnsState::Mismatch => "mismatch".into(),
+            DnsState::Multiple(n) => format!("multiple:{n}"),
+            DnsState::MultipleNoneMatches(n) => format!("multiple-none:{n}"),
+            DnsState::WrongForm => "wrong-form".into(),
+            DnsState::LookupFailed(why) => format!("failed:{why}"),
+            DnsState::NotChecked => "not-checked".into(),
+        }
+    }
+
+    /// Reads what [`DnsState::to_code`] wrote; `None` for anything else.
+    pub fn from_code(s: &str) -> Option<DnsState> {
+        Some(match s {
+            "ok" => DnsState::Ok,
+            "missing" => DnsState::Missing,
+            "mismatch" => DnsState::Mismatch,
+            "wrong-form" => DnsState::WrongForm,
+            "not-checked" => DnsState::NotChecked,
+            _ => {
+                if let Some(n) = s.strip_prefix("multiple:") {
+                    DnsState::Multiple(n.parse().ok()?)
+                } else if let Some(n) = s.strip_prefix("multiple-none:") {
+                    DnsState::MultipleNoneMatches(n.parse().ok()?)
+                } else {
+                    DnsState::LookupFailed(s.strip_prefix("failed:")?.to_string())
+                }
+            }
+        })
+    }
+}
+
+/// The live check's results as a daemon keeps them for `dkimd status`:
+/// (record name, record) → what DNS served, and when it was looked at.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    /// When the lookups ran (epoch seconds).
+    pub checked: i64,
+    /// By record name and [`Cache::digest`] of the record looked for.
+    pub states: std::collections::HashMap<(String, String), DnsState>,
+}
+
+impl Cache {
+    /// A short digest of a record (the cache keeps no copy of 20,000
+    /// records of 400 bytes).
+    pub fn digest(record: &str) -> String {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, record.as_bytes())
+            .as_ref()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// What the cache says DNS served for `record` at `name`.
+    pub fn get(&self, name: &str, record: &str) -> Option<&DnsState> {
+        self.states.get(&(name.to_string(), Cache::digest(record)))
+    }
+
+    /// Remembers what DNS served for `record` at `name`.
+    pub fn put(&mut self, name: &str, record: &str, state: DnsState) {
+        self.states
+            .insert((name.to_string(), Cache::digest(record)), state);
+    }
+
+    /// The cache file of a state directory.
+    pub fn path_in(state_dir: &std::path::Path) -> std::path::PathBuf {
+        state_dir.join("live.json")
+    }
+
+    /// Writes the cache (mode 0600, atomically).
+    pub fn save(&self, path: &std::path::Path) -> crate::Result<()> {
+        let rows: Vec<serde_json::Value> = self
+            .states
+            .iter()
+            .map(|((n, r), st)| serde_json::json!([n, r, st.to_code()]))
+            .collect();
+        let v = serde_json::json!({ "checked": self.checked, "states": rows });
+        crate::sys::write_atomic(path, serde_json::to_string(&v)?.as_bytes(), 0o600)
+    }
+
+    /// Reads a cache written at most `max_age` seconds before `now`;
+    /// `None` when there is none, it is older, or it does not parse.
+    pub fn load_fresh(path: &std::path::Path, now: i64, max_age: i64) -> Option<Cache> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let checked = v.get("checked")?.as_i64()?;
+        if now.saturating_sub(checked) > max_age || checked > now + 60 {
+            return None;
+        }
+        let mut states = std::collections::HashMap::new();
+        for row in v.get("states")?.as_array()? {
+            let a = row.as_array()?;
+            let (n, r, c) = (a.first()?.as_str()?, a.get(1)?.as_str()?, a.get(2)?.as_str()?);
+            states.insert((n.to_string(), r.to_string()), DnsState::from_code(c)?);
+        }
+        Some(Cache { checked, states })
+    }
+}
+
 /// The words of [`DnsState::WrongForm`].
 pub const WRONG_FORM: &str = "wrong form: the Ed25519 key is published in SubjectPublicKeyInfo form (44 bytes), which receivers reject; RFC 8463 requires the bare 32-byte key: publish the record shown";
 

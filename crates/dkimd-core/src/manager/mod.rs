@@ -20,7 +20,7 @@ pub use enable::EnableOptions;
 pub use lifecycle::{next_step, propagation_wait, RotateTarget, StepReport, PENDING_ALARM};
 pub use plan::{all_decisions, keys_at};
 pub use set::{check_settings, SettingsChange, SettingsRequest};
-pub use status::{DomainStatus, KeyStatus};
+pub use status::{DomainStatus, KeyStatus, StatusPage, StatusQuery};
 
 use crate::clock::SharedClock;
 use crate::config::Config;

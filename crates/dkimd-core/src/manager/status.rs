@@ -66,23 +66,120 @@ pub struct KeyStatus {
     pub dns: DnsState,
 }
 
+/// Which domains `status` reports, and where the DNS states come from.
+#[derive(Clone, Debug, Default)]
+pub struct StatusQuery {
+    /// Only domains whose name contains this (lower case).
+    pub search: Option<String>,
+    /// Skip this many matching domains.
+    pub offset: usize,
+    /// At most this many domains; `None`: all.
+    pub limit: Option<usize>,
+    /// Take DNS states from the daemon's background live check when it is
+    /// fresh (looking up only what it lacks); else look everything up now.
+    pub cached: bool,
+}
+
+/// A page of `status`.
+#[derive(Clone, Debug)]
+pub struct StatusPage {
+    /// The domains of the page.
+    pub rows: Vec<DomainStatus>,
+    /// How many domains match the search in all.
+    pub total: usize,
+    /// When the DNS states were looked up, when they came from the
+    /// daemon's cache (epoch seconds); `None`: just now.
+    pub checked: Option<i64>,
+}
+
 impl Manager {
     /// Every known domain with its decision, keys and the live DNS state
-    /// of each key's record (what `dkimd status` shows). The lookups run
-    /// concurrently (at most 32 at a time), each under the DNS timeout.
+    /// of each key's record (what `dkimd status --live` shows). The
+    /// lookups run concurrently (at most 32 at a time), each under the DNS
+    /// timeout.
     pub fn status(&self) -> crate::Result<Vec<DomainStatus>> {
+        Ok(self.status_query(&StatusQuery::default())?.rows)
+    }
+
+    /// How old the daemon's live check may be to be used: twice its
+    /// interval, at least a minute; `None` when the daemon runs none.
+    fn cache_age(&self) -> Option<i64> {
+        let every = i64::try_from(self.cfg.milter.key_step_interval).unwrap_or(0);
+        (every > 0).then(|| (2 * every).max(60))
+    }
+
+    /// The live check of every domain, in pages of 500 (so that 10,000
+    /// domains never sit in memory at once), each domain handed to `each`;
+    /// the DNS states are then kept for `status` (the daemon's round).
+    pub fn check_all(&self, mut each: impl FnMut(&DomainStatus)) -> crate::Result<()> {
+        let st = self.load()?;
+        let mut cache = crate::dns::live::Cache {
+            checked: i64::try_from(self.clock.now()).unwrap_or(0),
+            ..Default::default()
+        };
+        let mut offset = 0;
+        loop {
+            let q = StatusQuery {
+                offset,
+                limit: Some(500),
+                ..Default::default()
+            };
+            let page = self.status_in(&st, &q, None)?;
+            for d in &page.rows {
+                for k in &d.keys {
+                    cache.put(&k.record_name, &k.record, k.dns.clone());
+                }
+                each(d);
+            }
+            offset += 500;
+            if offset >= page.total {
+                break;
+            }
+        }
+        cache.save(&crate::dns::live::Cache::path_in(&self.cfg.state_dir))
+    }
+
+    /// The domains `q` asks for, with their DNS states.
+    pub fn status_query(&self, q: &StatusQuery) -> crate::Result<StatusPage> {
         let st = self.load()?;
         let now = i64::try_from(self.clock.now()).unwrap_or(0);
-        let resolver = publish::live_resolver(&self.cfg)?;
+        let cache = match (q.cached, self.cache_age()) {
+            (true, Some(age)) => crate::dns::live::Cache::load_fresh(
+                &crate::dns::live::Cache::path_in(&self.cfg.state_dir),
+                now,
+                age,
+            ),
+            _ => None,
+        };
+        self.status_in(&st, q, cache)
+    }
+
+    fn status_in(
+        &self,
+        st: &crate::store::State,
+        q: &StatusQuery,
+        cache: Option<crate::dns::live::Cache>,
+    ) -> crate::Result<StatusPage> {
+        let now = i64::try_from(self.clock.now()).unwrap_or(0);
+        let search = q.search.as_deref().map(str::to_ascii_lowercase);
+        let matching: Vec<_> = all_decisions(st)
+            .into_iter()
+            .filter(|(name, _)| search.as_deref().is_none_or(|s| name.contains(s)))
+            .collect();
+        let total = matching.len();
         let mut rows = Vec::new();
-        for (name, dec) in all_decisions(&st) {
+        for (name, dec) in matching
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+        {
             let signs = dec.signs && st.settings.signing;
             let mut keys = Vec::new();
             if signs {
                 let ttl = name
                     .parse::<dkim::DomainName>()
                     .map_or(3600, |d| self.cfg.ttl_for(&d));
-                for k in &keys_at(&st, &name, now) {
+                for k in &keys_at(st, &name, now) {
                     let Some(record) = k.wanted_record() else {
                         continue;
                     };
@@ -123,19 +220,40 @@ impl Manager {
                 backend,
             });
         }
+        // What the cache has, from it; the rest looked up now.
+        if let Some(c) = &cache {
+            for k in rows.iter_mut().flat_map(|r| r.keys.iter_mut()) {
+                if let Some(s) = c.get(&k.record_name, &k.record) {
+                    k.dns = s.clone();
+                }
+            }
+        }
         let checks: Vec<(String, String)> = rows
             .iter()
             .flat_map(|r| r.keys.iter())
+            .filter(|k| k.dns == DnsState::NotChecked)
             .map(|k| (k.record_name.clone(), k.record.clone()))
             .collect();
-        let mut states = check_many(&resolver, checks)?.into_iter();
+        let all_cached = checks.is_empty() && cache.is_some();
+        let mut states = if checks.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            let resolver = publish::live_resolver(&self.cfg)?;
+            check_many(&resolver, checks)?.into_iter()
+        };
         for k in rows.iter_mut().flat_map(|r| r.keys.iter_mut()) {
-            k.dns = states
-                .next()
-                .unwrap_or_else(|| DnsState::LookupFailed(String::new()));
+            if k.dns == DnsState::NotChecked {
+                k.dns = states
+                    .next()
+                    .unwrap_or_else(|| DnsState::LookupFailed(String::new()));
+            }
             k.alarm = alarm(k, &st.settings, now);
         }
-        Ok(rows)
+        Ok(StatusPage {
+            rows,
+            total,
+            checked: cache.filter(|_| all_cached).map(|c| c.checked),
+        })
     }
 }
 

@@ -56,8 +56,9 @@ pub enum Command {
     /// Show, import, generate per-domain keys, or go back to the global key.
     #[command(subcommand)]
     Key(KeyCmd),
-    /// One row per domain: signs or not and why, selector, keys, DNS state (live).
-    Status,
+    /// One row per domain: signs or not and why, selector, keys, DNS state
+    /// (from the daemon's background check when fresh).
+    Status(StatusArgs),
     /// Write settings, domains and keys to a file (mode 0600).
     Export(FileArg),
     /// Restore settings, domains and keys from an export, and publish records.
@@ -73,6 +74,14 @@ pub enum Command {
     /// heartbeat, which one is the worker; exit code 1 when one serves an
     /// old snapshot or has gone silent.
     Nodes,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Look every record up now instead of using the daemon's background
+    /// live check.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -134,7 +134,7 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     let audit_as = audit_name(&cmd);
     let read_only = matches!(
         cmd,
-        Command::Settings | Command::Status | Command::Domain(DomainCmd::List)
+        Command::Settings | Command::Status(_) | Command::Domain(DomainCmd::List)
     );
     let mut m = if read_only {
         let shared = matches!(
@@ -145,7 +145,7 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
             Ok(x) => x,
             // On a node of a fleet, status says what the daemon serves
             // while the store does not answer.
-            Err(e) if shared && matches!(cmd, Command::Status) => {
+            Err(e) if shared && matches!(cmd, Command::Status(_)) => {
                 return super::status::unreachable(&cfg, &e, json)
             }
             Err(e) => return Err(e.into()),
@@ -274,7 +274,7 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
             m.key_generate(&domain, selector.as_deref())?
         }
         Command::Key(KeyCmd::Default { domain }) => m.key_default(&domain)?,
-        Command::Status => return super::status::show(m),
+        Command::Status(a) => return super::status::show(m, a.live),
         Command::Install(a) => {
             let t = super::admin::targets(&a)?;
             dkimd_core::postfix::install(&m.cfg.clone(), &t, &mut m.out)?

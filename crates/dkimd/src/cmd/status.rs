@@ -12,11 +12,16 @@ use std::process::ExitCode;
 /// and each key's next step; exit code 1 on any alarm (an active key DNS
 /// does not serve or older than rotate-every, a pending key not served
 /// after a day).
-pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
+pub fn show(m: &Manager, live: bool) -> anyhow::Result<ExitCode> {
     let st = m.load()?;
     let mut problems = 0usize;
-    let rows: Vec<serde_json::Value> = m
-        .status()?
+    let page = m.status_query(&dkimd_core::manager::StatusQuery {
+        cached: !live,
+        ..Default::default()
+    })?;
+    let checked = page.checked;
+    let rows: Vec<serde_json::Value> = page
+        .rows
         .into_iter()
         .map(|d| {
             let keys: Vec<serde_json::Value> = d
@@ -48,10 +53,22 @@ pub fn show(m: &Manager) -> anyhow::Result<ExitCode> {
             "signing": st.settings.signing, "selector": st.settings.selector,
             "verify": st.settings.verify, "domains": rows,
             "store_version": st.version, "node": serving,
+            "dns_checked_at": checked.map(|t| dkimd_core::clock::utc_timestamp(u64::try_from(t).unwrap_or(0))),
         }))?;
     } else {
         if let Some(l) = &serving {
             outln!("{l}");
+        }
+        if let Some(t) = checked {
+            outln!(
+                "DNS as the daemon checked it {} ago (--live to look now)",
+                age(u64::try_from(
+                    i64::try_from(dkimd_core::clock::now())
+                        .unwrap_or(0)
+                        .saturating_sub(t)
+                )
+                .unwrap_or(0))
+            );
         }
         outln!(
             "signing {}, selector {}, verification {}",

@@ -68,13 +68,14 @@ fn round(cfg: &Config, mut store: Shared, clock: SharedClock) -> anyhow::Result<
         .map(|l| l.to_string())
         .collect();
     let st = m.load()?;
-    let rows = m.status()?;
     let now = i64::try_from(clock.now()).unwrap_or(0);
     let mut alarms = report.alarms;
     alarms.extend(failed);
     let mut unserved = BTreeSet::new();
     let mut gauges = Vec::new();
-    for d in &rows {
+    // Page by page; the DNS states are kept for `dkimd status`, which
+    // answers from them while they are fresh.
+    m.check_all(|d| {
         for k in &d.keys {
             if let Some(a) = &k.alarm {
                 alarms.push(format!(
@@ -86,7 +87,7 @@ fn round(cfg: &Config, mut store: Shared, clock: SharedClock) -> anyhow::Result<
                 unserved.insert(k.record_name.clone());
             }
         }
-    }
+    })?;
     for k in st.keys.iter().filter(|k| k.state.has_record()) {
         gauges.push(KeyGauge {
             owner: k.owner().to_string(),

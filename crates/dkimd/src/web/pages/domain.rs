@@ -27,8 +27,12 @@ fn domain_of(name: &str) -> Option<String> {
 }
 
 async fn domain_row(app: &App, name: &str) -> Result<Option<DomainRow>, String> {
-    let (_, rows, _) = load_status(app).await;
-    Ok(rows?.into_iter().find(|r| r.name == name))
+    let q = dkimd_core::manager::StatusQuery {
+        search: Some(name.to_string()),
+        ..Default::default()
+    };
+    let (_, rows, _) = load_status(app, q).await;
+    Ok(rows?.0.into_iter().find(|r| r.name == name))
 }
 
 pub(super) async fn domain_view(

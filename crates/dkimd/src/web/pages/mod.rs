@@ -94,10 +94,12 @@ pub(super) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(anyhow::anyhow!("internal error: {e}")))
 }
 
-/// Settings and every domain's live state.
-/// The settings, every domain's row, and how many retired keys the store
-/// keeps.
-pub(super) async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, String>, usize) {
+/// The settings, the domains `q` asks for (with how many match in all),
+/// and how many retired keys the store keeps.
+pub(super) async fn load_status(
+    app: &App,
+    q: dkimd_core::manager::StatusQuery,
+) -> (Settings, Result<(Vec<DomainRow>, usize), String>, usize) {
     let store = app.handle();
     let r = blocking(move || {
         let m = crate::web::manager(&store)?;
@@ -112,14 +114,19 @@ pub(super) async fn load_status(app: &App) -> (Settings, Result<Vec<DomainRow>, 
                 )
             })
             .count();
-        let rows = m.status().map_err(|e| e.chain());
-        Ok((st.settings, rows, retired))
+        let page = m.status_query(&q).map_err(|e| e.chain());
+        Ok((st.settings, page, retired))
     })
     .await;
     match r {
-        Ok((s, rows, retired)) => (
+        Ok((s, page, retired)) => (
             s,
-            rows.map(|r| r.into_iter().map(DomainRow::from_status).collect()),
+            page.map(|p| {
+                (
+                    p.rows.into_iter().map(DomainRow::from_status).collect(),
+                    p.total,
+                )
+            }),
             retired,
         ),
         Err(e) => (Settings::default(), Err(format!("{e:#}")), 0),

@@ -3,7 +3,7 @@
 
 use super::rows::DomainRow;
 use super::*;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::Extension;
 use axum::Form;
 use dkimd_core::manager::{check_settings, SettingsRequest};
@@ -135,6 +135,12 @@ struct IndexPage {
     /// The fleet, when the store is shared.
     fleet: Option<super::nodes::FleetView>,
     domains: Vec<DomainRow>,
+    /// The domain table's search text, page (from 1) and page count.
+    search: String,
+    page: usize,
+    pages: usize,
+    /// Domains matching the search.
+    total: usize,
     /// Retired keys kept in the store (their records are no longer wanted).
     retired_keys: usize,
     audit: Vec<(String, String, String, String, bool)>,
@@ -145,6 +151,32 @@ struct IndexPage {
     unserved: &'static [(&'static str, &'static str)],
 }
 
+/// Domains per page of the domain table.
+const PAGE_SIZE: usize = 50;
+
+/// Which part of the domain table the front page shows: `?q=TEXT`
+/// (domains whose name contains it), `&page=N`, and `&live=1` to look DNS
+/// up now instead of using the daemon's background check.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    search: String,
+    page: usize,
+    live: bool,
+}
+
+impl ListQuery {
+    fn from_fields(f: &HashMap<String, String>) -> ListQuery {
+        ListQuery {
+            search: f
+                .get("q")
+                .map(|s| s.trim().to_ascii_lowercase().chars().take(253).collect())
+                .unwrap_or_default(),
+            page: f.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
+            live: f.get("live").is_some_and(|v| v == "1"),
+        }
+    }
+}
+
 async fn index_page(
     app: &Arc<App>,
     who: &Authed,
@@ -152,12 +184,31 @@ async fn index_page(
     form: Option<SettingsForm>,
     errors: HashMap<&'static str, String>,
 ) -> Response {
-    let (settings, rows, retired_keys) = load_status(app).await;
-    let fleet = super::nodes::fleet_view(app).await;
-    let (domains, status_error) = match rows {
-        Ok(r) => (r, None),
-        Err(e) => (Vec::new(), Some(e)),
+    index_list(app, who, status, form, errors, &ListQuery::default()).await
+}
+
+async fn index_list(
+    app: &Arc<App>,
+    who: &Authed,
+    status: StatusCode,
+    form: Option<SettingsForm>,
+    errors: HashMap<&'static str, String>,
+    list: &ListQuery,
+) -> Response {
+    let page = list.page.max(1);
+    let q = dkimd_core::manager::StatusQuery {
+        search: (!list.search.is_empty()).then(|| list.search.clone()),
+        offset: (page - 1) * PAGE_SIZE,
+        limit: Some(PAGE_SIZE),
+        cached: !list.live,
     };
+    let (settings, rows, retired_keys) = load_status(app, q).await;
+    let fleet = super::nodes::fleet_view(app).await;
+    let (domains, total, status_error) = match rows {
+        Ok((r, total)) => (r, total, None),
+        Err(e) => (Vec::new(), 0, Some(e)),
+    };
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = IndexPage {
         title: "DKIM",
         user: who.user.clone(),
@@ -171,6 +222,10 @@ async fn index_page(
         status_error,
         fleet,
         domains,
+        search: list.search.clone(),
+        page: page.min(pages),
+        pages,
+        total,
         retired_keys,
         audit: app.recent_audit(10),
         actions: ACTIONS,
@@ -182,8 +237,13 @@ async fn index_page(
     render(status, &page)
 }
 
-pub async fn index(State(app): State<Arc<App>>, Extension(who): Extension<Authed>) -> Response {
-    index_page(&app, &who, StatusCode::OK, None, HashMap::new()).await
+pub async fn index(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Authed>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let list = ListQuery::from_fields(&q);
+    index_list(&app, &who, StatusCode::OK, None, HashMap::new(), &list).await
 }
 
 /// The settings form as the core's request.
