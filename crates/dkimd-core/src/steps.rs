@@ -33,6 +33,9 @@ pub trait StepSink: Send + Sync {
     /// A passing notice about a step still running ("waiting up to 30 s for
     /// DNS to serve serial N"): the command line shows it on standard error.
     fn notice(&self, text: &str);
+    /// How far a long piece of work is (`done` of `total` items of
+    /// `what`); the command line shows a progress bar on a terminal.
+    fn progress(&self, _what: &str, _done: usize, _total: usize) {}
 }
 
 /// A sink that drops everything (the lines are still collected).

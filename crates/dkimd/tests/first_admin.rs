@@ -493,7 +493,14 @@ fn a_silent_rfc2136_server_is_waited_for_once_per_batch() {
         .replace("timeout = 2\n", "timeout = 1\n");
     assert_ne!(bad, good);
     std::fs::write(&config, &bad).unwrap();
-    let run = |args: &[&str]| dkimd().arg("--config").arg(&config).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     for i in 0..40 {
         let o = run(&["domain", "add", &format!("q{i}.dyn.example")]);
         assert!(o.status.success(), "{}", text(&o));
@@ -504,11 +511,83 @@ fn a_silent_rfc2136_server_is_waited_for_once_per_batch() {
     let skipped = out.matches("not tried").count();
     let waited = out.matches("did not answer").count() - skipped;
     assert_eq!(waited + skipped, 80, "{out}");
-    assert!(waited <= 16, "at most one batch in flight waited: {waited}\n{out}");
+    assert!(
+        waited <= 16,
+        "at most one batch in flight waited: {waited}\n{out}"
+    );
     std::fs::write(&config, &good).unwrap();
     let o = run(&["enable"]);
     assert!(o.status.success(), "{}", text(&o));
     for i in [0, 17, 39] {
-        assert_eq!(named.dig_txt(&format!("q1._domainkey.q{i}.dyn.example")).len(), 1);
+        assert_eq!(
+            named
+                .dig_txt(&format!("q1._domainkey.q{i}.dyn.example"))
+                .len(),
+            1
+        );
+    }
+}
+
+/// A long publishing run reports its progress on standard error (plain
+/// lines when that is not a terminal), and every record is published.
+#[test]
+fn long_publishing_shows_progress() {
+    if !have_named() {
+        return;
+    }
+    let named = common::bind::Named::start_file_and_dynamic();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("dkimd.toml");
+    std::fs::write(
+        &config,
+        named.dkimd_config(&tmp.path().join("state"), "", ""),
+    )
+    .unwrap();
+    let domains: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"name": format!("g{i}.dyn.example"), "dns": true, "mail": true, "dkim": "default"}))
+        .collect();
+    let file = tmp.path().join("domains.json");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .unwrap();
+        use std::io::Write;
+        f.write_all(
+            serde_json::json!({"format": "dkimd-export-2", "settings": {}, "domains": domains, "keys": []})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["import", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["enable", "--selector", "g1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // A line at most every 5 s, and the last one always.
+    assert!(
+        err.contains("dkimd: records published: 600 of 600 (100%)"),
+        "{err}"
+    );
+    assert!(err.contains("/s, about "), "{err}");
+    for i in [0, 150, 299] {
+        assert_eq!(
+            named
+                .dig_txt(&format!("g1._domainkey.g{i}.dyn.example"))
+                .len(),
+            1
+        );
     }
 }

@@ -913,7 +913,10 @@ fn bench_ten_thousand_domains() {
         o.status.code()
     );
     let o = run_with_input(
-        dkimd().arg("--config").arg(&a).args(["admin", "passwd", "ops"]),
+        dkimd()
+            .arg("--config")
+            .arg(&a)
+            .args(["admin", "passwd", "ops"]),
         b"a long enough password\n",
     );
     assert!(o.status.success());
@@ -924,7 +927,10 @@ fn bench_ten_thousand_domains() {
     while !live.exists() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(200));
     }
-    for args in [&["--json", "status"][..], &["--json", "status", "--live"][..]] {
+    for args in [
+        &["--json", "status"][..],
+        &["--json", "status", "--live"][..],
+    ] {
         let t = Instant::now();
         let o = run(&a, args);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();

@@ -994,7 +994,11 @@ fn the_domain_table_is_paged_and_searchable() {
     let rows = |body: &str| body.matches("<tbody class=\"domain\"").count();
     let first = c.get("/");
     assert_eq!(rows(&first.body), 50, "{}", first.body);
-    assert!(first.body.contains("70 domain(s), page 1 of 2"), "{}", first.body);
+    assert!(
+        first.body.contains("70 domain(s), page 1 of 2"),
+        "{}",
+        first.body
+    );
     assert!(first.body.contains("id=\"next-page\""));
     let second = c.get("/?page=2");
     assert_eq!(rows(&second.body), 20);
@@ -1002,7 +1006,11 @@ fn the_domain_table_is_paged_and_searchable() {
     assert!(!second.body.contains("id=\"d-p00.example.com\""));
     let found = c.get("/?q=P1");
     assert_eq!(rows(&found.body), 10, "p10 … p19");
-    assert!(found.body.contains("10 domain(s) matching “p1”"), "{}", found.body);
+    assert!(
+        found.body.contains("10 domain(s) matching “p1”"),
+        "{}",
+        found.body
+    );
     // Nonsense paging is not an error (past the end: an empty page).
     assert_eq!(c.get("/?page=99999").status, 200);
     assert_eq!(c.get("/?page=-1&q=%3Cscript%3E").status, 200);

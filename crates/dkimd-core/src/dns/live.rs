@@ -132,7 +132,11 @@ impl Cache {
         let mut states = std::collections::HashMap::new();
         for row in v.get("states")?.as_array()? {
             let a = row.as_array()?;
-            let (n, r, c) = (a.first()?.as_str()?, a.get(1)?.as_str()?, a.get(2)?.as_str()?);
+            let (n, r, c) = (
+                a.first()?.as_str()?,
+                a.get(1)?.as_str()?,
+                a.get(2)?.as_str()?,
+            );
             states.insert((n.to_string(), r.to_string()), DnsState::from_code(c)?);
         }
         Some(Cache { checked, states })

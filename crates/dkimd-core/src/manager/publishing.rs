@@ -11,6 +11,9 @@ use crate::publish::{Outcome, Publisher};
 use crate::store::{Change, KeyState, PublishedRecord, State, StoredKey};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Dynamic updates per chunk of a batch, with progress reported between.
+const PROGRESS_CHUNK: usize = 500;
+
 /// Where a publisher writes, as the key of its batch and of `down`.
 fn target_key(p: &dyn Publisher) -> String {
     format!("{} {}", p.backend(), p.target())
@@ -138,7 +141,29 @@ impl Manager {
         let signing = self.load()?.settings.signing;
         let mut changes = Vec::new();
         let mut failed: BTreeMap<String, usize> = BTreeMap::new();
+        // Dynamic updates go in chunks, with progress between them (a zone
+        // file is edited once, whatever the count).
+        let total: usize = groups.iter().map(|(_, v)| v.len()).sum();
+        let sink = self.out.sink();
+        let mut done = 0;
+        let groups: Vec<(String, Vec<PendingRecord>)> = groups
+            .into_iter()
+            .flat_map(|(key, items)| {
+                let chunked = items
+                    .first()
+                    .and_then(|i| self.publisher(&i.domain).ok())
+                    .is_some_and(|p| p.backend() == crate::config::Backend::Rfc2136);
+                let size = if chunked { PROGRESS_CHUNK } else { usize::MAX };
+                let mut out = Vec::new();
+                let mut items = items.into_iter().peekable();
+                while items.peek().is_some() {
+                    out.push((key.clone(), items.by_ref().take(size).collect::<Vec<_>>()));
+                }
+                out
+            })
+            .collect();
         for (key, items) in groups {
+            done += items.len();
             let Some(first) = items.first() else { continue };
             let publisher = match self.publisher(&first.domain) {
                 Ok(p) => p,
@@ -166,6 +191,9 @@ impl Manager {
             changes.extend(c);
             for (d, n) in f {
                 *failed.entry(d).or_default() += n;
+            }
+            if total > PROGRESS_CHUNK {
+                sink.progress("records published", done, total);
             }
         }
         self.unpublished(&failed, signing);

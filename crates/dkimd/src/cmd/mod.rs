@@ -38,17 +38,98 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints steps as they happen: lines to standard output, notices to
-/// standard error.
-struct Print;
+/// Prints steps as they happen: lines to standard output, notices and
+/// progress to standard error (a progress bar on a terminal, else a line
+/// at most every five seconds).
+#[derive(Default)]
+struct Print {
+    progress: std::sync::Mutex<Option<Progress>>,
+}
+
+/// A long piece of work under way.
+struct Progress {
+    what: String,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    said: std::time::Instant,
+}
+
+impl Print {
+    /// Runs `f` with the progress bar, if any, out of the way.
+    fn around(&self, f: impl FnOnce()) {
+        let g = self.progress.lock().ok();
+        match g
+            .as_ref()
+            .and_then(|p| p.as_ref())
+            .and_then(|p| p.bar.as_ref())
+        {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+}
 
 impl StepSink for Print {
     fn line(&self, line: &StepLine) {
-        outln!("{line}");
+        self.around(|| outln!("{line}"));
     }
 
     fn notice(&self, text: &str) {
-        errln!("dkimd: {text}");
+        self.around(|| errln!("dkimd: {text}"));
+    }
+
+    fn progress(&self, what: &str, done: usize, total: usize) {
+        use std::io::IsTerminal;
+        let Ok(mut g) = self.progress.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if g.as_ref().is_none_or(|p| p.what != what) {
+            let bar = std::io::stderr().is_terminal().then(|| {
+                let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} {per_sec} {eta} left",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(what.to_string());
+                bar
+            });
+            *g = Some(Progress {
+                what: what.to_string(),
+                bar,
+                started: now,
+                said: now,
+            });
+        }
+        let Some(p) = g.as_mut() else { return };
+        let finished = done >= total;
+        match &p.bar {
+            Some(bar) => {
+                bar.set_position(u64::try_from(done).unwrap_or(0));
+                if finished {
+                    bar.finish_and_clear();
+                }
+            }
+            None if finished || now.duration_since(p.said).as_secs() >= 5 => {
+                p.said = now;
+                let secs = now.duration_since(p.started).as_secs_f64().max(0.001);
+                let rate = done as f64 / secs;
+                let left = if rate > 0.0 {
+                    (total.saturating_sub(done)) as f64 / rate
+                } else {
+                    0.0
+                };
+                errln!(
+                    "dkimd: {what}: {done} of {total} ({:.0}%), {rate:.0}/s, about {left:.0} s left",
+                    100.0 * done as f64 / total.max(1) as f64
+                );
+            }
+            None => {}
+        }
+        if finished {
+            *g = None;
+        }
     }
 }
 
@@ -56,9 +137,9 @@ impl StepSink for Print {
 /// document.
 fn steps(json: bool) -> Steps {
     if json {
-        Steps::json(Arc::new(Print))
+        Steps::json(Arc::new(Print::default()))
     } else {
-        Steps::to(Arc::new(Print))
+        Steps::to(Arc::new(Print::default()))
     }
 }
 
