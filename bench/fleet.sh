@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps >/dev/null
-cargo test --release --locked -p dkimd --test fleet -- --ignored --nocapture --test-threads 1 bench_ 2>&1 \
+cargo test --release --locked -p dkimd --test fleet_bench -- --nocapture --test-threads 1 2>&1 \
     | grep -E "propagation A|import of|enable, |status|daemon with|front page|test result"

@@ -26,85 +26,16 @@ mod common;
 
 use common::bind::{have_named, Named};
 use common::daemon::Daemon;
+use common::fleet::*;
 use common::mta::as_milter;
 use common::pg::{have_postgres, Pg};
 use common::*;
 use milter::client::Client;
 use milter::server::ListenAddr;
 use milter::Reply;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
-
-/// A PostgreSQL cluster and BIND, and the nodes' configurations.
-struct Fleet {
-    pg: Pg,
-    named: Named,
-    db: String,
-    kek: PathBuf,
-    tmp: tempfile::TempDir,
-}
-
-impl Fleet {
-    fn start(db: &str) -> Fleet {
-        let pg = Pg::start();
-        let db = pg.new_db(db);
-        let named = Named::start_file_and_dynamic();
-        let tmp = tempfile::tempdir().unwrap();
-        let kek = tmp.path().join("store.key");
-        let o = dkimd()
-            .args(["store", "new-key-file"])
-            .arg(&kek)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        Fleet {
-            pg,
-            named,
-            db,
-            kek,
-            tmp,
-        }
-    }
-
-    /// A node's configuration: its own state directory, the shared store,
-    /// BIND for DNS, and `sections` (milter, admin).
-    fn node(&self, name: &str, sections: &str) -> PathBuf {
-        let dir = self.tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("dkimd.toml");
-        let store = self.pg.store_section(&self.db, &self.kek, name);
-        std::fs::write(
-            &config,
-            self.named
-                .dkimd_config(&dir.join("state"), &format!("{store}\n{sections}"), ""),
-        )
-        .unwrap();
-        config
-    }
-}
-
-fn run(config: &Path, args: &[&str]) -> Output {
-    dkimd()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let o = run(config, args);
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    let o = run(config, &a);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o)))
-}
 
 /// The base64 lines of every private key an export holds.
 fn pem_lines(export: &serde_json::Value) -> Vec<String> {
@@ -122,12 +53,6 @@ fn pem_lines(export: &serde_json::Value) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-fn export(config: &Path, file: &Path) -> serde_json::Value {
-    let _ = std::fs::remove_file(file);
-    ok(config, &["export", file.to_str().unwrap()]);
-    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
 }
 
 #[test]
@@ -462,38 +387,6 @@ fn two_nodes_enabling_and_rotating_at_once_stay_consistent() {
     }
 }
 
-/// Sends one message from a trusted client through a node's milter and
-/// returns the selectors it was signed with.
-async fn sign_at(port: u16, from_domain: &str) -> Result<Vec<String>, String> {
-    let raw = format!(
-        "From: Joe <joe@{from_domain}>\r\nTo: x@example.net\r\nSubject: fleet\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <f@{from_domain}>\r\n\r\nHello fleet.\r\n"
-    );
-    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
-    let mut c = Client::connect(&addr).await.map_err(|e| e.to_string())?;
-    c.negotiate().await.map_err(|e| e.to_string())?;
-    let m = as_milter(raw.as_bytes(), 4096);
-    c.connect_stage(&m, "client.test", "127.0.0.1")
-        .await
-        .map_err(|e| e.to_string())?;
-    let out = c.message(&m).await.map_err(|e| e.to_string())?;
-    let _ = c.quit().await;
-    let mut selectors: Vec<String> = out
-        .modifications
-        .iter()
-        .filter_map(|r| match r {
-            Reply::InsertHeader { name, value, .. } if name == "DKIM-Signature" => {
-                String::from_utf8_lossy(value)
-                    .split(';')
-                    .map(str::trim)
-                    .find_map(|t| t.strip_prefix("s=").map(str::to_string))
-            }
-            _ => None,
-        })
-        .collect();
-    selectors.sort();
-    Ok(selectors)
-}
-
 /// Sends a message signed for `dyn.example` by dkimd itself from an
 /// outside client through a node's milter: the Authentication-Results it
 /// adds.
@@ -520,25 +413,6 @@ async fn verify_at(port: u16, signed: &[u8]) -> Result<String, String> {
         })
         .collect())
 }
-
-/// Waits up to `secs` (a deadline against a hang, not a measurement) for
-/// node `port` to sign mail of `domain`; the time it took.
-async fn signs_within(port: u16, domain: &str, secs: u64) -> Duration {
-    let start = Instant::now();
-    loop {
-        if sign_at(port, domain).await.is_ok_and(|s| !s.is_empty()) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "node on port {port} did not sign {domain} within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-const NODE_SECTIONS: &str =
-    "[milter]\nsocket = \"inet:127.0.0.1:0\"\nkey_step_interval = 2\ntrusted_networks = [\"127.0.0.0/8\"]\n";
 
 /// Seconds of mail while PostgreSQL is stopped (`DKIMD_OUTAGE_SECS`).
 fn outage_secs() -> u64 {
@@ -830,133 +704,4 @@ fn killing_the_worker_while_it_publishes_hands_over_cleanly() {
         }
     };
     assert_eq!(names, 4 * n, "active and revoked keys of both algorithms");
-}
-
-/// Percentiles of durations (sorted in place).
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
-/// A benchmark, not a test (`bench/fleet.sh` runs it): 100 changes through
-/// node A's command line, each timed from the command's exit until node C
-/// signs mail of the new domain; p50 and p99 printed for BENCHMARKS.md.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: bench/fleet.sh"]
-async fn bench_propagation_latency() {
-    let f = Fleet::start("latency");
-    let a = f.node("a", NODE_SECTIONS);
-    let b = f.node("b", NODE_SECTIONS);
-    let c = f.node("c", NODE_SECTIONS);
-    ok(&a, &["domain", "add", "dyn.example"]);
-    ok(&a, &["enable", "--selector", "f1"]);
-    let _da = Daemon::start_any_port(&a);
-    let _db = Daemon::start_any_port(&b);
-    let dc = Daemon::start_any_port(&c);
-    let mut times = Vec::new();
-    for i in 0..100 {
-        let d = format!("p{i}.dyn.example");
-        ok(&a, &["domain", "add", &d]);
-        times.push(signs_within(dc.port, &d, 30).await);
-    }
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
-    let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
-    println!(
-        "propagation A(cli) -> C(signs), 100 changes: p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms, max {:.1} ms",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        mean.as_secs_f64() * 1e3,
-        times.last().unwrap().as_secs_f64() * 1e3
-    );
-}
-
-/// A benchmark (`bench/fleet.sh`): 10,000 domains in one PostgreSQL store
-/// on the global keys, published by RFC 2136 into BIND: the time `enable`
-/// takes to publish 20,000 records, `status` with its live lookups, the
-/// page's front page, and a daemon's RSS with every domain loaded.
-#[test]
-#[ignore = "benchmark: bench/fleet.sh"]
-fn bench_ten_thousand_domains() {
-    let n: usize = std::env::var("DKIMD_BENCH_DOMAINS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    let f = Fleet::start("scale");
-    let a = f.node(
-        "a",
-        "[milter]\nsocket = \"inet:127.0.0.1:0\"\nkey_step_interval = 600\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-    );
-    // The domains arrive as one import (one transaction).
-    let file = f.tmp.path().join("domains.json");
-    let domains: Vec<serde_json::Value> = (0..n)
-        .map(|i| serde_json::json!({"name": format!("s{i}.dyn.example"), "dns": true, "mail": true, "dkim": "default"}))
-        .collect();
-    std::fs::write(
-        &file,
-        serde_json::json!({"format": "dkimd-export-2", "settings": {}, "domains": domains, "keys": []}).to_string(),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let t = Instant::now();
-    ok(&a, &["import", file.to_str().unwrap()]);
-    println!("import of {n} domains: {:.1} s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    let o = run(&a, &["enable", "--selector", "big"]);
-    println!(
-        "enable, {} records by RFC 2136: {:.1} s (exit {:?})",
-        2 * n,
-        t.elapsed().as_secs_f64(),
-        o.status.code()
-    );
-    let o = run_with_input(
-        dkimd()
-            .arg("--config")
-            .arg(&a)
-            .args(["admin", "passwd", "ops"]),
-        b"a long enough password\n",
-    );
-    assert!(o.status.success());
-    let d = Daemon::start_any_port(&a);
-    // The daemon's first round (30 s after it starts) keeps the live check.
-    let live = f.tmp.path().join("a/state/live.json");
-    let until = Instant::now() + Duration::from_secs(300);
-    while !live.exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    for args in [
-        &["--json", "status"][..],
-        &["--json", "status", "--live"][..],
-    ] {
-        let t = Instant::now();
-        let o = run(&a, args);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        println!(
-            "{} ({} keys, from the daemon's check: {}): {:.1} s (exit {:?})",
-            args[1..].join(" "),
-            2 * n,
-            !v["dns_checked_at"].is_null(),
-            t.elapsed().as_secs_f64(),
-            o.status.code()
-        );
-    }
-    println!(
-        "daemon with {n} domains on the global keys: RSS {} MB",
-        common::mta::rss_kb(d.pid()) / 1024
-    );
-    let mut page = http::Client::new(d.admin_port());
-    page.login("ops", "a long enough password");
-    for path in ["/", "/?page=100", "/?q=s9999", "/?live=1"] {
-        let t = Instant::now();
-        let r = page.get(path);
-        println!(
-            "front page {path} with {n} domains: {:.0} ms, {} KB (status {})",
-            t.elapsed().as_secs_f64() * 1e3,
-            r.body.len() / 1024,
-            r.status
-        );
-    }
 }

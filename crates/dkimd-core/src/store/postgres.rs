@@ -609,8 +609,9 @@ fn apply(c: &mut Conn, changes: &[Change]) -> crate::Result<()> {
     if !changes.is_empty() {
         let v: i64 = tx
             .query_one(
-                "UPDATE meta SET version = version + 1, changed = $1 RETURNING version",
-                &[&now()],
+                // The server's clock, as the registry's heartbeats use.
+                "UPDATE meta SET version = version + 1, changed = extract(epoch FROM now())::bigint RETURNING version",
+                &[],
             )
             .map_err(pg)?
             .get(0);

@@ -6,6 +6,7 @@ pub mod chrome;
 pub mod daemon;
 pub mod env;
 pub mod fakedns;
+pub mod fleet;
 pub mod http;
 pub mod knot;
 pub mod mta;
