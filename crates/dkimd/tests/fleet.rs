@@ -705,3 +705,69 @@ fn killing_the_worker_while_it_publishes_hands_over_cleanly() {
     };
     assert_eq!(names, 4 * n, "active and revoked keys of both algorithms");
 }
+
+/// One node of the fleet publishes DNS at a time: while another session
+/// holds the publishing turn, `enable` waits for it (seen in pg_locks),
+/// then publishes once it is free.
+#[test]
+fn publishing_waits_for_the_other_nodes_turn() {
+    if !have_postgres() || !have_named() {
+        return;
+    }
+    let f = Fleet::start("turns");
+    let a = f.node("a", "");
+    ok(&a, &["domain", "add", "t.dyn.example"]);
+    // Another "node" takes the turn for 4 s.
+    let key = 0x646b_696d_6404_i64;
+    let holder = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &f.pg.port.to_string(),
+            "-U",
+            "dkimd",
+            "-d",
+            &f.db,
+        ])
+        .args([
+            "-c",
+            &format!("SELECT pg_advisory_lock({key}); SELECT pg_sleep(4);"),
+        ])
+        .env("PGPASSWORD", common::pg::PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let enable = dkimd()
+        .arg("--config")
+        .arg(&a)
+        .args(["enable", "--selector", "t1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = false;
+    for _ in 0..40 {
+        let n = f.pg.psql(
+            &f.db,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        );
+        if n.trim() != "0" {
+            waited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        f.named.dig_txt("t1._domainkey.t.dyn.example").is_empty(),
+        "published during the other turn"
+    );
+    let out = enable.wait_with_output().unwrap();
+    let _ = holder.wait_with_output();
+    assert!(waited, "enable did not wait for the turn");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(f.named.dig_txt("t1._domainkey.t.dyn.example").len(), 1);
+}

@@ -85,7 +85,9 @@ impl Manager {
             }
         }
         // One at a time: a target that did not answer is not asked again
-        // for the domain's other records.
+        // for the domain's other records. On a shared store, one node of
+        // the fleet publishes at a time.
+        self.store.begin_publishing()?;
         let mut results = Vec::with_capacity(items.len());
         for (name, value) in &items {
             let r = match self.down.get(&key) {
@@ -100,6 +102,7 @@ impl Manager {
             }
             results.push(r);
         }
+        self.store.end_publishing();
         let pending: Vec<PendingRecord> = items
             .into_iter()
             .map(|(name, value)| PendingRecord {
@@ -162,6 +165,7 @@ impl Manager {
                 out
             })
             .collect();
+        self.store.begin_publishing()?;
         for (key, items) in groups {
             done += items.len();
             let Some(first) = items.first() else { continue };
@@ -196,6 +200,7 @@ impl Manager {
                 sink.progress("records published", done, total);
             }
         }
+        self.store.end_publishing();
         self.unpublished(&failed, signing);
         self.store.apply(&changes)
     }

@@ -462,6 +462,14 @@ pub trait Store: Send {
     fn try_worker(&mut self) -> crate::Result<bool> {
         Ok(true)
     }
+    /// Waits (at most a minute) until no other node of the fleet publishes
+    /// DNS, and holds that turn until [`Store::end_publishing`]; turns nest.
+    /// A store of one machine has no other node to wait for.
+    fn begin_publishing(&mut self) -> crate::Result<()> {
+        Ok(())
+    }
+    /// Ends a turn [`Store::begin_publishing`] took.
+    fn end_publishing(&mut self) {}
     /// Writes a daemon's heartbeat to the node registry (shared stores).
     fn heartbeat(&mut self, _beat: &NodeBeat) -> crate::Result<()> {
         Ok(())
@@ -550,6 +558,15 @@ impl Store for Shared {
     }
     fn heartbeat(&mut self, beat: &NodeBeat) -> crate::Result<()> {
         self.with(|s| s.heartbeat(beat))
+    }
+    fn begin_publishing(&mut self) -> crate::Result<()> {
+        self.with(|s| s.begin_publishing())
+    }
+    fn end_publishing(&mut self) {
+        let _ = self.with(|s| {
+            s.end_publishing();
+            Ok(())
+        });
     }
     fn nodes(&self) -> crate::Result<Option<Nodes>> {
         self.with(|s| s.nodes())

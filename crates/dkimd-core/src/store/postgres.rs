@@ -33,6 +33,7 @@ use std::time::Duration;
 const APPLY_LOCK: i64 = 0x646b_696d_6401;
 const MIGRATE_LOCK: i64 = 0x646b_696d_6402;
 const WORKER_LOCK: i64 = 0x646b_696d_6403;
+const PUBLISH_LOCK: i64 = 0x646b_696d_6404;
 /// The channel every commit notifies.
 const CHANNEL: &str = "dkimd_changes";
 
@@ -782,6 +783,35 @@ impl Store for PgStore {
             c.worker = got;
             Ok(got)
         })
+    }
+
+    fn begin_publishing(&mut self) -> crate::Result<()> {
+        self.call(|c| {
+            let client = c.client()?;
+            client
+                .batch_execute("SET lock_timeout = '60s'")
+                .map_err(pg)?;
+            let r = client.execute("SELECT pg_advisory_lock($1)", &[&PUBLISH_LOCK]);
+            let _ = client.batch_execute("RESET lock_timeout");
+            match r {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some(&::postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                    Err(Error::Store(
+                        "another node of the fleet has been publishing DNS for a minute: try again later (nothing was published)".into(),
+                    ))
+                }
+                Err(e) => Err(pg(e)),
+            }
+        })
+    }
+
+    fn end_publishing(&mut self) {
+        let _ = self.call(|c| {
+            if let Some(client) = c.client.as_mut() {
+                let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&PUBLISH_LOCK]);
+            }
+            Ok(())
+        });
     }
 
     fn heartbeat(&mut self, b: &NodeBeat) -> crate::Result<()> {
