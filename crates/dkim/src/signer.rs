@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::header::HeaderField;
 use crate::name::{DomainName, FieldName, Selector};
 use crate::signature::{Algorithm, DkimSignature};
+use std::sync::{Arc, LazyLock};
 
 /// The header fields dkimd signs by default when they are present, in this
 /// order. A name ending in `*` matches every field with that prefix (`List-*`).
@@ -35,6 +36,14 @@ pub fn default_signed_headers() -> Vec<FieldName> {
         .collect()
 }
 
+/// [`default_signed_headers`], made once and shared by every configuration.
+static DEFAULT_HEADERS: LazyLock<Arc<[FieldName]>> =
+    LazyLock::new(|| default_signed_headers().into());
+
+/// From alone, the default of [`SignerConfig::oversign`].
+static OVERSIGN_FROM: LazyLock<Arc<[FieldName]>> =
+    LazyLock::new(|| "From".parse().into_iter().collect());
+
 /// What one signature is made with.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -47,11 +56,13 @@ pub struct SignerConfig {
     pub key: SigningKey,
     /// `c=` (default relaxed/relaxed).
     pub canonicalization: CanonicalizationPair,
-    /// Header fields to sign when present (a trailing `*` is a prefix match).
-    pub headers: Vec<FieldName>,
+    /// Header fields to sign when present (a trailing `*` is a prefix
+    /// match). Shared: a daemon holds one configuration per signing domain
+    /// and key, and they all use the same list.
+    pub headers: Arc<[FieldName]>,
     /// Header fields listed once more than they occur, so that none can be
     /// added after signing (default: From).
-    pub oversign: Vec<FieldName>,
+    pub oversign: Arc<[FieldName]>,
     /// `i=`, when set.
     pub identity: Option<String>,
     /// Seconds after `t=` at which the signature expires (`x=`), when set.
@@ -67,8 +78,8 @@ impl SignerConfig {
             selector,
             key,
             canonicalization: CanonicalizationPair::default(),
-            headers: default_signed_headers(),
-            oversign: "From".parse().into_iter().collect(),
+            headers: DEFAULT_HEADERS.clone(),
+            oversign: OVERSIGN_FROM.clone(),
             identity: None,
             expire_after: None,
         }
@@ -79,7 +90,7 @@ impl SignerConfig {
 /// configurations are shared).
 #[derive(Clone, Debug)]
 pub struct Signer {
-    configs: std::sync::Arc<[SignerConfig]>,
+    configs: Arc<[SignerConfig]>,
     timestamp: u64,
 }
 

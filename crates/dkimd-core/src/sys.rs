@@ -89,6 +89,18 @@ pub fn write_atomic_with(
     new: NewFile,
     check: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
+    write_atomic_from(path, new, |w| Ok(w.write_all(contents)?), check)
+}
+
+/// [`write_atomic_with`], the contents written by `write` into a buffered
+/// writer on the temporary file (for large files that should never sit
+/// whole in memory).
+pub fn write_atomic_from(
+    path: &Path,
+    new: NewFile,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+    check: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -120,8 +132,11 @@ pub fn write_atomic_with(
                 )
             })?;
         }
-        f.write_all(contents)
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+        write(&mut w)
+            .and_then(|()| Ok(w.flush()?))
             .with_context(|| format!("cannot write {}", tmp.display()))?;
+        drop(w);
         f.sync_all()?;
         drop(f);
         check(&tmp)?;

@@ -382,6 +382,9 @@ impl Manager {
         if st.settings.signing {
             self.promote(&st, now, &mut report, &mut touched)?;
         }
+        // Each part reads the state its predecessor left; one at a time
+        // (a state of 10,000 domains holds 20,000 records).
+        drop(st);
         // Retired → revoked → deleted, each on its own clock.
         let st = self.load()?;
         for k in &st.keys {
@@ -409,6 +412,7 @@ impl Manager {
             self.out.step("step", &line, true);
             report.changed.push(line);
         }
+        drop(st);
         // Rotations rotate-every asks for.
         let st = self.load()?;
         if let (true, Some(every)) = (st.settings.signing, st.settings.rotate_every) {
@@ -443,6 +447,7 @@ impl Manager {
                 }
             }
         }
+        drop(st);
         self.reconcile(&touched)?;
         if report.changed.is_empty() {
             self.out.step("step", "nothing was due", true);
@@ -622,8 +627,15 @@ impl Manager {
             .into_iter()
             .map(|(n, d)| (n, d.signs && st.settings.signing))
             .collect();
+        // What the store remembers publishing, by domain (the records are
+        // sorted by domain; one pass, not one per domain).
+        let mut remembered_of: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
         for r in &st.records {
             domains.entry(r.domain.clone()).or_insert(false);
+            remembered_of
+                .entry(r.domain.as_str())
+                .or_default()
+                .insert(r.name.as_str(), r.value.as_str());
         }
         self.begin_batch();
         for (d, signs) in domains {
@@ -634,12 +646,7 @@ impl Manager {
             } else {
                 BTreeMap::new()
             };
-            let remembered: BTreeMap<&str, &str> = st
-                .records
-                .iter()
-                .filter(|r| r.domain == d)
-                .map(|r| (r.name.as_str(), r.value.as_str()))
-                .collect();
+            let remembered = remembered_of.remove(d.as_str()).unwrap_or_default();
             let mut items: Vec<(String, Option<String>)> = wanted
                 .iter()
                 .filter(|(n, v)| remembered.get(n.as_str()) != Some(&v.as_str()))

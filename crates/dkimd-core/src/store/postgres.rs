@@ -366,7 +366,25 @@ fn alg(s: &str) -> crate::Result<dkim::KeyAlgorithm> {
     s.parse::<dkim::KeyAlgorithm>().map_err(|e| err!("{e}"))
 }
 
-fn load(c: &mut Conn) -> crate::Result<State> {
+/// Calls `each` on every row of `sql` as it arrives (the rows are never
+/// all held at once).
+fn each_row(
+    tx: &mut ::postgres::Transaction<'_>,
+    sql: &str,
+    mut each: impl FnMut(&::postgres::Row) -> crate::Result<()>,
+) -> crate::Result<()> {
+    use ::postgres::fallible_iterator::FallibleIterator;
+    let none: [&(dyn ::postgres::types::ToSql + Sync); 0] = [];
+    let mut rows = tx.query_raw(sql, none).map_err(pg)?;
+    while let Some(r) = rows.next().map_err(pg)? {
+        each(&r)?;
+    }
+    Ok(())
+}
+
+/// Reads the state in one read-only transaction; the published records
+/// only when `records`.
+fn load(c: &mut Conn, records: bool) -> crate::Result<State> {
     let conf = c.conf.clone();
     let client = c.client()?;
     let mut tx = client
@@ -383,73 +401,69 @@ fn load(c: &mut Conn) -> crate::Result<State> {
         ..State::default()
     };
     let corrupt = |e: String| err!("store {} holds a bad value: {e}", conf.location);
-    for r in tx
-        .query("SELECT name, value FROM settings", &[])
-        .map_err(pg)?
-    {
+    each_row(&mut tx, "SELECT name, value FROM settings", |r| {
         let (k, v): (String, String) = (r.get(0), r.get(1));
         state
             .settings
             .set_named(&k, &v, true)
-            .map_err(|e| corrupt(format!("setting {k}: {e}")))?;
-    }
-    for r in tx
-        .query(
-            "SELECT name, dns, mail, dkim FROM domains ORDER BY name",
-            &[],
-        )
-        .map_err(pg)?
-    {
-        let dkim: String = r.get(3);
-        state.domains.push(Domain {
-            name: r.get(0),
-            dns: r.get(1),
-            mail: r.get(2),
-            dkim: Override::parse(&dkim).map_err(|e| corrupt(e.to_string()))?,
-        });
-    }
-    for r in tx
-        .query(
-            "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
-             FROM keys ORDER BY id",
-            &[],
-        )
-        .map_err(pg)?
-    {
-        let id: i64 = r.get(0);
-        let record: String = r.get(10);
-        let sealed: String = r.get(5);
-        let algorithm: String = r.get(2);
-        let kstate: String = r.get(7);
-        let bits: i64 = r.get(3);
-        state.keys.push(StoredKey {
-            id,
-            domain: r.get(1),
-            algorithm: alg(&algorithm).map_err(|e| corrupt(e.to_string()))?,
-            bits: usize::try_from(bits).unwrap_or(0),
-            selector: r.get(4),
-            pem: conf.keys.open(&sealed, &record, &format!("key {id}"))?,
-            created: r.get(6),
-            state: KeyState::parse(&kstate).map_err(|e| corrupt(e.to_string()))?,
-            since: r.get(8),
-            served: r.get(9),
-            record,
-        });
-    }
-    for r in tx
-        .query(
+            .map_err(|e| corrupt(format!("setting {k}: {e}")))
+    })?;
+    each_row(
+        &mut tx,
+        "SELECT name, dns, mail, dkim FROM domains ORDER BY name",
+        |r| {
+            let dkim: String = r.get(3);
+            state.domains.push(Domain {
+                name: r.get(0),
+                dns: r.get(1),
+                mail: r.get(2),
+                dkim: Override::parse(&dkim).map_err(|e| corrupt(e.to_string()))?,
+            });
+            Ok(())
+        },
+    )?;
+    each_row(
+        &mut tx,
+        "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
+         FROM keys ORDER BY id",
+        |r| {
+            let id: i64 = r.get(0);
+            let record: String = r.get(10);
+            let sealed: String = r.get(5);
+            let algorithm: String = r.get(2);
+            let kstate: String = r.get(7);
+            let bits: i64 = r.get(3);
+            state.keys.push(StoredKey {
+                id,
+                domain: r.get(1),
+                algorithm: alg(&algorithm).map_err(|e| corrupt(e.to_string()))?,
+                bits: usize::try_from(bits).unwrap_or(0),
+                selector: r.get(4),
+                pem: conf.keys.open(&sealed, &record, &format!("key {id}"))?,
+                created: r.get(6),
+                state: KeyState::parse(&kstate).map_err(|e| corrupt(e.to_string()))?,
+                since: r.get(8),
+                served: r.get(9),
+                record,
+            });
+            Ok(())
+        },
+    )?;
+    if records {
+        each_row(
+            &mut tx,
             "SELECT domain, name, value, backend, published FROM records ORDER BY domain, name",
-            &[],
-        )
-        .map_err(pg)?
-    {
-        state.records.push(PublishedRecord {
-            domain: r.get(0),
-            name: r.get(1),
-            value: r.get(2),
-            backend: r.get(3),
-            published: r.get(4),
-        });
+            |r| {
+                state.records.push(PublishedRecord {
+                    domain: r.get(0),
+                    name: r.get(1),
+                    value: r.get(2),
+                    backend: r.get(3),
+                    published: r.get(4),
+                });
+                Ok(())
+            },
+        )?;
     }
     tx.commit().map_err(pg)?;
     Ok(state)
@@ -650,7 +664,11 @@ fn rekey(c: &mut Conn) -> crate::Result<usize> {
 
 impl Store for PgStore {
     fn load(&self) -> crate::Result<State> {
-        self.call(load)
+        self.call(|c| load(c, true))
+    }
+
+    fn load_signing(&self) -> crate::Result<State> {
+        self.call(|c| load(c, false))
     }
 
     fn apply(&mut self, changes: &[Change]) -> crate::Result<()> {

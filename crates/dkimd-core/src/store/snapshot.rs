@@ -9,6 +9,8 @@
 use super::{Domain, KeyState, PublishedRecord, State, StoredKey};
 use crate::error::{err, Context};
 use crate::model::settings::Override;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "dkimd-snapshot-1";
@@ -27,30 +29,162 @@ pub struct Saved {
     pub saved: i64,
 }
 
+/// The file as written: borrowed from the state, streamed to the file, so
+/// that a snapshot of 10,000 domains never sits in memory twice.
+#[derive(Serialize)]
+struct Out<'a> {
+    format: &'a str,
+    version: i64,
+    saved: i64,
+    settings: BTreeMap<String, String>,
+    domains: Vec<DomainOut<'a>>,
+    keys: Vec<KeyOut<'a>>,
+    records: Vec<RecordOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DomainOut<'a> {
+    name: &'a str,
+    dns: bool,
+    mail: bool,
+    dkim: &'a str,
+}
+
+#[derive(Serialize)]
+struct KeyOut<'a> {
+    id: i64,
+    domain: Option<&'a str>,
+    algorithm: &'a str,
+    bits: usize,
+    selector: &'a str,
+    pem: &'a str,
+    created: i64,
+    state: &'a str,
+    since: i64,
+    served: Option<i64>,
+    record: &'a str,
+}
+
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    domain: &'a str,
+    name: &'a str,
+    value: &'a str,
+    backend: &'a str,
+    published: i64,
+}
+
+/// The file as read back (the same fields, owned).
+#[derive(Deserialize)]
+struct In {
+    version: i64,
+    saved: i64,
+    settings: BTreeMap<String, String>,
+    #[serde(default)]
+    domains: Vec<DomainIn>,
+    #[serde(default)]
+    keys: Vec<KeyIn>,
+    #[serde(default)]
+    records: Vec<RecordIn>,
+}
+
+#[derive(Deserialize)]
+struct DomainIn {
+    name: String,
+    #[serde(default)]
+    dns: bool,
+    #[serde(default)]
+    mail: bool,
+    dkim: String,
+}
+
+#[derive(Deserialize)]
+struct KeyIn {
+    id: i64,
+    domain: Option<String>,
+    algorithm: String,
+    bits: usize,
+    selector: String,
+    pem: String,
+    created: i64,
+    state: String,
+    since: i64,
+    served: Option<i64>,
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    domain: String,
+    name: String,
+    value: String,
+    backend: String,
+    published: i64,
+}
+
+/// Only the format, read first so that another file gets a plain answer.
+#[derive(Deserialize)]
+struct Head {
+    format: Option<String>,
+}
+
 /// Writes `state` to `path` (mode 0600, atomically).
 pub fn save(path: &Path, state: &State, saved: i64) -> crate::Result<()> {
-    let v = serde_json::json!({
-        "format": FORMAT,
-        "version": state.version,
-        "saved": saved,
-        "settings": state.settings.to_pairs().into_iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-            .collect::<serde_json::Map<_, _>>(),
-        "domains": state.domains.iter().map(|d| serde_json::json!({
-            "name": d.name, "dns": d.dns, "mail": d.mail, "dkim": d.dkim.as_str() }))
-            .collect::<Vec<_>>(),
-        "keys": state.keys.iter().map(|k| serde_json::json!({
-            "id": k.id, "domain": k.domain, "algorithm": k.algorithm.as_str(), "bits": k.bits,
-            "selector": k.selector, "pem": k.pem, "created": k.created,
-            "state": k.state.as_str(), "since": k.since, "served": k.served,
-            "record": k.record }))
-            .collect::<Vec<_>>(),
-        "records": state.records.iter().map(|r| serde_json::json!({
-            "domain": r.domain, "name": r.name, "value": r.value,
-            "backend": r.backend, "published": r.published }))
-            .collect::<Vec<_>>(),
-    });
-    crate::sys::write_atomic(path, serde_json::to_string(&v)?.as_bytes(), 0o600)
+    let out = Out {
+        format: FORMAT,
+        version: state.version,
+        saved,
+        settings: state
+            .settings
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        domains: state
+            .domains
+            .iter()
+            .map(|d| DomainOut {
+                name: &d.name,
+                dns: d.dns,
+                mail: d.mail,
+                dkim: d.dkim.as_str(),
+            })
+            .collect(),
+        keys: state
+            .keys
+            .iter()
+            .map(|k| KeyOut {
+                id: k.id,
+                domain: k.domain.as_deref(),
+                algorithm: k.algorithm.as_str(),
+                bits: k.bits,
+                selector: &k.selector,
+                pem: &k.pem,
+                created: k.created,
+                state: k.state.as_str(),
+                since: k.since,
+                served: k.served,
+                record: &k.record,
+            })
+            .collect(),
+        records: state
+            .records
+            .iter()
+            .map(|r| RecordOut {
+                domain: &r.domain,
+                name: &r.name,
+                value: &r.value,
+                backend: &r.backend,
+                published: r.published,
+            })
+            .collect(),
+    };
+    crate::sys::write_atomic_from(
+        path,
+        crate::sys::NewFile::mode(0o600),
+        |w| Ok(serde_json::to_writer(w, &out)?),
+        |_| Ok(()),
+    )
 }
 
 /// Reads a snapshot [`save`] wrote.
@@ -59,73 +193,65 @@ pub fn read(path: &Path) -> crate::Result<Saved> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let bad = |what: String| err!("snapshot {}: {what}", path.display());
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
-    if v["format"] != FORMAT {
+    let json = |e: serde_json::Error| bad(format!("line {}: {e}", e.line()));
+    let head: Head = serde_json::from_str(&text).map_err(json)?;
+    if head.format.as_deref() != Some(FORMAT) {
         return Err(bad(format!(
             "not a dkimd snapshot (format is not {FORMAT})"
         )));
     }
-    let int = |x: &serde_json::Value, what: &str| {
-        x.as_i64()
-            .ok_or_else(|| bad(format!("{what} is not a number")))
-    };
-    let text = |x: &serde_json::Value, what: &str| {
-        x.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| bad(format!("{what} is not text")))
-    };
+    let v: In = serde_json::from_str(&text).map_err(json)?;
+    drop(text);
     let mut state = State {
-        version: int(&v["version"], "version")?,
+        version: v.version,
         ..State::default()
     };
-    for (k, val) in v["settings"]
-        .as_object()
-        .ok_or_else(|| bad("no settings".into()))?
-    {
-        let val = text(val, k)?;
+    for (k, val) in &v.settings {
         state
             .settings
-            .set_named(k, &val, true)
+            .set_named(k, val, true)
             .map_err(|e| bad(format!("setting {k}: {e}")))?;
     }
-    for d in v["domains"].as_array().into_iter().flatten() {
+    for d in v.domains {
         state.domains.push(Domain {
-            name: text(&d["name"], "domain name")?,
-            dns: d["dns"].as_bool().unwrap_or(false),
-            mail: d["mail"].as_bool().unwrap_or(false),
-            dkim: Override::parse(&text(&d["dkim"], "dkim")?).map_err(|e| bad(e.to_string()))?,
+            dkim: Override::parse(&d.dkim).map_err(|e| bad(format!("{}: {e}", d.name)))?,
+            name: d.name,
+            dns: d.dns,
+            mail: d.mail,
         });
     }
-    for k in v["keys"].as_array().into_iter().flatten() {
+    for k in v.keys {
         state.keys.push(StoredKey {
-            id: int(&k["id"], "key id")?,
-            domain: k["domain"].as_str().map(str::to_string),
-            algorithm: text(&k["algorithm"], "algorithm")?
+            id: k.id,
+            domain: k.domain,
+            algorithm: k
+                .algorithm
                 .parse()
-                .map_err(|e| bad(format!("{e}")))?,
-            bits: usize::try_from(int(&k["bits"], "bits")?).unwrap_or(0),
-            selector: text(&k["selector"], "selector")?,
-            pem: text(&k["pem"], "pem")?,
-            created: int(&k["created"], "created")?,
-            state: KeyState::parse(&text(&k["state"], "state")?).map_err(|e| bad(e.to_string()))?,
-            since: int(&k["since"], "since")?,
-            served: k["served"].as_i64(),
-            record: text(&k["record"], "record")?,
+                .map_err(|e| bad(format!("key {}: {e}", k.id)))?,
+            bits: k.bits,
+            selector: k.selector,
+            pem: k.pem,
+            created: k.created,
+            state: KeyState::parse(&k.state).map_err(|e| bad(format!("key {}: {e}", k.id)))?,
+            since: k.since,
+            served: k.served,
+            record: k.record,
         });
     }
-    for r in v["records"].as_array().into_iter().flatten() {
-        state.records.push(PublishedRecord {
-            domain: text(&r["domain"], "record domain")?,
-            name: text(&r["name"], "record name")?,
-            value: text(&r["value"], "record value")?,
-            backend: text(&r["backend"], "backend")?,
-            published: int(&r["published"], "published")?,
-        });
-    }
+    state.records = v
+        .records
+        .into_iter()
+        .map(|r| PublishedRecord {
+            domain: r.domain,
+            name: r.name,
+            value: r.value,
+            backend: r.backend,
+            published: r.published,
+        })
+        .collect();
     Ok(Saved {
         state,
-        saved: int(&v["saved"], "saved")?,
+        saved: v.saved,
     })
 }
 
@@ -215,6 +341,13 @@ mod tests {
             served: Some(3),
             record: key.dns_record(),
         });
+        st.records.push(PublishedRecord {
+            domain: "a.example".into(),
+            name: "s1._domainkey.a.example".into(),
+            value: key.dns_record(),
+            backend: "manual".into(),
+            published: 4,
+        });
         save(&p, &st, 99).unwrap();
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -225,6 +358,7 @@ mod tests {
         assert_eq!(back.state.version, 42);
         assert_eq!(back.state.domains, st.domains);
         assert_eq!(back.state.keys, st.keys);
+        assert_eq!(back.state.records, st.records);
         assert!(back.state.settings.signing);
         std::fs::write(&p, "{\"format\": \"x\"}").unwrap();
         let e = read(&p).unwrap_err();

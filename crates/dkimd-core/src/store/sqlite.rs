@@ -82,6 +82,115 @@ fn now() -> i64 {
 }
 
 impl SqliteStore {
+    /// Reads the state in one read transaction; the published records
+    /// only when `records`.
+    fn read_state(&self, records: bool) -> crate::Result<State> {
+        let mut state = State::default();
+        // One read transaction: the counter and the rows agree.
+        let tx = self.conn.unchecked_transaction()?;
+        state.version = tx.query_row("SELECT version FROM meta", [], |r| r.get(0))?;
+        let mut st = tx
+            .prepare("SELECT name, value FROM settings")
+            .map_err(|e| self.corrupt(e))?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (k, v) = row?;
+            state
+                .settings
+                .set_named(&k, &v, true)
+                .map_err(|e| self.corrupt(format!("setting {k}: {e}")))?;
+        }
+        let mut st = tx.prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (name, dns, mail, dkim) = row?;
+            let dkim = Override::parse(&dkim).map_err(|e| self.corrupt(e))?;
+            state.domains.push(Domain {
+                name,
+                dns,
+                mail,
+                dkim,
+            });
+        }
+        let mut st = tx.prepare(
+            "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
+             FROM keys ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                (
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                    r.get::<_, String>(10)?,
+                ),
+            ))
+        })?;
+        for row in rows {
+            let (
+                (id, domain, algorithm, bits, selector, pem),
+                (created, kstate, since, served, record),
+            ) = row?;
+            // Keys stored before migration 3 have no record yet: it is
+            // derived from the private key.
+            let record = if record.is_empty() && !pem.is_empty() {
+                dkim::SigningKey::from_pem(pem.as_bytes())
+                    .map_err(|e| self.corrupt(format!("key {id}: {e}")))?
+                    .dns_record()
+            } else {
+                record
+            };
+            state.keys.push(StoredKey {
+                id,
+                domain,
+                algorithm: alg(&algorithm).map_err(|e| self.corrupt(e))?,
+                bits: usize::try_from(bits).unwrap_or(0),
+                selector,
+                pem,
+                created,
+                state: KeyState::parse(&kstate).map_err(|e| self.corrupt(e))?,
+                since,
+                served,
+                record,
+            });
+        }
+        if records {
+            let mut st = tx.prepare(
+                "SELECT domain, name, value, backend, published FROM records ORDER BY domain, name",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(PublishedRecord {
+                    domain: r.get(0)?,
+                    name: r.get(1)?,
+                    value: r.get(2)?,
+                    backend: r.get(3)?,
+                    published: r.get(4)?,
+                })
+            })?;
+            for row in rows {
+                state.records.push(row?);
+            }
+        }
+        // Read only: dropping the transaction ends it.
+        Ok(state)
+    }
+
     /// The database file in a state directory.
     pub fn path_in(state_dir: &Path) -> PathBuf {
         state_dir.join("dkimd.sqlite")
@@ -301,108 +410,11 @@ impl Store for SqliteStore {
     }
 
     fn load(&self) -> crate::Result<State> {
-        let mut state = State::default();
-        // One read transaction: the counter and the rows agree.
-        let tx = self.conn.unchecked_transaction()?;
-        state.version = tx.query_row("SELECT version FROM meta", [], |r| r.get(0))?;
-        let mut st = tx
-            .prepare("SELECT name, value FROM settings")
-            .map_err(|e| self.corrupt(e))?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (k, v) = row?;
-            state
-                .settings
-                .set_named(&k, &v, true)
-                .map_err(|e| self.corrupt(format!("setting {k}: {e}")))?;
-        }
-        let mut st = tx.prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (name, dns, mail, dkim) = row?;
-            let dkim = Override::parse(&dkim).map_err(|e| self.corrupt(e))?;
-            state.domains.push(Domain {
-                name,
-                dns,
-                mail,
-                dkim,
-            });
-        }
-        let mut st = tx.prepare(
-            "SELECT id, domain, algorithm, bits, selector, pem, created, state, since, served, record
-             FROM keys ORDER BY id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                (
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ),
-                (
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, i64>(8)?,
-                    r.get::<_, Option<i64>>(9)?,
-                    r.get::<_, String>(10)?,
-                ),
-            ))
-        })?;
-        for row in rows {
-            let (
-                (id, domain, algorithm, bits, selector, pem),
-                (created, kstate, since, served, record),
-            ) = row?;
-            // Keys stored before migration 3 have no record yet: it is
-            // derived from the private key.
-            let record = if record.is_empty() && !pem.is_empty() {
-                dkim::SigningKey::from_pem(pem.as_bytes())
-                    .map_err(|e| self.corrupt(format!("key {id}: {e}")))?
-                    .dns_record()
-            } else {
-                record
-            };
-            state.keys.push(StoredKey {
-                id,
-                domain,
-                algorithm: alg(&algorithm).map_err(|e| self.corrupt(e))?,
-                bits: usize::try_from(bits).unwrap_or(0),
-                selector,
-                pem,
-                created,
-                state: KeyState::parse(&kstate).map_err(|e| self.corrupt(e))?,
-                since,
-                served,
-                record,
-            });
-        }
-        let mut st = tx.prepare(
-            "SELECT domain, name, value, backend, published FROM records ORDER BY domain, name",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(PublishedRecord {
-                domain: r.get(0)?,
-                name: r.get(1)?,
-                value: r.get(2)?,
-                backend: r.get(3)?,
-                published: r.get(4)?,
-            })
-        })?;
-        for row in rows {
-            state.records.push(row?);
-        }
-        // Read only: dropping the transaction ends it.
-        Ok(state)
+        self.read_state(true)
+    }
+
+    fn load_signing(&self) -> crate::Result<State> {
+        self.read_state(false)
     }
 
     fn apply(&mut self, changes: &[Change]) -> crate::Result<()> {

@@ -36,12 +36,12 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = dkim::SignerConfig::new(domain, selector, key);
     cfg.canonicalization = canon;
     if let Some(h) = &a.headers {
-        cfg.headers = field_list("--headers", h)?;
+        cfg.headers = field_list("--headers", h)?.into();
         if !cfg.headers.iter().any(|f| f.matches(b"from")) {
             return usage("--headers must include From (RFC 6376 requires it to be signed)");
         }
     }
-    cfg.oversign = field_list("--oversign", &a.oversign)?;
+    cfg.oversign = field_list("--oversign", &a.oversign)?.into();
     cfg.identity = a.identity.clone();
     cfg.expire_after = a.expire;
 

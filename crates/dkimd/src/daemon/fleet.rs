@@ -130,7 +130,7 @@ pub fn starting_state(
     cfg: &Config,
     store: &dyn Store,
 ) -> anyhow::Result<(State, i64, Option<String>)> {
-    match store.load() {
+    match store.load_signing() {
         Ok(st) => Ok((st, now(), None)),
         Err(e) if store.shared() => {
             let path = file::path_in(&cfg.state_dir);

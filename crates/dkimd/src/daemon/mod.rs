@@ -144,8 +144,7 @@ pub async fn run_checked(
         None => node.loaded(&checked.state),
     }
     node.publish();
-    let mut last = Arc::try_unwrap(checked.state).unwrap_or_else(|a| (*a).clone());
-    last.records = Vec::new();
+    let last = checked.state;
     let shared: snapshot::Shared = Arc::new(RwLock::new(checked.snap));
     let metrics = Arc::new(Metrics::new());
     {
@@ -203,7 +202,7 @@ pub async fn run_checked(
         shared.clone(),
         (held, reload),
         node,
-        Arc::new(last),
+        last,
     ));
     tokio::spawn(warn_at_limit(
         metrics.limit_reached(),
@@ -292,12 +291,11 @@ async fn reload_on_change(
         };
         if why != HELD {
             let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.load()).await {
-                Ok(Ok(mut st)) => {
+            // Signing needs no record of what is published (20,000
+            // records at 10,000 domains).
+            match tokio::task::spawn_blocking(move || s.load_signing()).await {
+                Ok(Ok(st)) => {
                     node.loaded(&st);
-                    // Signing needs no record of what is published (20,000
-                    // records at 10,000 domains).
-                    st.records = Vec::new();
                     last = Arc::new(st);
                 }
                 Ok(Err(e)) => {
