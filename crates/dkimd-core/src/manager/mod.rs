@@ -126,6 +126,12 @@ impl Manager {
         self.store.load()
     }
 
+    /// The state without the published records (see
+    /// [`Store::load_signing`]): what signing and status need.
+    pub fn load_signing(&self) -> crate::Result<State> {
+        self.store.load_signing()
+    }
+
     /// The selector a new key gets when none is named: this year and month.
     pub fn default_selector(&self) -> String {
         crate::clock::year_month(self.clock.now())

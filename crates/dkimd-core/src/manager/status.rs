@@ -112,8 +112,7 @@ impl Manager {
     /// domains never sit in memory at once), each domain handed to `each`;
     /// the DNS states are then kept for `status` (the daemon's round).
     pub fn check_all(&self, mut each: impl FnMut(&DomainStatus)) -> crate::Result<()> {
-        // Status needs the keys, not the published records.
-        let st = self.store.load_signing()?;
+        let st = self.load_signing()?;
         let mut cache = crate::dns::live::Cache {
             checked: i64::try_from(self.clock.now()).unwrap_or(0),
             ..Default::default()
@@ -142,8 +141,7 @@ impl Manager {
 
     /// The domains `q` asks for, with their DNS states.
     pub fn status_query(&self, q: &StatusQuery) -> crate::Result<StatusPage> {
-        // Status needs the keys, not the published records.
-        let st = self.store.load_signing()?;
+        let st = self.load_signing()?;
         let now = i64::try_from(self.clock.now()).unwrap_or(0);
         let cache = match (q.cached, self.cache_age()) {
             (true, Some(age)) => crate::dns::live::Cache::load_fresh(

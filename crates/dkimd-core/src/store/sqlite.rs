@@ -643,6 +643,40 @@ mod tests {
     }
 
     #[test]
+    fn load_signing_is_load_without_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let mut s = SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .unwrap();
+        s.apply(&[
+            Change::PutDomain(Domain {
+                name: "a.com".into(),
+                dns: true,
+                mail: true,
+                dkim: Override::Default,
+            }),
+            Change::PutRecord(PublishedRecord {
+                domain: "a.com".into(),
+                name: "s._domainkey.a.com".into(),
+                value: "v=DKIM1; k=ed25519; p=".into(),
+                backend: "manual".into(),
+                published: 1,
+            }),
+        ])
+        .unwrap();
+        let all = s.load().unwrap();
+        assert_eq!(all.records.len(), 1);
+        let signing = s.load_signing().unwrap();
+        assert!(signing.records.is_empty());
+        assert_eq!(signing.domains, all.domains);
+        assert_eq!(signing.keys, all.keys);
+        assert_eq!(signing.version, all.version);
+    }
+
+    #[test]
     fn refuses_open_permissions_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");

@@ -49,7 +49,6 @@ pub struct Wake {
 /// this very connection.
 fn round(cfg: &Config, mut store: Shared, clock: SharedClock) -> anyhow::Result<Round> {
     let worker = store.try_worker()?;
-    let keys = store.clone();
     let mut m = Manager::new(
         cfg.clone(),
         Box::new(store),
@@ -69,7 +68,7 @@ fn round(cfg: &Config, mut store: Shared, clock: SharedClock) -> anyhow::Result<
         .map(|l| l.to_string())
         .collect();
     // The gauges need the keys, not the published records.
-    let st = keys.load_signing()?;
+    let st = m.load_signing()?;
     let now = i64::try_from(clock.now()).unwrap_or(0);
     let mut alarms = report.alarms;
     alarms.extend(failed);
