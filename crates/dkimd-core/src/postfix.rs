@@ -34,6 +34,10 @@ struct InstallRecord {
     files: Vec<String>,
     /// The user install created.
     user: Option<String>,
+    /// The configuration file install wrote (the sample), which uninstall
+    /// removes while it is unchanged.
+    #[serde(default)]
+    config: Option<String>,
 }
 
 fn read_record(path: &Path) -> crate::Result<Option<InstallRecord>> {
@@ -160,9 +164,22 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
         service_user(cfg, user, &mut record, out)?;
     }
     state_dir(cfg, t.user.as_deref(), out)?;
+    config_file(cfg, &mut record, out)?;
     let changes = milter_params(cfg, t, &set, &mut record, out)?;
     if let Some(dir) = &t.systemd_dir {
         systemd_unit(cfg, t, dir, &mut record, out)?;
+        if let Some(why) = passing_binary(&t.binary) {
+            out.sink().notice(&format!(
+                "warning: the unit starts {}, {why}: when it goes, dkimd stops. Copy the binary to a system path and run install from there (install -m 0755 {} /usr/local/bin/dkimd && /usr/local/bin/dkimd install), or install the Debian package (/usr/bin/dkimd)",
+                t.binary.display(),
+                t.binary.display()
+            ));
+            out.step(
+                "systemd",
+                &format!("warning: ExecStart is {}, {why}", t.binary.display()),
+                true,
+            );
+        }
     }
     record.postfix_dir = Some(t.postfix_dir.display().to_string());
     crate::sys::write_atomic(
@@ -175,6 +192,64 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
     } else {
         reload_postfix(&t.postfix_dir, out);
     }
+    Ok(())
+}
+
+/// Why a binary at `path` will not stay there, if it looks so: a temporary
+/// directory, a cargo build directory or a home directory.
+pub fn passing_binary(path: &Path) -> Option<&'static str> {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let under = |prefix: &[&str]| {
+        parts.len() > prefix.len() && parts.iter().zip(prefix).all(|(a, b)| a == b)
+    };
+    if under(&["/", "tmp"]) || under(&["/", "var", "tmp"]) || under(&["/", "dev", "shm"]) {
+        Some("a temporary directory")
+    } else if parts.iter().any(|p| p == "target")
+        && parts.iter().any(|p| p == "debug" || p == "release")
+    {
+        Some("a cargo build directory")
+    } else if under(&["/", "home"]) || under(&["/", "root"]) {
+        Some("a home directory")
+    } else {
+        None
+    }
+}
+
+/// The configuration file the unit reads: the commented sample is written
+/// when it is missing (with this state directory); an existing one is
+/// never touched.
+fn config_file(cfg: &Config, record: &mut InstallRecord, out: &mut Steps) -> crate::Result<()> {
+    let path = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    if path.exists() {
+        out.step(
+            "config",
+            &format!("{} exists; left as it is", path.display()),
+            true,
+        );
+        return Ok(());
+    }
+    let text = cfg.sample();
+    // What is written must load as the configuration install used.
+    Config::parse(&text, &path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::sys::write_atomic(&path, text.as_bytes(), 0o644)?;
+    out.step(
+        "config",
+        &format!(
+            "wrote {} (the commented sample; edit it, then systemctl reload dkimd)",
+            path.display()
+        ),
+        true,
+    );
+    record.config = Some(path.display().to_string());
     Ok(())
 }
 
@@ -382,6 +457,18 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     for p in &record.files {
         if std::fs::remove_file(p).is_ok() {
             out.step("systemd", &format!("removed {p}"), true);
+        }
+    }
+    if let Some(p) = &record.config {
+        let unchanged = std::fs::read_to_string(p).is_ok_and(|t| t == cfg.sample());
+        if unchanged && std::fs::remove_file(p).is_ok() {
+            out.step(
+                "config",
+                &format!("removed {p} (as install wrote it)"),
+                true,
+            );
+        } else if Path::new(p).exists() {
+            out.step("config", &format!("{p} kept (edited since install)"), true);
         }
     }
     std::fs::remove_file(&record_path).ok();

@@ -194,6 +194,59 @@ pub fn daemons(store: &Path) -> (Vec<u32>, Vec<u32>) {
     (ours, others)
 }
 
+/// The owner that files in the state directory `dir` must keep: `dir`'s
+/// owner, when this process runs as root and `dir` belongs to another user
+/// (the service user the daemon runs as). None otherwise: then whatever
+/// this process creates is already usable by whoever owns `dir`.
+pub fn state_owner(dir: &Path) -> Option<(u32, u32)> {
+    if uzers::get_effective_uid() != 0 {
+        return None;
+    }
+    let meta = std::fs::metadata(dir).ok()?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+}
+
+/// How deep [`hand_over`] looks below the state directory.
+const HAND_OVER_DEPTH: usize = 4;
+
+/// Gives every file and directory under the state directory `dir` that
+/// root owns to `dir`'s owner (see [`state_owner`]), so that a command
+/// run as root never leaves a file the daemon cannot open: the store, its
+/// `-wal` and `-shm`, the audit log, and whatever a crashed command left.
+/// Links are changed, not followed. Returns how many were handed over.
+pub fn hand_over(dir: &Path) -> Result<usize> {
+    let Some((uid, gid)) = state_owner(dir) else {
+        return Ok(0);
+    };
+    let mut handed = 0;
+    let mut todo = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.uid() == 0 {
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).with_context(|| {
+                    format!(
+                        "cannot give {} to the owner of {}",
+                        path.display(),
+                        dir.display()
+                    )
+                })?;
+                handed += 1;
+            }
+            if meta.is_dir() && depth < HAND_OVER_DEPTH {
+                todo.push((path, depth + 1));
+            }
+        }
+    }
+    Ok(handed)
+}
+
 /// Creates directory `dir` (mode 0700) when missing; an existing one that
 /// others can read is refused.
 pub fn private_dir(dir: &Path, what: &str) -> crate::Result<()> {

@@ -15,6 +15,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/dkimd/dkimd.toml";
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dkimd";
 
+/// The commented sample configuration (`dkimd.toml` at the root of the
+/// repository): what `dkimd install` writes when the file is missing, and
+/// what the Debian package ships as a conffile.
+pub const SAMPLE: &str = include_str!("../../../../dkimd.toml");
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -730,6 +735,38 @@ impl Config {
             cfg.state_dir = s.to_path_buf();
         }
         Ok(cfg)
+    }
+
+    /// [`Config::load`], except that a `path` that does not exist yet gives
+    /// the defaults (for `dkimd install`, which then writes the sample
+    /// there). `source` is `path`, or the default file, either way.
+    pub fn load_or_default(path: Option<&Path>, state_dir: Option<&Path>) -> crate::Result<Config> {
+        match path {
+            Some(p) if !p.exists() => {
+                let mut cfg = Config::default();
+                if let Some(s) = state_dir {
+                    cfg.state_dir = s.to_path_buf();
+                }
+                cfg.source = Some(p.to_path_buf());
+                Ok(cfg)
+            }
+            Some(p) => Config::load(Some(p), state_dir),
+            None => {
+                let mut cfg = Config::load(None, state_dir)?;
+                cfg.source = Some(PathBuf::from(DEFAULT_CONFIG));
+                Ok(cfg)
+            }
+        }
+    }
+
+    /// The sample configuration, with `state_dir` set to this one's: what
+    /// install writes where the configuration file is missing.
+    pub fn sample(&self) -> String {
+        let line = format!(
+            "state_dir = {}",
+            toml::Value::String(self.state_dir.display().to_string())
+        );
+        SAMPLE.replacen(&format!("state_dir = \"{DEFAULT_STATE_DIR}\""), &line, 1)
     }
 
     /// The TTL records of `domain` are published with: its zone's `ttl`,

@@ -86,6 +86,23 @@ impl AuditFile {
             .map_err(|err| {
                 crate::error::err!("cannot open audit log {}: {err}", self.path.display())
             })?;
+        // Run as root, a command leaves the log to the state directory's
+        // owner, or the daemon could no longer write it.
+        if let Some((uid, gid)) = self
+            .path
+            .parent()
+            .and_then(crate::sys::state_owner)
+        {
+            use std::os::unix::fs::MetadataExt;
+            if f.metadata().is_ok_and(|m| m.uid() != uid) {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|err| {
+                    crate::error::err!(
+                        "cannot give audit log {} to the state directory's owner: {err}",
+                        self.path.display()
+                    )
+                })?;
+            }
+        }
         f.write_all(line.as_bytes()).map_err(|err| {
             crate::error::err!("cannot write audit log {}: {err}", self.path.display())
         })

@@ -220,6 +220,12 @@ impl SqliteStore {
             audit: AuditFile::new(audit),
         };
         store.migrate()?;
+        // Run as root on the service user's state directory: the store,
+        // its -wal and -shm, and anything an earlier root command left
+        // (even one that crashed) stay the service user's.
+        if let Some(dir) = store.path.parent() {
+            crate::sys::hand_over(dir)?;
+        }
         Ok(store)
     }
 

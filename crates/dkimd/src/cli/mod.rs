@@ -407,14 +407,18 @@ pub struct KeygenArgs {
 #[derive(Args, Debug)]
 pub struct SignArgs {
     /// Private key file (PEM: PKCS#8 or PKCS#1, RSA or Ed25519), mode 0600.
-    #[arg(long)]
-    pub key: PathBuf,
+    /// Without it, the message is signed as the daemon would sign it: with
+    /// every active key the store holds for the domain, under their
+    /// selectors.
+    #[arg(long, requires = "selector")]
+    pub key: Option<PathBuf>,
     /// The signing domain (d=).
     #[arg(long)]
     pub domain: String,
-    /// The selector (s=).
+    /// The selector (s=); with the store's keys, only the key of this
+    /// selector signs.
     #[arg(long)]
-    pub selector: String,
+    pub selector: Option<String>,
     /// Header fields to sign when present, colon-separated (default: From,
     /// To, Cc, Subject, Date, Message-ID, Reply-To, In-Reply-To, References,
     /// MIME-Version, Content-Type, Content-Transfer-Encoding, List-*).

@@ -28,14 +28,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = || Config::load(cli.config.as_deref(), cli.state_dir.as_deref());
     match cli.command {
         Command::Keygen(a) => keygen::run(a, json),
-        Command::Sign(a) => sign::run(a),
+        Command::Sign(a) => sign::run(a, config),
         Command::Verify(a) => verify::run(a, json),
         Command::Bench(a) => bench::run(a, json),
         Command::Run(a) => run::run(config()?, a.check_config),
-        Command::Store(a) => store::run(a, config()?, json),
+        Command::Store(a) => {
+            let cfg = config()?;
+            let dir = cfg.state_dir.clone();
+            hand_over(&dir, store::run(a, cfg, json))
+        }
         Command::Nodes => store::nodes(config()?, json),
-        other => manage::run(other, config()?, json),
+        other => {
+            // install writes the sample configuration where it is missing.
+            let cfg = if matches!(other, Command::Install(_) | Command::Uninstall(_)) {
+                Config::load_or_default(cli.config.as_deref(), cli.state_dir.as_deref())?
+            } else {
+                config()?
+            };
+            let dir = cfg.state_dir.clone();
+            hand_over(&dir, manage::run(other, cfg, json))
+        }
     }
+}
+
+/// After a command run as root: every file it made in the state directory
+/// goes to the directory's owner (the service user), so that the daemon
+/// can still open the store and write the audit log.
+fn hand_over(
+    state_dir: &std::path::Path,
+    result: anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    if let Err(e) = dkimd_core::sys::hand_over(state_dir) {
+        errln!("dkimd: warning: {}", e.chain());
+    }
+    result
 }
 
 /// Prints steps as they happen: lines to standard output, notices and

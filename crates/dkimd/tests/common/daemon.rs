@@ -80,8 +80,28 @@ impl Daemon {
         })
     }
 
+    /// [`Daemon::start_any_port`], run as the Unix user `uid`:`gid` (the
+    /// way the installed unit runs it).
+    pub fn start_any_port_as(config: &Path, uid: u32, gid: u32) -> Daemon {
+        let mut d = Self::spawn_as(config, Arc::new(Mutex::new(Vec::new())), Some((uid, gid)));
+        let prefix = "listening on inet:127.0.0.1:";
+        d.wait_until(|d| d.logged_port(prefix).is_some());
+        d.port = d.logged_port(prefix).unwrap_or(0);
+        d
+    }
+
     fn spawn(config: &Path, log: Arc<Mutex<Vec<String>>>) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dkimd"))
+        Self::spawn_as(config, log, None)
+    }
+
+    fn spawn_as(config: &Path, log: Arc<Mutex<Vec<String>>>, user: Option<(u32, u32)>) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dkimd"));
+        if let Some((uid, gid)) = user {
+            // std drops root's supplementary groups when it sets the uid.
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .arg("run")
