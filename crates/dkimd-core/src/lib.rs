@@ -4,7 +4,8 @@
 //! It prints nothing: a manager's steps go to a [`manager::StepSink`] that
 //! the command line prints and the page renders. Its layers import only
 //! downwards: `error`, `clock`, `sys`, `steps` ← `model` ← `config` ← `store` ←
-//! `dns` ← `publish` ← `manager`; `postfix` sits beside `publish`.
+//! `dns` ← `publish` ← `manager`; `postfix` and `migrate` (the importers)
+//! sit beside `publish`.
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod manager;
+pub mod migrate;
 pub mod model;
 pub mod postfix;
 pub mod publish;

@@ -12,7 +12,8 @@ use dkimd::errln;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = match cli::Cli::try_parse() {
+    let args = match cli::Cli::try_parse_from(cli::args_for_migrate(std::env::args_os().collect()))
+    {
         Ok(a) => a,
         Err(e) => {
             // Help and version go to stdout with 0; real errors exit 2.

@@ -394,3 +394,288 @@ fn sign_without_a_key_uses_the_stores_keys() {
         text(&o)
     );
 }
+
+/// An OpenDKIM setup as an admin has it: Debian's packaged opendkim.conf
+/// with a KeyTable, a refile: SigningTable and a TrustedHosts file, and
+/// keys made by `opendkim-genkey` for three domains under three
+/// selectors; also a per-user line and a 1024-bit key, which cannot move.
+struct OpenDkimSetup {
+    dir: PathBuf,
+    conf: PathBuf,
+    /// (domain, selector, the zone file line opendkim-genkey printed).
+    keys: Vec<(String, String, String)>,
+}
+
+fn genkey(dir: &Path, domain: &str, selector: &str, bits: u32) -> String {
+    let kd = dir.join("keys").join(domain);
+    std::fs::create_dir_all(&kd).unwrap();
+    let o = std::process::Command::new("opendkim-genkey")
+        .arg(format!("--bits={bits}"))
+        .arg(format!("--domain={domain}"))
+        .arg(format!("--selector={selector}"))
+        .arg(format!("--directory={}", kd.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "opendkim-genkey: {}", text(&o));
+    std::fs::read_to_string(kd.join(format!("{selector}.txt"))).unwrap()
+}
+
+/// The p= of a zone file stub that opendkim-genkey wrote.
+fn stub_record(stub: &str) -> String {
+    stub.split('"').skip(1).step_by(2).collect::<String>()
+}
+
+fn opendkim_setup(root: &Path) -> OpenDkimSetup {
+    let dir = root.join("opendkim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut keys = Vec::new();
+    let mut keytable = String::from("# keyname  domain:selector:keyfile\n");
+    let mut signing = String::from("# sender pattern  keyname\n");
+    for (domain, selector) in [
+        ("a.example", "sel-a"),
+        ("b.example", "mail2024"),
+        ("c.example", "dkim"),
+    ] {
+        let stub = genkey(&dir, domain, selector, 2048);
+        let name = format!("{selector}._domainkey.{domain}");
+        keytable.push_str(&format!(
+            "{name}\t{domain}:{selector}:{}\n",
+            dir.join("keys")
+                .join(domain)
+                .join(format!("{selector}.private"))
+                .display()
+        ));
+        signing.push_str(&format!("*@{domain}\t{name}\n"));
+        keys.push((domain.to_string(), selector.to_string(), stub));
+    }
+    genkey(&dir, "old.example", "legacy", 1024);
+    keytable.push_str(&format!(
+        "legacy._domainkey.old.example old.example:legacy:{}\n",
+        dir.join("keys/old.example/legacy.private").display()
+    ));
+    signing.push_str("*@old.example legacy._domainkey.old.example\n");
+    signing.push_str("joe@b.example sel-a._domainkey.a.example\n");
+    std::fs::write(dir.join("KeyTable"), keytable).unwrap();
+    std::fs::write(dir.join("SigningTable"), signing).unwrap();
+    std::fs::write(
+        dir.join("TrustedHosts"),
+        "127.0.0.1\n::1\nlocalhost\n192.168.10.0/24\nmail.example.net\n",
+    )
+    .unwrap();
+    // Debian's packaged configuration, with the tables an admin adds.
+    let debian = std::fs::read_to_string("/etc/opendkim.conf").unwrap();
+    let conf = dir.join("opendkim.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{debian}\n# Added by the admin\nKeyTable\t\tfile:{d}/KeyTable\nSigningTable\t\trefile:{d}/SigningTable\nInternalHosts\t\trefile:{d}/TrustedHosts\nExternalIgnoreList\trefile:{d}/TrustedHosts\nOn-BadSignature\t\treject\nAuthservID\t\tmx.example.net\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    OpenDkimSetup { dir, conf, keys }
+}
+
+/// BIND serving the zones of the setup's domains with the records
+/// opendkim-genkey printed, except c.example, which serves another key's
+/// record (a record that does not match what would be imported).
+fn opendkim_zones(setup: &OpenDkimSetup) -> common::bind::Named {
+    let zones: Vec<(&str, String)> = setup
+        .keys
+        .iter()
+        .map(|(domain, selector, stub)| {
+            let line = if domain == "c.example" {
+                genkey(&setup.dir.join("other"), domain, selector, 2048)
+            } else {
+                stub.clone()
+            };
+            (domain.as_str(), common::bind::zone_file(domain, 1, &[line]))
+        })
+        .collect();
+    common::bind::Named::start(&zones)
+}
+
+/// `dkimd migrate opendkim` on Debian's opendkim.conf with opendkim-genkey
+/// keys: the plan names every domain, key and selector, the trusted
+/// networks, the actions and what cannot move (a per-user key, a 1024-bit
+/// key with its replacement); `--dry-run` changes nothing; applied, the
+/// keys sign under their own selectors and OpenDKIM's own verifier and
+/// dkimd accept them against the records BIND serves; the record that
+/// does not match is reported; and a second run changes nothing.
+#[test]
+fn migrate_opendkim_keeps_selectors_and_keys() {
+    if !require_peer(
+        "OpenDKIM (opendkim-tools)",
+        std::process::Command::new("opendkim-genkey").arg("--help"),
+    ) || !common::bind::have_named()
+        || !have_opendkim()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = opendkim_setup(tmp.path());
+    let named = opendkim_zones(&setup);
+    let config = tmp.path().join("dkimd.toml");
+    let state = tmp.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
+            state.display(),
+            named.addr()
+        ),
+    )
+    .unwrap();
+    let dkimd_cmd = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let conf = setup.conf.to_str().unwrap();
+
+    // The plan, and nothing else.
+    let o = dkimd_cmd(&["migrate", "opendkim", "--config", conf, "--dry-run"]);
+    let plan = text(&o);
+    assert!(o.status.success(), "{plan}");
+    assert!(
+        plan.contains("3 domain(s) sign: a.example, b.example, c.example"),
+        "{plan}"
+    );
+    for (domain, selector, _) in &setup.keys {
+        assert!(
+            plan.contains(&format!(
+                "key: {domain} selector {selector} (rsa 2048 bits)"
+            )),
+            "{plan}"
+        );
+    }
+    assert!(
+        plan.contains("SigningTable joe@b.example") && plan.contains("one sender's own key"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("old.example key of selector legacy")
+            && plan.contains("under 2048 bits")
+            && plan.contains("dkimd key generate old.example"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("dkimd.toml: [milter] trusted_networks = [\"127.0.0.1/32\", \"::1/128\", \"192.168.10.0/24\"]"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("InternalHosts entry mail.example.net"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("dkimd.toml: [milter] authserv_id = \"mx.example.net\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("setting: policy-fail = reject (from On-BadSignature reject at"),
+        "{plan}"
+    );
+    assert!(plan.contains("setting: policy-temperror = tempfail (from On-DNSError unset (OpenDKIM's default tempfail))"), "{plan}");
+    assert!(
+        plan.contains("milter: OpenDKIM serves Postfix at unix:/run/opendkim/opendkim.sock"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("note: Canonicalization relaxed/simple at")
+            && plan.contains("dkimd signs relaxed/relaxed"),
+        "{plan}"
+    );
+    assert!(plan.contains("dry run: nothing was changed"), "{plan}");
+    assert!(!state.exists(), "a dry run made {}", state.display());
+
+    // Applied: one transaction, then the live check.
+    let o = dkimd_cmd(&["migrate", "opendkim", "--config", conf]);
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the mismatching record fails the run: {out}"
+    );
+    assert!(out.contains("change(s) made in one transaction"), "{out}");
+    assert!(
+        out.contains("DNS serves sel-a._domainkey.a.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DNS serves mail2024._domainkey.b.example"),
+        "{out}"
+    );
+    assert!(out.contains("DNS at dkim._domainkey.c.example: "), "{out}");
+    assert!(
+        out.contains("in dkimd.toml set [milter] trusted_networks"),
+        "{out}"
+    );
+    let shown = |domain: &str| -> serde_json::Value {
+        let o = dkimd_cmd(&["--json", "key", "show", domain]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    for (domain, selector, stub) in &setup.keys {
+        let keys = shown(domain);
+        let keys = keys["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(keys[0]["selector"], selector.as_str());
+        // The very key opendkim-genkey made: its record's p= is the same.
+        let want = stub_record(stub);
+        let p = |r: &str| r.split("p=").nth(1).unwrap().trim().to_string();
+        assert_eq!(p(keys[0]["record"].as_str().unwrap()), p(&want), "{domain}");
+    }
+    let settings = text(&dkimd_cmd(&["settings"]));
+    assert!(
+        settings.contains("policy-fail") && settings.contains("reject"),
+        "{settings}"
+    );
+
+    // dkimd signs with the imported key; OpenDKIM's own verifier and dkimd
+    // (asking BIND) accept it.
+    let message = b"From: Ann <ann@a.example>\r\nTo: bob@example.net\r\nSubject: moved\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <m1@a.example>\r\n\r\nSame key, same selector.\r\n";
+    let o = run_with_input(
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(["sign", "--domain", "a.example"]),
+        message,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let signed = tmp.path().join("signed.eml");
+    std::fs::write(&signed, &o.stdout).unwrap();
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", &named.addr()]),
+        &std::fs::read(&signed).unwrap(),
+    );
+    assert!(
+        text(&o).contains("pass d=a.example s=sel-a"),
+        "{}",
+        text(&o)
+    );
+    let dns = tmp.path().join("dns.txt");
+    write_dns_file(
+        &dns,
+        &[(
+            "sel-a._domainkey.a.example".to_string(),
+            stub_record(&setup.keys[0].2),
+        )],
+    );
+    std::fs::create_dir_all(tmp.path().join("verify")).unwrap();
+    let (ok, said) = opendkim_verify(&tmp.path().join("verify"), &dns, &signed);
+    assert!(ok, "OpenDKIM: {said}");
+
+    // Twice: nothing changes.
+    let before = text(&dkimd_cmd(&["--json", "status"]));
+    let o = dkimd_cmd(&["migrate", "opendkim", "--config", conf]);
+    let out = text(&o);
+    assert!(out.contains("nothing to change: already moved in"), "{out}");
+    assert!(
+        out.contains("key of selector sel-a already imported"),
+        "{out}"
+    );
+    assert_eq!(text(&dkimd_cmd(&["--json", "status"])), before);
+}

@@ -7,6 +7,7 @@ mod domains;
 mod enable;
 mod keys;
 mod lifecycle;
+mod migrate;
 mod plan;
 mod publishing;
 mod set;

@@ -88,11 +88,7 @@ impl AuditFile {
             })?;
         // Run as root, a command leaves the log to the state directory's
         // owner, or the daemon could no longer write it.
-        if let Some((uid, gid)) = self
-            .path
-            .parent()
-            .and_then(crate::sys::state_owner)
-        {
+        if let Some((uid, gid)) = self.path.parent().and_then(crate::sys::state_owner) {
             use std::os::unix::fs::MetadataExt;
             if f.metadata().is_ok_and(|m| m.uid() != uid) {
                 std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|err| {

@@ -70,10 +70,60 @@ pub enum Command {
     /// make or change the key-encryption key of a PostgreSQL store.
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Move in from another DKIM signer: read its files, print the plan
+    /// (domains, keys with their selectors, settings, what cannot be
+    /// carried over), apply it in one transaction and check DNS.
+    #[command(subcommand)]
+    Migrate(MigrateCmd),
     /// The daemons that share this store: version, snapshot, last
     /// heartbeat, which one is the worker; exit code 1 when one serves an
     /// old snapshot or has gone silent.
     Nodes,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MigrateCmd {
+    /// From OpenDKIM: opendkim.conf with its KeyTable and SigningTable (or
+    /// Domain, Selector and KeyFile), trusted hosts, modes and actions.
+    Opendkim {
+        /// OpenDKIM's configuration. After `migrate opendkim`, `--config`
+        /// names this file too (dkimd's own then goes before `migrate`).
+        #[arg(
+            long = "from",
+            value_name = "FILE",
+            default_value = "/etc/opendkim.conf"
+        )]
+        from: PathBuf,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The arguments with `--config` after `migrate KIND` renamed `--from`:
+/// there it names the other program's configuration (`dkimd migrate
+/// opendkim --config /etc/opendkim.conf`), while dkimd's own `--config`
+/// goes before `migrate`.
+pub fn args_for_migrate(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(at) = args.iter().position(|a| a == "migrate") else {
+        return args;
+    };
+    let kind_at = at + 1;
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i <= kind_at {
+                return a;
+            }
+            match a.to_str() {
+                Some("--config") => "--from".into(),
+                Some(s) if s.starts_with("--config=") => {
+                    format!("--from={}", &s["--config=".len()..]).into()
+                }
+                _ => a,
+            }
+        })
+        .collect()
 }
 
 #[derive(Args, Debug)]

@@ -3,7 +3,9 @@
 //! audited with its steps.
 
 use super::{finish, steps};
-use crate::cli::{Command, DomainCmd, EnableArgs, KeyCmd, OnOff, OverrideArg, RotateArgs};
+use crate::cli::{
+    Command, DomainCmd, EnableArgs, KeyCmd, MigrateCmd, OnOff, OverrideArg, RotateArgs,
+};
 use dkimd::errln;
 use dkimd_core::config::Config;
 use dkimd_core::manager::{EnableOptions, Manager, StepLine};
@@ -123,6 +125,10 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
         }
         Command::Key(KeyCmd::Default { domain }) => ("use default key", domain.clone()),
         Command::Import(f) => ("import", f.file.display().to_string()),
+        Command::Migrate(MigrateCmd::Opendkim { dry_run: true, .. }) => return None,
+        Command::Migrate(MigrateCmd::Opendkim { from, .. }) => {
+            ("migrate opendkim", from.display().to_string())
+        }
         Command::Install(_) => ("install", String::new()),
         Command::Uninstall(_) => ("uninstall", String::new()),
         _ => return None,
@@ -134,7 +140,10 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     let audit_as = audit_name(&cmd);
     let read_only = matches!(
         cmd,
-        Command::Settings | Command::Status(_) | Command::Domain(DomainCmd::List)
+        Command::Settings
+            | Command::Status(_)
+            | Command::Domain(DomainCmd::List)
+            | Command::Migrate(MigrateCmd::Opendkim { dry_run: true, .. })
     );
     let mut m = if read_only {
         let shared = matches!(
@@ -282,6 +291,10 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Uninstall(a) => {
             let t = super::admin::targets(&a)?;
             dkimd_core::postfix::uninstall(&m.cfg.clone(), &t, &mut m.out)?
+        }
+        Command::Migrate(MigrateCmd::Opendkim { from, dry_run }) => {
+            let plan = dkimd_core::migrate::opendkim::read(&from)?;
+            m.migrate(&plan, dry_run)?
         }
         Command::Admin(a) => return super::admin::run(m, a),
         Command::Export(f) => m.export(&f.file)?,

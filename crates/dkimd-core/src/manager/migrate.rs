@@ -1,0 +1,191 @@
+//! Applying an importer's plan: the domains, keys (under exactly their
+//! published selectors) and settings in one transaction, then a live
+//! check that DNS serves each imported key's record. Nothing is
+//! published: the records are already there. A second run changes
+//! nothing.
+
+use super::Manager;
+use crate::dns::live::{check_many, DnsState};
+use crate::migrate::Plan;
+use crate::model::names::record_name;
+use crate::model::settings::Override;
+use crate::store::{Change, Domain, KeyState, NewKey};
+
+impl Manager {
+    /// Shows `plan`; unless `dry_run`, applies it in one transaction and
+    /// checks DNS for each of its keys (a record DNS does not serve as it
+    /// should is a failed step).
+    pub fn migrate(&mut self, plan: &Plan, dry_run: bool) -> crate::Result<()> {
+        self.out
+            .title(&format!("Moving in from {}", plan.source.as_str()));
+        for line in plan.lines() {
+            self.out.step("plan", &line, true);
+        }
+        if dry_run {
+            self.out.step("plan", "dry run: nothing was changed", true);
+            return Ok(());
+        }
+        let st = self.load()?;
+        let now = self.now_i64();
+        let mut changes = Vec::new();
+        for d in &plan.domains {
+            match st.domain(d) {
+                Some(_) => self
+                    .out
+                    .step(d, "already in the store (its rules are kept)", true),
+                None => {
+                    changes.push(Change::PutDomain(Domain {
+                        name: d.clone(),
+                        dns: false,
+                        mail: true,
+                        dkim: Override::Always,
+                    }));
+                    self.out.step(d, "added (dkim always: it signs)", true);
+                }
+            }
+        }
+        for k in &plan.keys {
+            let public = k.key.public_key_base64();
+            let own = st.keys.iter().filter(|s| {
+                s.domain.as_deref() == Some(k.domain.as_str())
+                    && matches!(s.state, KeyState::Active | KeyState::Pending)
+            });
+            let mut same = false;
+            let mut clash = None;
+            let mut retire = Vec::new();
+            for s in own {
+                let stored_public = dkim::SigningKey::from_pem(s.pem.as_bytes())
+                    .map(|key| key.public_key_base64())
+                    .unwrap_or_default();
+                if s.selector.eq_ignore_ascii_case(&k.selector) {
+                    if stored_public == public {
+                        same = true;
+                    } else {
+                        clash = Some(s.id);
+                    }
+                } else if s.algorithm == k.key.algorithm() && s.state == KeyState::Active {
+                    retire.push(s.id);
+                }
+            }
+            if same {
+                self.out.step(
+                    &k.domain,
+                    &format!("key of selector {} already imported", k.selector),
+                    true,
+                );
+                continue;
+            }
+            if let Some(id) = clash {
+                self.out.step(
+                    &k.domain,
+                    &format!(
+                        "selector {} already names another key in the store (key {id}): not imported; one record name holds one key",
+                        k.selector
+                    ),
+                    false,
+                );
+                continue;
+            }
+            for id in retire {
+                changes.push(Change::KeyState(id, KeyState::Retired, now));
+                self.out.step(
+                    &k.domain,
+                    &format!(
+                        "its own {} key {id} retires (the imported key replaces it)",
+                        k.key.algorithm()
+                    ),
+                    true,
+                );
+            }
+            changes.push(Change::AddKey(NewKey::from_key(
+                Some(k.domain.clone()),
+                &k.key,
+                k.selector.clone(),
+                KeyState::Active,
+                now,
+            )?));
+            self.out.step(
+                &k.domain,
+                &format!(
+                    "own {} key, {} bits, selector {} (as published; nothing re-published)",
+                    k.key.algorithm(),
+                    k.key.bits(),
+                    k.selector
+                ),
+                true,
+            );
+        }
+        let current = st.settings.to_pairs();
+        for s in &plan.settings {
+            let now_value = current
+                .iter()
+                .find(|(n, _)| *n == s.name)
+                .map(|(_, v)| v.as_str());
+            if now_value == Some(s.value.as_str()) {
+                continue;
+            }
+            // Checked as `dkimd set` would (signing as the store sets it).
+            let mut check = st.settings.clone();
+            check
+                .set(s.name, &s.value, true)
+                .map_err(|e| crate::Error::Usage(format!("{}: {e}", s.name)))?;
+            changes.push(Change::Setting(s.name, s.value.clone()));
+            self.out.step(
+                "settings",
+                &format!(
+                    "{}: {} → {}",
+                    s.name,
+                    now_value.unwrap_or("(unset)"),
+                    s.value
+                ),
+                true,
+            );
+        }
+        if changes.is_empty() {
+            self.out
+                .step("store", "nothing to change: already moved in", true);
+        } else {
+            self.store.apply(&changes)?;
+            self.out.step(
+                "store",
+                &format!("{} change(s) made in one transaction", changes.len()),
+                true,
+            );
+        }
+        for c in &plan.config {
+            self.out.step(
+                "config",
+                &format!("in dkimd.toml set [{}] {} = {}", c.section, c.key, c.value),
+                true,
+            );
+        }
+        self.check_imported(plan)
+    }
+
+    /// The live check of every key of the plan.
+    fn check_imported(&mut self, plan: &Plan) -> crate::Result<()> {
+        if plan.keys.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<(String, String)> = plan
+            .keys
+            .iter()
+            .map(|k| (record_name(&k.selector, &k.domain), k.key.dns_record()))
+            .collect();
+        let resolver = crate::publish::live_resolver(&self.cfg)?;
+        let states = check_many(&resolver, checks.clone())?;
+        for ((k, (name, record)), state) in plan.keys.iter().zip(&checks).zip(states) {
+            match state {
+                DnsState::Ok => self.out.step(&k.domain, &format!("DNS serves {name}"), true),
+                other => self.out.step(
+                    &k.domain,
+                    &format!(
+                        "DNS at {name}: {other}; receivers cannot verify what this key signs until it serves: {record}"
+                    ),
+                    false,
+                ),
+            }
+        }
+        Ok(())
+    }
+}

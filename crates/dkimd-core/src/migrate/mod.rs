@@ -1,0 +1,326 @@
+//! Moving in from another DKIM signer: each importer reads that program's
+//! real files and returns a [`Plan`] (domains, keys with their selectors,
+//! settings, configuration lines, and what cannot be carried over and
+//! why); `Manager::migrate` applies it in one transaction. Nothing here
+//! writes anything.
+
+pub mod opendkim;
+
+use crate::model::settings::SettingName;
+use std::path::{Path, PathBuf};
+
+/// The most of one file an importer reads: their configuration and
+/// tables are text of a few kilobytes, so anything larger is not one.
+pub const MAX_FILE: u64 = 16 * 1024 * 1024;
+
+/// The program a plan moves in from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// OpenDKIM (opendkim.conf, its KeyTable and SigningTable).
+    OpenDkim,
+}
+
+impl Source {
+    /// The program's name as the plan and the audit log write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::OpenDkim => "OpenDKIM",
+        }
+    }
+}
+
+/// A key to import: it signs for `domain` under exactly `selector`, the
+/// selector its record is already published under.
+#[derive(Clone, Debug)]
+pub struct PlannedKey {
+    /// Lower-case domain (d=).
+    pub domain: String,
+    /// The selector (s=), as published.
+    pub selector: String,
+    /// The private key.
+    pub key: dkim::SigningKey,
+    /// Where it was read from (a file, or a table's line).
+    pub from: String,
+}
+
+/// A store setting the plan sets, with what in the old program said so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedSetting {
+    /// The setting.
+    pub name: SettingName,
+    /// Its new value, as `dkimd set` takes it.
+    pub value: String,
+    /// The old program's words (e.g. `Mode sv`).
+    pub from: String,
+}
+
+/// A line of dkimd.toml that carries an old setting over: the
+/// configuration file is the admin's, so the plan says what to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigLine {
+    /// The section (`milter`).
+    pub section: &'static str,
+    /// The setting in it.
+    pub key: &'static str,
+    /// The TOML value.
+    pub value: String,
+    /// The old program's words.
+    pub from: String,
+}
+
+/// Something that cannot be carried over, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// What (a file and line, a setting, a key).
+    pub what: String,
+    /// Why not, and what to do instead.
+    pub why: String,
+}
+
+/// What an importer found, to show and then apply.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Where it comes from.
+    pub source: Source,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+    /// The domains that sign (lower case, sorted, each once).
+    pub domains: Vec<String>,
+    /// The keys, each with its domain and selector.
+    pub keys: Vec<PlannedKey>,
+    /// Store settings.
+    pub settings: Vec<PlannedSetting>,
+    /// Lines for dkimd.toml.
+    pub config: Vec<ConfigLine>,
+    /// What cannot be carried over.
+    pub skipped: Vec<Skipped>,
+    /// Differences that need nothing done (said so the admin knows).
+    pub notes: Vec<String>,
+    /// The old milter's socket in Postfix's notation (`unix:/path`,
+    /// `inet:host:port`), for `install --replace`.
+    pub milter: Option<String>,
+}
+
+impl Plan {
+    /// An empty plan for `source`.
+    pub fn new(source: Source) -> Plan {
+        Plan {
+            source,
+            files: Vec::new(),
+            domains: Vec::new(),
+            keys: Vec::new(),
+            settings: Vec::new(),
+            config: Vec::new(),
+            skipped: Vec::new(),
+            notes: Vec::new(),
+            milter: None,
+        }
+    }
+
+    /// Notes something that cannot be carried over.
+    pub fn skip(&mut self, what: impl Into<String>, why: impl Into<String>) {
+        self.skipped.push(Skipped {
+            what: what.into(),
+            why: why.into(),
+        });
+    }
+
+    /// Adds a signing domain (once).
+    pub fn add_domain(&mut self, domain: &str) {
+        let d = domain.to_ascii_lowercase();
+        if let Err(at) = self.domains.binary_search(&d) {
+            self.domains.insert(at, d);
+        }
+    }
+
+    /// Adds a key unless the domain already has one of its algorithm or
+    /// one under its selector (the rest is skipped with the reason).
+    pub fn add_key(&mut self, k: PlannedKey) {
+        if let Some(other) = self
+            .keys
+            .iter()
+            .find(|o| o.domain == k.domain && o.key.algorithm() == k.key.algorithm())
+        {
+            let why = format!(
+                "{} already has the {} key of selector {} (from {}); dkimd signs with one key per algorithm and domain",
+                k.domain,
+                k.key.algorithm(),
+                other.selector,
+                other.from
+            );
+            self.skip(
+                format!("{} key of selector {} ({})", k.domain, k.selector, k.from),
+                why,
+            );
+            return;
+        }
+        if let Some(other) = self
+            .keys
+            .iter()
+            .find(|o| o.domain == k.domain && o.selector.eq_ignore_ascii_case(&k.selector))
+        {
+            let why = format!(
+                "selector {} of {} already names the key from {}: one record name holds one key",
+                k.selector, k.domain, other.from
+            );
+            self.skip(format!("{} key from {}", k.domain, k.from), why);
+            return;
+        }
+        self.add_domain(&k.domain);
+        self.keys.push(k);
+    }
+
+    /// Sets a store setting (a later value replaces an earlier one).
+    pub fn set(&mut self, name: SettingName, value: &str, from: impl Into<String>) {
+        self.settings.retain(|s| s.name != name);
+        self.settings.push(PlannedSetting {
+            name,
+            value: value.to_string(),
+            from: from.into(),
+        });
+    }
+
+    /// The plan as lines of text, in the order it is shown.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let files: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+        out.push(format!(
+            "moving in from {}: read {}",
+            self.source.as_str(),
+            files.join(", ")
+        ));
+        out.push(format!(
+            "{} domain(s) sign: {}",
+            self.domains.len(),
+            self.domains.join(", ")
+        ));
+        for k in &self.keys {
+            out.push(format!(
+                "key: {} selector {} ({} {} bits) from {}",
+                k.domain,
+                k.selector,
+                k.key.algorithm(),
+                k.key.bits(),
+                k.from
+            ));
+        }
+        for s in &self.settings {
+            out.push(format!(
+                "setting: {} = {} (from {})",
+                s.name, s.value, s.from
+            ));
+        }
+        for c in &self.config {
+            out.push(format!(
+                "dkimd.toml: [{}] {} = {} (from {})",
+                c.section, c.key, c.value, c.from
+            ));
+        }
+        if let Some(m) = &self.milter {
+            out.push(format!(
+                "milter: {} serves Postfix at {m} (`dkimd install --replace {}` puts dkimd in its place)",
+                self.source.as_str(),
+                self.source.as_str().to_ascii_lowercase()
+            ));
+        }
+        for n in &self.notes {
+            out.push(format!("note: {n}"));
+        }
+        for s in &self.skipped {
+            out.push(format!("not carried over: {}: {}", s.what, s.why));
+        }
+        out
+    }
+}
+
+/// Reads a text file of at most [`MAX_FILE`] bytes, naming it in errors.
+pub fn read_text(path: &Path, what: &str) -> crate::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| crate::Error::Usage(format!("cannot read {what} {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::Error::Usage(format!("cannot read {what} {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(crate::Error::Usage(format!(
+            "{what} {} is over {} MiB: not a configuration file",
+            path.display(),
+            MAX_FILE / (1024 * 1024)
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| crate::Error::Usage(format!("{what} {} is not UTF-8 text", path.display())))
+}
+
+/// A host list entry as a trusted network of dkimd (CIDR text), or why
+/// it is not one.
+pub fn network(entry: &str) -> Result<Vec<String>, String> {
+    let e = entry.trim().trim_start_matches('[').replace(']', "");
+    if e.starts_with('!') {
+        return Err(
+            "an exclusion; dkimd's trusted_networks have none (leave the network out instead)"
+                .into(),
+        );
+    }
+    if e.eq_ignore_ascii_case("localhost") {
+        return Ok(vec!["127.0.0.1/32".into(), "::1/128".into()]);
+    }
+    if let Ok(net) = e.parse::<ipnet::IpNet>() {
+        return Ok(vec![net.trunc().to_string()]);
+    }
+    if let Ok(ip) = e.parse::<std::net::IpAddr>() {
+        return Ok(vec![ipnet::IpNet::from(ip).to_string()]);
+    }
+    Err("a host or domain name; dkimd trusts clients by address (add its addresses instead)".into())
+}
+
+/// The TOML array of `items` (strings).
+pub fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| toml::Value::String(s.clone()).to_string())
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_entries_become_networks_or_say_why_not() {
+        assert_eq!(network("127.0.0.1").unwrap(), vec!["127.0.0.1/32"]);
+        assert_eq!(network("192.168.1.7/24").unwrap(), vec!["192.168.1.0/24"]);
+        assert_eq!(network("[::1]").unwrap(), vec!["::1/128"]);
+        assert_eq!(network("localhost").unwrap().len(), 2);
+        assert!(network("!10.0.0.1").unwrap_err().contains("exclusion"));
+        assert!(network("mail.example.com")
+            .unwrap_err()
+            .contains("by address"));
+        assert!(network(".example.com").is_err());
+    }
+
+    #[test]
+    fn a_domain_takes_one_key_per_algorithm_and_selector() {
+        let mut p = Plan::new(Source::OpenDkim);
+        let key = dkim::SigningKey::generate_ed25519().unwrap();
+        let k = |sel: &str| PlannedKey {
+            domain: "example.com".into(),
+            selector: sel.into(),
+            key: key.clone(),
+            from: format!("/k/{sel}"),
+        };
+        p.add_key(k("a"));
+        p.add_key(k("b"));
+        assert_eq!(p.keys.len(), 1);
+        assert_eq!(p.skipped.len(), 1);
+        assert!(
+            p.skipped[0].why.contains("one key per algorithm"),
+            "{:?}",
+            p.skipped
+        );
+        assert_eq!(p.domains, vec!["example.com"]);
+    }
+}
