@@ -19,6 +19,28 @@ pub struct Targets {
     pub user: Option<String>,
     /// The dkimd binary the unit starts.
     pub binary: PathBuf,
+    /// The milter dkimd takes the place of (`install --replace`).
+    pub replace: Option<Replace>,
+}
+
+/// A milter whose place dkimd takes in Postfix's milter lists.
+#[derive(Clone, Debug)]
+pub struct Replace {
+    /// Its name (`opendkim`, `rspamd`), as the plan says it.
+    pub program: String,
+    /// Its socket in Postfix's notation.
+    pub socket: String,
+    /// Its systemd service, stopped and disabled once Postfix uses dkimd.
+    pub service: String,
+}
+
+/// What `install --replace` took out, for uninstall to put back.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Replaced {
+    /// The old milter as it was written in Postfix's lists.
+    socket: String,
+    /// Its systemd service, when install stopped and disabled it.
+    service: Option<String>,
 }
 
 const RECORD: &str = "install.json";
@@ -38,6 +60,9 @@ struct InstallRecord {
     /// removes while it is unchanged.
     #[serde(default)]
     config: Option<String>,
+    /// The milter install replaced.
+    #[serde(default)]
+    replaced: Option<Replaced>,
 }
 
 fn read_record(path: &Path) -> crate::Result<Option<InstallRecord>> {
@@ -79,11 +104,79 @@ fn explicit(dir: &Path) -> crate::Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// A milter list as Postfix reads it: names separated by commas or white
+/// space, where `{ … }` (a milter with its own settings) is one item.
 fn split_list(v: &str) -> Vec<String> {
-    v.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in v.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                cur.push(c);
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                cur.push(c);
+            }
+            c if depth == 0 && (c == ',' || c.is_whitespace()) => {
+                if !cur.is_empty() {
+                    items.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        items.push(cur);
+    }
+    items
+}
+
+/// The socket of a milter list item (`{ inet:…, settings }` → `inet:…`).
+fn item_socket(item: &str) -> &str {
+    let t = item.trim();
+    match t.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => inner.split(',').next().map(str::trim).unwrap_or(inner),
+        None => t,
+    }
+}
+
+/// Whether two milter sockets name the same milter: equal, a Unix socket
+/// written relative to Postfix's chroot (/var/spool/postfix) or with
+/// `local:`, or the same port on two names of the loopback host.
+pub fn same_milter(a: &str, b: &str) -> bool {
+    let (a, b) = (item_socket(a), item_socket(b));
+    if a == b {
+        return true;
+    }
+    let unix = |s: &str| -> Option<String> {
+        let p = s
+            .strip_prefix("unix:")
+            .or_else(|| s.strip_prefix("local:"))?;
+        let p = p.trim_start_matches("/var/spool/postfix");
+        Some(format!("/{}", p.trim_start_matches('/')))
+    };
+    if let (Some(x), Some(y)) = (unix(a), unix(b)) {
+        return x == y;
+    }
+    let inet = |s: &str| -> Option<(String, String)> {
+        let rest = s
+            .strip_prefix("inet:")
+            .or_else(|| s.strip_prefix("inet6:"))?;
+        let (host, port) = rest.rsplit_once(':')?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let host = match host.as_str() {
+            "localhost" | "127.0.0.1" | "::1" | "" => "loopback".to_string(),
+            _ => host,
+        };
+        Some((host, port.to_string()))
+    };
+    matches!((inet(a), inet(b)), (Some(x), Some(y)) if x == y)
 }
 
 fn postfix_running(dir: &Path) -> bool {
@@ -165,7 +258,6 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
     }
     state_dir(cfg, t.user.as_deref(), out)?;
     config_file(cfg, &mut record, out)?;
-    let changes = milter_params(cfg, t, &set, &mut record, out)?;
     if let Some(dir) = &t.systemd_dir {
         systemd_unit(cfg, t, dir, &mut record, out)?;
         if let Some(why) = passing_binary(&t.binary) {
@@ -181,18 +273,213 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
             );
         }
     }
+    let changes = match &t.replace {
+        None => milter_params(cfg, t, &set, &mut record, out)?,
+        Some(r) => replace_milter(cfg, t, r, &set, &mut record, out)?,
+    };
     record.postfix_dir = Some(t.postfix_dir.display().to_string());
-    crate::sys::write_atomic(
-        &record_path,
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-        0o600,
-    )?;
+    let save = |record: &InstallRecord| {
+        crate::sys::write_atomic(
+            &record_path,
+            serde_json::to_string_pretty(record)?.as_bytes(),
+            0o600,
+        )
+    };
+    save(&record)?;
     if changes == 0 {
         out.step("postfix", "configuration unchanged", true);
     } else {
         reload_postfix(&t.postfix_dir, out);
     }
+    // The old milter goes only once Postfix no longer sends it mail.
+    if let Some(r) = &t.replace {
+        stop_replaced(r, &mut record, out);
+        save(&record)?;
+    }
     Ok(())
+}
+
+/// Whether a milter answers on `socket` (Postfix notation) within `wait`.
+fn milter_answers(socket: &str, wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let ok = if let Some(p) = socket.strip_prefix("unix:") {
+            std::os::unix::net::UnixStream::connect(p).is_ok()
+        } else if let Some((host, port)) = socket
+            .strip_prefix("inet:")
+            .and_then(|r| r.rsplit_once(':'))
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            port.parse::<u16>()
+                .is_ok_and(|port| std::net::TcpStream::connect((host, port)).is_ok())
+        } else {
+            false
+        };
+        if ok || std::time::Instant::now() >= deadline {
+            return ok;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn systemd_runs() -> bool {
+    Path::new("/run/systemd/system").exists()
+}
+
+/// `systemctl ARGS`, as a step.
+fn systemctl(args: &[&str], out: &mut Steps) -> bool {
+    match Command::new("systemctl").args(args).output() {
+        Ok(o) if o.status.success() => {
+            out.step("systemd", &format!("systemctl {}", args.join(" ")), true);
+            true
+        }
+        Ok(o) => {
+            out.step(
+                "systemd",
+                &format!(
+                    "systemctl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                false,
+            );
+            false
+        }
+        Err(e) => {
+            out.step("systemd", &format!("cannot run systemctl: {e}"), false);
+            false
+        }
+    }
+}
+
+/// `install --replace`: dkimd takes the old milter's place in
+/// `smtpd_milters` and `non_smtpd_milters` (every other milter and the
+/// order kept), in one postconf run, once dkimd answers on its socket, so
+/// that no message meets a list with neither filter. Returns how many
+/// parameters changed.
+fn replace_milter(
+    cfg: &Config,
+    t: &Targets,
+    r: &Replace,
+    set: &[(String, String)],
+    record: &mut InstallRecord,
+    out: &mut Steps,
+) -> crate::Result<usize> {
+    let socket = postfix_socket(cfg);
+    if t.systemd_dir.is_some() && systemd_runs() {
+        systemctl(&["enable", "--now", "dkimd"], out);
+    }
+    if !milter_answers(&socket, std::time::Duration::from_secs(10)) {
+        bail!(
+            "dkimd does not answer on {socket}: start it first (systemctl start dkimd, or dkimd run), then run install --replace {} again; Postfix still uses {}",
+            r.program,
+            r.program
+        );
+    }
+    out.step("milter", &format!("dkimd answers on {socket}"), true);
+    let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut changes: Vec<(String, String)> = Vec::new();
+    let mut taken_out: Option<String> = None;
+    for param in ["smtpd_milters", "non_smtpd_milters"] {
+        let old = current(param).unwrap_or_default();
+        let list = split_list(&old);
+        let mut new_list: Vec<String> = Vec::new();
+        for item in &list {
+            if same_milter(item, &r.socket) {
+                taken_out.get_or_insert_with(|| item.clone());
+                if !new_list.contains(&socket) {
+                    new_list.push(socket.clone());
+                }
+            } else if *item == socket {
+                if !new_list.contains(&socket) {
+                    new_list.push(socket.clone());
+                }
+            } else {
+                new_list.push(item.clone());
+            }
+        }
+        if !new_list.contains(&socket) {
+            new_list.push(socket.clone());
+        }
+        if new_list == list {
+            out.step("postfix", &format!("{param} already has {socket}"), true);
+            continue;
+        }
+        let new = new_list.join(", ");
+        out.step("postfix", &format!("{param}: {old:?} → {new:?}"), true);
+        record.postfix.entry(param.to_string()).or_insert(Some(old));
+        changes.push((param.to_string(), new));
+    }
+    match &taken_out {
+        Some(item) => {
+            record.replaced = Some(Replaced {
+                socket: item.clone(),
+                service: record.replaced.as_ref().and_then(|x| x.service.clone()),
+            });
+        }
+        None if record.replaced.is_none() => out.step(
+            "postfix",
+            &format!(
+                "{} ({}) is in neither list: dkimd is added, nothing is replaced",
+                r.program, r.socket
+            ),
+            true,
+        ),
+        None => {}
+    }
+    if current("milter_default_action").is_none() {
+        out.step(
+            "postfix",
+            "milter_default_action: (default) → \"accept\"",
+            true,
+        );
+        changes.push(("milter_default_action".into(), "accept".into()));
+        record.postfix.insert("milter_default_action".into(), None);
+    }
+    if !changes.is_empty() {
+        let args: Vec<String> = changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut all = vec!["-e"];
+        all.extend(args.iter().map(String::as_str));
+        postconf(&t.postfix_dir, &all)?;
+    }
+    Ok(changes.len())
+}
+
+/// After the switch: the old milter's service is stopped and disabled
+/// where systemd runs it.
+fn stop_replaced(r: &Replace, record: &mut InstallRecord, out: &mut Steps) {
+    let Some(rep) = record.replaced.as_mut() else {
+        return;
+    };
+    if rep.service.is_some() {
+        return;
+    }
+    if !systemd_runs() {
+        out.step(
+            "systemd",
+            &format!(
+                "systemd does not run here: stop {} yourself (Postfix no longer sends it mail)",
+                r.service
+            ),
+            true,
+        );
+        return;
+    }
+    let known = Command::new("systemctl")
+        .args(["cat", &format!("{}.service", r.service)])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !known {
+        out.step(
+            "systemd",
+            &format!("no {} service to stop", r.service),
+            true,
+        );
+        return;
+    }
+    if systemctl(&["disable", "--now", &r.service], out) {
+        rep.service = Some(r.service.clone());
+    }
 }
 
 /// Why a binary at `path` will not stay there, if it looks so: a temporary
@@ -416,7 +703,13 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     let set = explicit(&t.postfix_dir)?;
     let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut changed = false;
+    if let Some(rep) = &record.replaced {
+        changed |= restore_replaced(t, rep, &socket, &current, out)?;
+    }
     for param in ["smtpd_milters", "non_smtpd_milters"] {
+        if record.replaced.is_some() {
+            break;
+        }
         let now = current(param).unwrap_or_default();
         let list: Vec<String> = split_list(&now)
             .into_iter()
@@ -483,6 +776,62 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     Ok(())
 }
 
+/// Uninstall after `install --replace`: the old milter starts again
+/// (when install stopped it) and takes dkimd's place back in both lists,
+/// in one postconf run. Returns whether Postfix's configuration changed.
+fn restore_replaced(
+    t: &Targets,
+    rep: &Replaced,
+    socket: &str,
+    current: &dyn Fn(&str) -> Option<String>,
+    out: &mut Steps,
+) -> crate::Result<bool> {
+    if let Some(service) = &rep.service {
+        systemctl(&["enable", "--now", service], out);
+    }
+    let old_socket = item_socket(&rep.socket).to_string();
+    if milter_answers(&old_socket, std::time::Duration::from_secs(10)) {
+        out.step("milter", &format!("{old_socket} answers again"), true);
+    } else {
+        out.step(
+            "milter",
+            &format!(
+                "{old_socket} does not answer: Postfix applies milter_default_action to mail until it does"
+            ),
+            false,
+        );
+    }
+    let mut changes = Vec::new();
+    for param in ["smtpd_milters", "non_smtpd_milters"] {
+        let now = current(param).unwrap_or_default();
+        let list = split_list(&now);
+        let mut new_list: Vec<String> = Vec::new();
+        for item in &list {
+            if item == socket {
+                if !list.iter().any(|i| same_milter(i, &rep.socket))
+                    && !new_list.contains(&rep.socket)
+                {
+                    new_list.push(rep.socket.clone());
+                }
+            } else {
+                new_list.push(item.clone());
+            }
+        }
+        if new_list != list {
+            let new = new_list.join(", ");
+            out.step("postfix", &format!("{param}: {now:?} → {new:?}"), true);
+            changes.push(format!("{param}={new}"));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    let mut args = vec!["-e"];
+    args.extend(changes.iter().map(String::as_str));
+    postconf(&t.postfix_dir, &args)?;
+    Ok(true)
+}
+
 /// For enable/disable: is Postfix hooked up?
 pub fn postfix_state(cfg: &Config) -> String {
     let socket = postfix_socket(cfg);
@@ -521,5 +870,44 @@ fn postfix_missing(dir: &Path, e: &crate::Error) -> String {
             dir.display(),
             e.chain()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milter_lists_keep_braced_items_whole() {
+        assert_eq!(
+            split_list("inet:127.0.0.1:8891, { inet:127.0.0.1:9, default_action=accept } unix:/x"),
+            vec![
+                "inet:127.0.0.1:8891",
+                "{ inet:127.0.0.1:9, default_action=accept }",
+                "unix:/x"
+            ]
+        );
+        assert!(split_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn one_milter_under_its_several_names() {
+        assert!(same_milter("inet:localhost:8891", "inet:127.0.0.1:8891"));
+        assert!(same_milter("inet:[::1]:8891", "inet:localhost:8891"));
+        assert!(!same_milter("inet:localhost:8891", "inet:localhost:8892"));
+        assert!(!same_milter("inet:10.0.0.1:8891", "inet:localhost:8891"));
+        assert!(same_milter(
+            "unix:/opendkim/opendkim.sock",
+            "unix:/var/spool/postfix/opendkim/opendkim.sock"
+        ));
+        assert!(same_milter(
+            "local:/run/opendkim/opendkim.sock",
+            "unix:/run/opendkim/opendkim.sock"
+        ));
+        assert!(same_milter(
+            "{ inet:localhost:11332, default_action=accept }",
+            "inet:127.0.0.1:11332"
+        ));
+        assert!(!same_milter("unix:/run/a.sock", "inet:localhost:8891"));
     }
 }

@@ -479,12 +479,12 @@ fn opendkim_setup(root: &Path) -> OpenDkimSetup {
 /// BIND serving the zones of the setup's domains with the records
 /// opendkim-genkey printed, except c.example, which serves another key's
 /// record (a record that does not match what would be imported).
-fn opendkim_zones(setup: &OpenDkimSetup) -> common::bind::Named {
+fn opendkim_zones(setup: &OpenDkimSetup, mismatch: bool) -> common::bind::Named {
     let zones: Vec<(&str, String)> = setup
         .keys
         .iter()
         .map(|(domain, selector, stub)| {
-            let line = if domain == "c.example" {
+            let line = if mismatch && domain == "c.example" {
                 genkey(&setup.dir.join("other"), domain, selector, 2048)
             } else {
                 stub.clone()
@@ -514,7 +514,7 @@ fn migrate_opendkim_keeps_selectors_and_keys() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let setup = opendkim_setup(tmp.path());
-    let named = opendkim_zones(&setup);
+    let named = opendkim_zones(&setup, true);
     let config = tmp.path().join("dkimd.toml");
     let state = tmp.path().join("state");
     std::fs::write(
@@ -678,4 +678,272 @@ fn migrate_opendkim_keeps_selectors_and_keys() {
         "{out}"
     );
     assert_eq!(text(&dkimd_cmd(&["--json", "status"])), before);
+}
+
+/// Sends `message` through Postfix's plain smtpd from 127.0.0.1 and
+/// returns it as delivered.
+fn through_postfix(pf: &common::postfix::Postfix, from: &str, message: &[u8]) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(common::postfix::smtp_send(
+            pf.port,
+            "127.0.0.1",
+            from,
+            "bob@example.net",
+            message,
+        ))
+    }))
+    .unwrap_or_else(|_| panic!("SMTP failed; Postfix's log:\n{}", pf.log()));
+    assert!(answer.starts_with("250"), "{answer}\n{}", pf.log());
+    pf.delivered(30)
+        .unwrap_or_else(|| panic!("nothing delivered: {}", pf.log()))
+}
+
+/// The tags of the one DKIM-Signature of a delivered message.
+fn signature_tags(msg: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(msg);
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .replace("\r\n\t", " ")
+        .replace("\r\n ", " ");
+    let fields: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("DKIM-Signature:"))
+        .collect();
+    assert_eq!(fields.len(), 1, "{head}");
+    fields[0]["DKIM-Signature:".len()..]
+        .split(';')
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.split_whitespace().collect::<String>(),
+            )
+        })
+        .collect()
+}
+
+/// The move, through the real Postfix: OpenDKIM (Debian's package) signs
+/// first; `migrate opendkim` and `install --replace opendkim` switch to
+/// dkimd, keeping every other milter and the order; mail before and after
+/// carries the same d= and s= and passes dkimpy and OpenDKIM's own
+/// verifier against the records BIND serves; `uninstall` puts OpenDKIM
+/// back exactly, and it signs again.
+#[test]
+fn opendkim_to_dkimd_through_postfix_and_back() {
+    if !common::postfix::have_postfix()
+        || !common::bind::have_named()
+        || !have_opendkim()
+        || !have_dkimpy()
+        || !require_peer(
+            "OpenDKIM (opendkim-tools)",
+            std::process::Command::new("opendkim-genkey").arg("--help"),
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = opendkim_setup(tmp.path());
+    let named = opendkim_zones(&setup, false);
+    // OpenDKIM listens where its configuration says; here on loopback, as
+    // root (the test's keys are root's), in the foreground. Its safe-key
+    // check refuses keys under /tmp (a world-writable directory), where
+    // the test keeps them.
+    let od_port = free_port();
+    let conf_text = std::fs::read_to_string(&setup.conf).unwrap();
+    let conf_text: String = conf_text
+        .lines()
+        .filter(|l| {
+            let k = l.split_whitespace().next().unwrap_or("");
+            !["Socket", "PidFile", "UserID"].contains(&k)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &setup.conf,
+        format!(
+            "{conf_text}RequireSafeKeys\t\tno\nSocket\t\t\tinet:{od_port}@127.0.0.1\nPidFile\t\t\t{}/opendkim.pid\nSyslog\t\t\tno\n",
+            setup.dir.display()
+        ),
+    )
+    .unwrap();
+    let mut opendkim = std::process::Command::new("opendkim")
+        .arg("-f")
+        .arg("-x")
+        .arg(&setup.conf)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", od_port)).is_err() {
+        if let Some(st) = opendkim.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            opendkim
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("opendkim exited ({st}): {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "opendkim did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _opendkim = Kill(opendkim);
+
+    // Postfix with OpenDKIM, and another milter after it (with its own
+    // settings) that must stay where it is.
+    let od_socket = format!("inet:127.0.0.1:{od_port}");
+    let pf = common::postfix::Postfix::start(&od_socket, "tempfail");
+    let other = "{ inet:127.0.0.1:9, default_action=accept }";
+    pf.postconf(&format!("smtpd_milters = {od_socket}, {other}"));
+    pf.postconf(&format!("non_smtpd_milters = {od_socket}, {other}"));
+    let postconf_n = || {
+        text(
+            &std::process::Command::new("postconf")
+                .arg("-c")
+                .arg(&pf.dir)
+                .arg("-n")
+                .output()
+                .unwrap(),
+        )
+    };
+    let before = postconf_n();
+
+    let dns = tmp.path().join("dns.txt");
+    let records: Vec<(String, String)> = setup
+        .keys
+        .iter()
+        .map(|(d, s, stub)| (format!("{s}._domainkey.{d}"), stub_record(stub)))
+        .collect();
+    write_dns_file(&dns, &records);
+    let verify_dir = tmp.path().join("verify");
+    std::fs::create_dir_all(&verify_dir).unwrap();
+    let check = |msg: &[u8], n: usize, canon: &str| {
+        let tags = signature_tags(msg);
+        assert_eq!(tags["d"], "a.example", "{tags:?}");
+        assert_eq!(tags["s"], "sel-a", "{tags:?}");
+        assert_eq!(tags["c"], canon, "who signed: {tags:?}");
+        let f = tmp.path().join(format!("delivered{n}.eml"));
+        std::fs::write(&f, msg).unwrap();
+        for (file, pass, why) in dkimpy_verify(&dns, std::slice::from_ref(&f)) {
+            assert!(pass, "dkimpy: {} {why}", file.display());
+        }
+        let (ok, said) = opendkim_verify(&verify_dir, &dns, &f);
+        assert!(ok, "OpenDKIM's verifier: {said}");
+        let o = run_with_input(dkimd().args(["verify", "--nameserver", &named.addr()]), msg);
+        assert!(
+            text(&o).contains("pass d=a.example s=sel-a"),
+            "{}",
+            text(&o)
+        );
+    };
+    let message = |n: usize| {
+        format!(
+            "From: Ann <ann@a.example>\r\nTo: Bob <bob@example.net>\r\nSubject: move {n}\r\nDate: Tue, 1 Dec 2026 10:00:0{n} +0000\r\nMessage-ID: <move{n}@a.example>\r\n\r\nMessage {n} of the move.\r\n"
+        )
+        .into_bytes()
+    };
+    // 1. OpenDKIM signs (Debian's relaxed/simple).
+    check(
+        &through_postfix(&pf, "ann@a.example", &message(1)),
+        1,
+        "relaxed/simple",
+    );
+
+    // 2. Move in, start dkimd, switch Postfix over.
+    let d_port = free_port();
+    let state = tmp.path().join("state");
+    let config = tmp.path().join("dkimd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n[milter]\nsocket = \"inet:127.0.0.1:{d_port}\"\n",
+            state.display(),
+            named.addr()
+        ),
+    )
+    .unwrap();
+    let dk = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = dk(&[
+        "migrate",
+        "opendkim",
+        "--config",
+        setup.conf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let _daemon = Daemon::start(&config, d_port);
+    let pf_dir = pf.dir.to_str().unwrap().to_string();
+    let install = |cmd: &str, replace: bool| {
+        let mut a = vec![
+            cmd,
+            "--postfix-config",
+            &pf_dir,
+            "--no-systemd",
+            "--no-user",
+        ];
+        let conf = setup.conf.to_str().unwrap();
+        if replace {
+            a.extend(["--replace", "opendkim", "--replace-config", conf]);
+        }
+        let o = dk(&a);
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+        text(&o)
+    };
+    let out = install("install", true);
+    let d_socket = format!("inet:127.0.0.1:{d_port}");
+    assert!(
+        out.contains(&format!("dkimd answers on {d_socket}")),
+        "{out}"
+    );
+    let now = postconf_n();
+    assert!(
+        now.contains(&format!("smtpd_milters = {d_socket}, {other}\n")),
+        "{now}"
+    );
+    assert!(
+        now.contains(&format!("non_smtpd_milters = {d_socket}, {other}\n")),
+        "{now}"
+    );
+    assert!(now.contains("milter_default_action = tempfail"), "{now}");
+    assert!(out.contains("stop opendkim yourself"), "{out}");
+    // 3. dkimd signs: the same d= and s=, its own relaxed/relaxed.
+    check(
+        &through_postfix(&pf, "ann@a.example", &message(2)),
+        2,
+        "relaxed/relaxed",
+    );
+
+    // 4. Uninstall: OpenDKIM back where it was, and it signs again.
+    let out = install("uninstall", false);
+    assert!(out.contains(&format!("{od_socket} answers again")), "{out}");
+    assert_eq!(postconf_n(), before);
+    check(
+        &through_postfix(&pf, "ann@a.example", &message(3)),
+        3,
+        "relaxed/simple",
+    );
 }

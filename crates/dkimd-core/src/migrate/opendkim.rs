@@ -214,6 +214,24 @@ pub fn read(path: &Path) -> crate::Result<Plan> {
     Ok(plan)
 }
 
+/// The socket OpenDKIM serves Postfix on, in Postfix's notation, from its
+/// configuration's `Socket` (Debian's default when unset).
+pub fn socket_of(path: &Path) -> crate::Result<String> {
+    let conf = Conf::parse(path)?;
+    let value = conf
+        .get("Socket")
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "local:/run/opendkim/opendkim.sock".into());
+    postfix_socket(&value).ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "{}: Socket {value} is not a socket Postfix can name",
+            conf.get("Socket")
+                .map(|p| p.at.clone())
+                .unwrap_or_else(|| path.display().to_string())
+        ))
+    })
+}
+
 /// `Mode`: s signs, v verifies (default sv).
 fn modes(conf: &Conf, plan: &mut Plan) {
     let mode = conf

@@ -250,6 +250,22 @@ pub struct InstallArgs {
     /// Run as root: create no service user.
     #[arg(long)]
     pub no_user: bool,
+    /// Take this milter's place in Postfix's milter lists (every other
+    /// milter and the order kept), once dkimd answers; then stop and
+    /// disable its service. `uninstall` puts it back.
+    #[arg(long, value_enum)]
+    pub replace: Option<ReplaceArg>,
+    /// The replaced milter's configuration, where its socket is read
+    /// (default /etc/opendkim.conf).
+    #[arg(long, value_name = "FILE")]
+    pub replace_config: Option<PathBuf>,
+}
+
+/// A milter `install --replace` takes the place of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReplaceArg {
+    /// OpenDKIM (its Socket in opendkim.conf).
+    Opendkim,
 }
 
 #[derive(Args, Debug)]

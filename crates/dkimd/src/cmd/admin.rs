@@ -1,7 +1,7 @@
 //! `dkimd admin` (web admin users) and the targets of `dkimd install`.
 
 use super::{finish, print_json, usage};
-use crate::cli::{AdminCmd, InstallArgs};
+use crate::cli::{AdminCmd, InstallArgs, ReplaceArg};
 use anyhow::Context;
 use dkimd::outln;
 use dkimd_core::manager::Manager;
@@ -116,5 +116,20 @@ pub fn targets(a: &InstallArgs) -> anyhow::Result<dkimd_core::postfix::Targets> 
         systemd_dir: (!a.no_systemd).then(|| a.systemd_dir.clone()),
         user: (!a.no_user).then(|| a.user.clone()),
         binary: std::env::current_exe().context("cannot find the dkimd binary")?,
+        replace: match a.replace {
+            None => None,
+            Some(ReplaceArg::Opendkim) => {
+                let conf = a
+                    .replace_config
+                    .clone()
+                    .unwrap_or_else(|| dkimd_core::migrate::opendkim::DEFAULT_CONFIG.into());
+                let socket = dkimd_core::migrate::opendkim::socket_of(&conf)?;
+                Some(dkimd_core::postfix::Replace {
+                    program: "opendkim".into(),
+                    socket,
+                    service: "opendkim".into(),
+                })
+            }
+        },
     })
 }
