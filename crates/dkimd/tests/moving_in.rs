@@ -947,3 +947,200 @@ fn opendkim_to_dkimd_through_postfix_and_back() {
         "relaxed/simple",
     );
 }
+
+/// `rspamadm dkim_keygen` (rspamd's Debian package): a key file and the
+/// zone file stub it prints.
+fn rspamd_keygen(file: &Path, selector: &str, kind: &str, bits: Option<u32>) -> String {
+    let mut cmd = std::process::Command::new("rspamadm");
+    cmd.args([
+        "dkim_keygen",
+        "-s",
+        selector,
+        "-d",
+        "example",
+        "-t",
+        kind,
+        "-k",
+    ])
+    .arg(file);
+    if let Some(b) = bits {
+        cmd.args(["-b", &b.to_string()]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "rspamadm: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `dkimd migrate rspamd` on an admin's `local.d/dkim_signing.conf` with
+/// keys from `rspamadm dkim_keygen`: a key found by the path template, a
+/// domain block with an RSA and an Ed25519 key under two selectors, a
+/// selector_map entry, and a 1024-bit key (rspamadm's default size),
+/// which is reported with its replacement. Applied, the store's keys sign
+/// under rspamd's selectors and dkimpy accepts both signatures against
+/// the records BIND serves; a second run changes nothing.
+#[test]
+fn migrate_rspamd_keeps_selectors_and_keys() {
+    if !require_peer(
+        "rspamd (Debian package rspamd)",
+        std::process::Command::new("rspamadm").arg("--version"),
+    ) || !common::bind::have_named()
+        || !have_dkimpy()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("dkim");
+    std::fs::create_dir_all(&keys).unwrap();
+    let k = |name: &str| keys.join(name);
+    let r1 = rspamd_keygen(&k("r1.example.dkim.key"), "dkim", "rsa", Some(2048));
+    let r2rsa = rspamd_keygen(&k("r2.example.rsa.key"), "rsa2026", "rsa", Some(2048));
+    let r2ed = rspamd_keygen(&k("r2.example.ed.key"), "ed2026", "ed25519", None);
+    let r3 = rspamd_keygen(&k("r3.example.s3.key"), "s3", "rsa", Some(2048));
+    rspamd_keygen(&k("r4.example.dkim.key"), "dkim", "rsa", None);
+    std::fs::write(
+        tmp.path().join("selectors.map"),
+        "# domain selector\nr3.example s3\n",
+    )
+    .unwrap();
+    let local = tmp.path().join("local.d");
+    std::fs::create_dir_all(&local).unwrap();
+    let conf = local.join("dkim_signing.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# local.d/dkim_signing.conf, as an admin writes it\npath = \"{d}/$domain.$selector.key\";\nselector = \"dkim\";\n\
+             sign_networks = \"192.168.20.0/24\";\nselector_map = \"{m}\";\n\
+             .include(try=true,priority=1,duplicate=merge) \"$LOCAL_CONFDIR/local.d/no-such-file.conf\"\n\
+             domain {{\n  r2.example {{\n    selectors [\n      {{ path = \"{d}/r2.example.rsa.key\"; selector = \"rsa2026\"; }},\n      {{ path = \"{d}/r2.example.ed.key\"; selector = \"ed2026\"; }}\n    ]\n  }}\n}}\n",
+            d = keys.display(),
+            m = tmp.path().join("selectors.map").display()
+        ),
+    )
+    .unwrap();
+    let named = common::bind::Named::start(&[
+        (
+            "r1.example",
+            common::bind::zone_file("r1.example", 1, std::slice::from_ref(&r1)),
+        ),
+        (
+            "r2.example",
+            common::bind::zone_file("r2.example", 1, &[r2rsa.clone(), r2ed.clone()]),
+        ),
+        (
+            "r3.example",
+            common::bind::zone_file("r3.example", 1, std::slice::from_ref(&r3)),
+        ),
+    ]);
+    let config = tmp.path().join("dkimd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
+            tmp.path().join("state").display(),
+            named.addr()
+        ),
+    )
+    .unwrap();
+    let dk = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let conf_s = conf.to_str().unwrap();
+
+    let o = dk(&["migrate", "rspamd", "--config", conf_s, "--dry-run"]);
+    let plan = text(&o);
+    assert!(o.status.success(), "{plan}");
+    assert!(
+        plan.contains("3 domain(s) sign: r1.example, r2.example, r3.example"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("key: r1.example selector dkim (rsa 2048 bits)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("key: r2.example selector rsa2026 (rsa 2048 bits)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("key: r2.example selector ed2026 (ed25519 256 bits)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("key: r3.example selector s3 (rsa 2048 bits)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("r4.example key of selector dkim")
+            && plan.contains("under 2048 bits")
+            && plan.contains("dkimd key generate r4.example"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "[milter] trusted_networks = [\"127.0.0.0/8\", \"::1/128\", \"192.168.20.0/24\"]"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("milter: rspamd serves Postfix at inet:localhost:11332"),
+        "{plan}"
+    );
+    assert!(plan.contains("its spam filtering too"), "{plan}");
+
+    let o = dk(&["migrate", "rspamd", "--config", conf_s]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for name in [
+        "dkim._domainkey.r1.example",
+        "rsa2026._domainkey.r2.example",
+        "ed2026._domainkey.r2.example",
+        "s3._domainkey.r3.example",
+    ] {
+        assert!(out.contains(&format!("DNS serves {name}")), "{name}: {out}");
+    }
+    // The store's keys sign r2.example's mail under rspamd's selectors.
+    let message = b"From: Rita <rita@r2.example>\r\nTo: bob@example.net\r\nSubject: from rspamd\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <r1@r2.example>\r\n\r\nSame keys.\r\n";
+    let o = run_with_input(
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(["sign", "--domain", "r2.example"]),
+        message,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let signed = tmp.path().join("signed.eml");
+    std::fs::write(&signed, &o.stdout).unwrap();
+    let rec = |stub: &str| stub.split('"').skip(1).step_by(2).collect::<String>();
+    let dns = tmp.path().join("dns.txt");
+    write_dns_file(
+        &dns,
+        &[
+            ("rsa2026._domainkey.r2.example".to_string(), rec(&r2rsa)),
+            ("ed2026._domainkey.r2.example".to_string(), rec(&r2ed)),
+        ],
+    );
+    for (file, pass, why) in dkimpy_verify(&dns, std::slice::from_ref(&signed)) {
+        assert!(pass, "dkimpy: {} {why}", file.display());
+    }
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", &named.addr()]),
+        &o.stdout,
+    );
+    let v = text(&o);
+    assert!(
+        v.contains("pass d=r2.example s=rsa2026") && v.contains("pass d=r2.example s=ed2026"),
+        "{v}"
+    );
+
+    let o = dk(&["migrate", "rspamd", "--config", conf_s]);
+    assert!(
+        text(&o).contains("nothing to change: already moved in"),
+        "{}",
+        text(&o)
+    );
+}

@@ -5,6 +5,8 @@
 //! writes anything.
 
 pub mod opendkim;
+pub mod rspamd;
+mod ucl;
 
 use crate::model::settings::SettingName;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ pub const MAX_FILE: u64 = 16 * 1024 * 1024;
 pub enum Source {
     /// OpenDKIM (opendkim.conf, its KeyTable and SigningTable).
     OpenDkim,
+    /// rspamd's DKIM signing module.
+    Rspamd,
 }
 
 impl Source {
@@ -26,6 +30,7 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::OpenDkim => "OpenDKIM",
+            Source::Rspamd => "rspamd",
         }
     }
 }

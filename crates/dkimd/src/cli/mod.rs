@@ -98,6 +98,31 @@ pub enum MigrateCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// From rspamd's DKIM signing: dkim_signing.conf with its path and
+    /// selector templates, domain blocks, selector_map and path_map, and
+    /// the keys rspamadm dkim_keygen made.
+    Rspamd {
+        /// rspamd's dkim_signing.conf. After `migrate rspamd`, `--config`
+        /// names this file too.
+        #[arg(
+            long = "from",
+            value_name = "FILE",
+            default_value = "/etc/rspamd/local.d/dkim_signing.conf"
+        )]
+        from: PathBuf,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl MigrateCmd {
+    /// Whether only the plan is wanted.
+    pub fn dry_run(&self) -> bool {
+        match self {
+            MigrateCmd::Opendkim { dry_run, .. } | MigrateCmd::Rspamd { dry_run, .. } => *dry_run,
+        }
+    }
 }
 
 /// The arguments with `--config` after `migrate KIND` renamed `--from`:
@@ -266,6 +291,9 @@ pub struct InstallArgs {
 pub enum ReplaceArg {
     /// OpenDKIM (its Socket in opendkim.conf).
     Opendkim,
+    /// rspamd's proxy worker (its bind_socket, default localhost:11332):
+    /// its spam filtering leaves Postfix too.
+    Rspamd,
 }
 
 #[derive(Args, Debug)]

@@ -130,6 +130,11 @@ pub fn targets(a: &InstallArgs) -> anyhow::Result<dkimd_core::postfix::Targets> 
                     service: "opendkim".into(),
                 })
             }
+            Some(ReplaceArg::Rspamd) => Some(dkimd_core::postfix::Replace {
+                program: "rspamd".into(),
+                socket: dkimd_core::migrate::rspamd::milter_socket(),
+                service: "rspamd".into(),
+            }),
         },
     })
 }

@@ -125,9 +125,12 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
         }
         Command::Key(KeyCmd::Default { domain }) => ("use default key", domain.clone()),
         Command::Import(f) => ("import", f.file.display().to_string()),
-        Command::Migrate(MigrateCmd::Opendkim { dry_run: true, .. }) => return None,
+        Command::Migrate(m) if m.dry_run() => return None,
         Command::Migrate(MigrateCmd::Opendkim { from, .. }) => {
             ("migrate opendkim", from.display().to_string())
+        }
+        Command::Migrate(MigrateCmd::Rspamd { from, .. }) => {
+            ("migrate rspamd", from.display().to_string())
         }
         Command::Install(_) => ("install", String::new()),
         Command::Uninstall(_) => ("uninstall", String::new()),
@@ -140,11 +143,8 @@ pub fn run(cmd: Command, cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
     let audit_as = audit_name(&cmd);
     let read_only = matches!(
         cmd,
-        Command::Settings
-            | Command::Status(_)
-            | Command::Domain(DomainCmd::List)
-            | Command::Migrate(MigrateCmd::Opendkim { dry_run: true, .. })
-    );
+        Command::Settings | Command::Status(_) | Command::Domain(DomainCmd::List)
+    ) || matches!(&cmd, Command::Migrate(m) if m.dry_run());
     let mut m = if read_only {
         let shared = matches!(
             cfg.store.url_in(&cfg.state_dir),
@@ -294,6 +294,10 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(MigrateCmd::Opendkim { from, dry_run }) => {
             let plan = dkimd_core::migrate::opendkim::read(&from)?;
+            m.migrate(&plan, dry_run)?
+        }
+        Command::Migrate(MigrateCmd::Rspamd { from, dry_run }) => {
+            let plan = dkimd_core::migrate::rspamd::read(&from)?;
             m.migrate(&plan, dry_run)?
         }
         Command::Admin(a) => return super::admin::run(m, a),
