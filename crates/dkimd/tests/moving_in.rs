@@ -541,7 +541,7 @@ fn migrate_opendkim_keeps_selectors_and_keys() {
     let plan = text(&o);
     assert!(o.status.success(), "{plan}");
     assert!(
-        plan.contains("3 domain(s) sign: a.example, b.example, c.example"),
+        plan.contains("3 domain(s): a.example, b.example, c.example"),
         "{plan}"
     );
     for (domain, selector, _) in &setup.keys {
@@ -1055,7 +1055,7 @@ fn migrate_rspamd_keeps_selectors_and_keys() {
     let plan = text(&o);
     assert!(o.status.success(), "{plan}");
     assert!(
-        plan.contains("3 domain(s) sign: r1.example, r2.example, r3.example"),
+        plan.contains("3 domain(s): r1.example, r2.example, r3.example"),
         "{plan}"
     );
     assert!(
@@ -1138,6 +1138,265 @@ fn migrate_rspamd_keeps_selectors_and_keys() {
     );
 
     let o = dk(&["migrate", "rspamd", "--config", conf_s]);
+    assert!(
+        text(&o).contains("nothing to change: already moved in"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A key as Virtualmin makes one (`openssl genrsa -out FILE`, dkim-lib.pl
+/// `generate_dkim_key`), and its DKIM record (the SubjectPublicKeyInfo
+/// from `openssl rsa -pubout`).
+fn openssl_genrsa(file: &Path, bits: u32) -> String {
+    let o = std::process::Command::new("openssl")
+        .arg("genrsa")
+        .arg("-out")
+        .arg(file)
+        .arg(bits.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl genrsa: {}", text(&o));
+    let o = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl rsa: {}", text(&o));
+    use base64::Engine;
+    format!(
+        "v=DKIM1; k=rsa; p={}",
+        base64::engine::general_purpose::STANDARD.encode(&o.stdout)
+    )
+}
+
+/// A TXT line for a zone file, the record cut into 255-byte strings.
+fn txt_line(name: &str, record: &str) -> String {
+    let parts: Vec<String> = record
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("{name} IN TXT ( {} )", parts.join(" "))
+}
+
+/// `dkimd migrate virtualmin` on files in Virtualmin's formats (each fact
+/// cited in dkimd-core's migrate/virtualmin.rs): the module configuration
+/// (DKIM on, an extra domain, which domains sign), five domain files (one
+/// excluded, one without mail, one without DNS, one with its own key, an
+/// alias without DNS records), and the OpenDKIM files Virtualmin writes
+/// (Selector and KeyFile, a refile: SigningTable with `*@DOMAIN ID` and
+/// `* default`, the KeyTable, DAEMON_OPTS with -b s). Applied: the
+/// default key is a global key under Virtualmin's selector, the domains
+/// keep their features, the live check covers every domain that signs,
+/// and a second run changes nothing.
+#[test]
+fn migrate_virtualmin_keeps_the_selector_and_the_domains() {
+    if !common::bind::have_named()
+        || !require_peer(
+            "openssl",
+            std::process::Command::new("openssl").arg("version"),
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etc = tmp.path().join("etc");
+    let vs = etc.join("webmin/virtual-server");
+    std::fs::create_dir_all(vs.join("domains")).unwrap();
+    // The module configuration: other settings beside the DKIM ones, a
+    // comment, and a value holding '='.
+    std::fs::write(
+        vs.join("config"),
+        "# Virtualmin module configuration\nhome_base=/home\nmail_system=0\ndkim_enabled=1\ndkim_extra=extra.example\ndkim_alldns=0\nbw_template=a=b\n",
+    )
+    .unwrap();
+    let domain = |id: &str, lines: &str| {
+        std::fs::write(vs.join("domains").join(id), format!("id={id}\n{lines}")).unwrap();
+    };
+    domain("1700000001", "dom=v1.example\ndns=1\nmail=1\nweb=1\n");
+    domain(
+        "1700000002",
+        "dom=v2.example\ndns=1\nmail=1\ndkim_enabled=0\n",
+    );
+    domain("1700000003", "dom=v3.example\ndns=1\nmail=0\n");
+    domain("1700000004", "dom=v4.example\ndns=1\nmail=1\n");
+    domain("1700000005", "dom=nodns.example\ndns=0\nmail=1\n");
+    domain(
+        "1700000006",
+        "dom=alias.example\ndns=1\nmail=1\nalias=1700000001\naliasdns=\n",
+    );
+    std::fs::write(
+        vs.join("domains").join("1700000004.bak"),
+        "dom=backup.example\n",
+    )
+    .unwrap();
+    // The OpenDKIM files Virtualmin writes (dkim-lib.pl).
+    let global = openssl_genrsa(&etc.join("dkim.key"), 2048);
+    let own = openssl_genrsa(&etc.join("1700000004.dkim-key"), 2048);
+    std::fs::write(
+        etc.join("dkim-domains.txt"),
+        "v1.example\nv3.example\nv4.example\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("dkim-signingtable"),
+        "*@v4.example\t1700000004\n*\tdefault\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("dkim-keytable"),
+        format!(
+            "1700000004\tv4.example:v4sel:{e}/1700000004.dkim-key\ndefault\t%:202611:{e}/dkim.key\n",
+            e = etc.display()
+        ),
+    )
+    .unwrap();
+    let od_conf = etc.join("opendkim.conf");
+    std::fs::write(
+        &od_conf,
+        format!(
+            "Syslog\t\t\tyes\nSelector 202611\nKeyFile {e}/dkim.key\nDomain {e}/dkim-domains.txt\nSocket inet:8891@127.0.0.1\nSigningTable refile:{e}/dkim-signingtable\nKeyTable {e}/dkim-keytable\n",
+            e = etc.display()
+        ),
+    )
+    .unwrap();
+    let defaults = etc.join("default-opendkim");
+    std::fs::write(
+        &defaults,
+        "RUNDIR=/run/opendkim\nDAEMON_OPTS=\"-x /etc/opendkim.conf -b s\"\n",
+    )
+    .unwrap();
+    // The records Virtualmin published in BIND.
+    let zone = |d: &str, sel: &str, rec: &str| {
+        (
+            d.to_string(),
+            common::bind::zone_file(d, 1, &[txt_line(&format!("{sel}._domainkey"), rec)]),
+        )
+    };
+    let zones = [
+        zone("v1.example", "202611", &global),
+        zone("extra.example", "202611", &global),
+        zone("v4.example", "v4sel", &own),
+    ];
+    let zones: Vec<(&str, String)> = zones.iter().map(|(d, t)| (d.as_str(), t.clone())).collect();
+    let named = common::bind::Named::start(&zones);
+    let config = tmp.path().join("dkimd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
+            tmp.path().join("state").display(),
+            named.addr()
+        ),
+    )
+    .unwrap();
+    let dk = |args: &[&str]| {
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let args = |dry: bool| {
+        let mut a = vec![
+            "migrate".to_string(),
+            "virtualmin".into(),
+            "--config".into(),
+            vs.display().to_string(),
+            "--opendkim-config".into(),
+            od_conf.display().to_string(),
+            "--opendkim-defaults".into(),
+            defaults.display().to_string(),
+        ];
+        if dry {
+            a.push("--dry-run".into());
+        }
+        a
+    };
+    let run = |dry: bool| {
+        let a = args(dry);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        dk(&a)
+    };
+    let o = run(true);
+    let plan = text(&o);
+    assert!(o.status.success(), "{plan}");
+    for line in [
+        "6 domain(s): alias.example, nodns.example, v1.example, v2.example, v3.example, v4.example",
+        "domain: v1.example (dns on, mail on, dkim default)",
+        "domain: v2.example (dns on, mail on, dkim never)",
+        "domain: v3.example (dns on, mail off, dkim default)",
+        "domain: nodns.example (dns off, mail on, dkim default)",
+        "domain: alias.example (dns on, mail on, dkim never)",
+        "key: every domain (global key) selector 202611 (rsa 2048 bits)",
+        "key: v4.example selector v4sel (rsa 2048 bits)",
+        "setting: signing = on (from dkim_enabled=1",
+        "setting: verify = off (from DAEMON_OPTS -b s",
+        "setting: default-domains = dns-and-mail",
+        "setting: extra-domains = extra.example",
+        "setting: selector = 202611",
+    ] {
+        assert!(plan.contains(line), "{line}: {plan}");
+    }
+    assert!(!plan.contains("backup.example"), "{plan}");
+    assert!(
+        plan.contains("alias.example is an alias of v1.example"),
+        "{plan}"
+    );
+
+    let o = run(false);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for name in [
+        "202611._domainkey.v1.example",
+        "202611._domainkey.extra.example",
+        "v4sel._domainkey.v4.example",
+    ] {
+        assert!(out.contains(&format!("DNS serves {name}")), "{name}: {out}");
+    }
+    assert!(
+        !out.contains("v2.example._domainkey")
+            && !out.contains("DNS serves 202611._domainkey.v3.example"),
+        "{out}"
+    );
+    // What signs now, as dkimd's own status says.
+    let o = dk(&["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let signs = |d: &str| {
+        status["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == d)
+            .map(|r| r["signs"] == true)
+    };
+    assert_eq!(signs("v1.example"), Some(true), "{status}");
+    assert_eq!(signs("v4.example"), Some(true), "{status}");
+    assert_eq!(signs("v2.example"), Some(false), "{status}");
+    assert_eq!(signs("v3.example"), Some(false), "{status}");
+    // The global key signs v1.example's mail under Virtualmin's selector.
+    let message = b"From: Vic <vic@v1.example>\r\nTo: bob@example.net\r\nSubject: from Virtualmin\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <v1@v1.example>\r\n\r\nSame key.\r\n";
+    let o = run_with_input(
+        dkimd()
+            .arg("--config")
+            .arg(&config)
+            .args(["sign", "--domain", "v1.example"]),
+        message,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run_with_input(
+        dkimd().args(["verify", "--nameserver", &named.addr()]),
+        &o.stdout,
+    );
+    assert!(
+        text(&o).contains("pass d=v1.example s=202611"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(false);
     assert!(
         text(&o).contains("nothing to change: already moved in"),
         "{}",

@@ -4,11 +4,10 @@
 //! published: the records are already there. A second run changes
 //! nothing.
 
-use super::Manager;
+use super::{onoff, Manager};
 use crate::dns::live::{check_many, DnsState};
 use crate::migrate::Plan;
 use crate::model::names::record_name;
-use crate::model::settings::Override;
 use crate::store::{Change, Domain, KeyState, NewKey};
 
 impl Manager {
@@ -29,26 +28,41 @@ impl Manager {
         let now = self.now_i64();
         let mut changes = Vec::new();
         for d in &plan.domains {
-            match st.domain(d) {
-                Some(_) => self
-                    .out
-                    .step(d, "already in the store (its rules are kept)", true),
-                None => {
-                    changes.push(Change::PutDomain(Domain {
-                        name: d.clone(),
-                        dns: false,
-                        mail: true,
-                        dkim: Override::Always,
-                    }));
-                    self.out.step(d, "added (dkim always: it signs)", true);
+            let want = Domain {
+                name: d.name.clone(),
+                dns: d.dns,
+                mail: d.mail,
+                dkim: d.dkim,
+            };
+            match st.domain(&d.name) {
+                Some(have) if *have == want => {
+                    self.out.step(&d.name, "already in the store", true);
+                }
+                Some(_) if !plan.domains_authoritative => {
+                    self.out
+                        .step(&d.name, "already in the store (its rules are kept)", true);
+                }
+                have => {
+                    self.out.step(
+                        &d.name,
+                        &format!(
+                            "{} (dns {}, mail {}, dkim {})",
+                            if have.is_some() { "set" } else { "added" },
+                            onoff(d.dns),
+                            onoff(d.mail),
+                            d.dkim.as_str()
+                        ),
+                        true,
+                    );
+                    changes.push(Change::PutDomain(want));
                 }
             }
         }
         for k in &plan.keys {
             let public = k.key.public_key_base64();
+            let subject = k.domain.clone().unwrap_or_else(|| "global key".into());
             let own = st.keys.iter().filter(|s| {
-                s.domain.as_deref() == Some(k.domain.as_str())
-                    && matches!(s.state, KeyState::Active | KeyState::Pending)
+                s.domain == k.domain && matches!(s.state, KeyState::Active | KeyState::Pending)
             });
             let mut same = false;
             let mut clash = None;
@@ -69,7 +83,7 @@ impl Manager {
             }
             if same {
                 self.out.step(
-                    &k.domain,
+                    &subject,
                     &format!("key of selector {} already imported", k.selector),
                     true,
                 );
@@ -77,7 +91,7 @@ impl Manager {
             }
             if let Some(id) = clash {
                 self.out.step(
-                    &k.domain,
+                    &subject,
                     &format!(
                         "selector {} already names another key in the store (key {id}): not imported; one record name holds one key",
                         k.selector
@@ -89,25 +103,25 @@ impl Manager {
             for id in retire {
                 changes.push(Change::KeyState(id, KeyState::Retired, now));
                 self.out.step(
-                    &k.domain,
+                    &subject,
                     &format!(
-                        "its own {} key {id} retires (the imported key replaces it)",
+                        "its {} key {id} retires (the imported key replaces it)",
                         k.key.algorithm()
                     ),
                     true,
                 );
             }
             changes.push(Change::AddKey(NewKey::from_key(
-                Some(k.domain.clone()),
+                k.domain.clone(),
                 &k.key,
                 k.selector.clone(),
                 KeyState::Active,
                 now,
             )?));
             self.out.step(
-                &k.domain,
+                &subject,
                 &format!(
-                    "own {} key, {} bits, selector {} (as published; nothing re-published)",
+                    "{} key, {} bits, selector {} (as published; nothing re-published)",
                     k.key.algorithm(),
                     k.key.bits(),
                     k.selector
@@ -162,23 +176,58 @@ impl Manager {
         self.check_imported(plan)
     }
 
-    /// The live check of every key of the plan.
+    /// The live check: for every domain that signs now, each of its keys
+    /// that came from the plan (a global key under every domain it signs
+    /// for).
     fn check_imported(&mut self, plan: &Plan) -> crate::Result<()> {
         if plan.keys.is_empty() {
             return Ok(());
         }
-        let checks: Vec<(String, String)> = plan
+        let planned: Vec<String> = plan
             .keys
             .iter()
-            .map(|k| (record_name(&k.selector, &k.domain), k.key.dns_record()))
+            .map(|k| k.key.public_key_base64())
             .collect();
+        let st = self.load_signing()?;
+        let mut checks: Vec<(String, String, String)> = Vec::new();
+        if st.settings.signing {
+            for (domain, d) in super::all_decisions(&st) {
+                if !d.signs {
+                    continue;
+                }
+                for k in st.keys_for(&domain) {
+                    let Ok(key) = dkim::SigningKey::from_pem(k.pem.as_bytes()) else {
+                        continue;
+                    };
+                    if planned.contains(&key.public_key_base64()) {
+                        checks.push((
+                            domain.clone(),
+                            record_name(&k.selector, &domain),
+                            key.dns_record(),
+                        ));
+                    }
+                }
+            }
+        }
+        if checks.is_empty() {
+            self.out.step(
+                "dns",
+                "no imported key signs now (signing is off, or no domain signs): nothing to check",
+                true,
+            );
+            return Ok(());
+        }
         let resolver = crate::publish::live_resolver(&self.cfg)?;
-        let states = check_many(&resolver, checks.clone())?;
-        for ((k, (name, record)), state) in plan.keys.iter().zip(&checks).zip(states) {
+        let queries = checks
+            .iter()
+            .map(|(_, n, r)| (n.clone(), r.clone()))
+            .collect();
+        let states = check_many(&resolver, queries)?;
+        for ((domain, name, record), state) in checks.iter().zip(states) {
             match state {
-                DnsState::Ok => self.out.step(&k.domain, &format!("DNS serves {name}"), true),
+                DnsState::Ok => self.out.step(domain, &format!("DNS serves {name}"), true),
                 other => self.out.step(
-                    &k.domain,
+                    domain,
                     &format!(
                         "DNS at {name}: {other}; receivers cannot verify what this key signs until it serves: {record}"
                     ),

@@ -7,6 +7,7 @@
 pub mod opendkim;
 pub mod rspamd;
 mod ucl;
+pub mod virtualmin;
 
 use crate::model::settings::SettingName;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub enum Source {
     OpenDkim,
     /// rspamd's DKIM signing module.
     Rspamd,
+    /// Virtualmin (its DKIM settings and domains, over OpenDKIM).
+    Virtualmin,
 }
 
 impl Source {
@@ -31,6 +34,7 @@ impl Source {
         match self {
             Source::OpenDkim => "OpenDKIM",
             Source::Rspamd => "rspamd",
+            Source::Virtualmin => "Virtualmin",
         }
     }
 }
@@ -39,8 +43,9 @@ impl Source {
 /// selector its record is already published under.
 #[derive(Clone, Debug)]
 pub struct PlannedKey {
-    /// Lower-case domain (d=).
-    pub domain: String,
+    /// Lower-case domain (d=); None: a global key, which signs for every
+    /// signing domain without a key of its own (Virtualmin's one key).
+    pub domain: Option<String>,
     /// The selector (s=), as published.
     pub selector: String,
     /// The private key.
@@ -83,6 +88,20 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// A domain to add, with its features and override (as `dkimd domain
+/// add` takes them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedDomain {
+    /// Lower-case name.
+    pub name: String,
+    /// The DNS feature.
+    pub dns: bool,
+    /// The mail feature.
+    pub mail: bool,
+    /// The signing override.
+    pub dkim: crate::model::settings::Override,
+}
+
 /// What an importer found, to show and then apply.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -90,8 +109,8 @@ pub struct Plan {
     pub source: Source,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
-    /// The domains that sign (lower case, sorted, each once).
-    pub domains: Vec<String>,
+    /// The domains (sorted by name, each once).
+    pub domains: Vec<PlannedDomain>,
     /// The keys, each with its domain and selector.
     pub keys: Vec<PlannedKey>,
     /// Store settings.
@@ -105,6 +124,10 @@ pub struct Plan {
     /// The old milter's socket in Postfix's notation (`unix:/path`,
     /// `inet:host:port`), for `install --replace`.
     pub milter: Option<String>,
+    /// The source says what each domain's features are (Virtualmin): a
+    /// domain already in the store takes them. Otherwise a domain already
+    /// in the store keeps its rules.
+    pub domains_authoritative: bool,
 }
 
 impl Plan {
@@ -120,6 +143,7 @@ impl Plan {
             skipped: Vec::new(),
             notes: Vec::new(),
             milter: None,
+            domains_authoritative: false,
         }
     }
 
@@ -131,12 +155,28 @@ impl Plan {
         });
     }
 
-    /// Adds a signing domain (once).
+    /// Adds a domain that signs whatever the rules say (`dkim always`,
+    /// no DNS feature: its records are published elsewhere), once.
     pub fn add_domain(&mut self, domain: &str) {
-        let d = domain.to_ascii_lowercase();
-        if let Err(at) = self.domains.binary_search(&d) {
+        self.put_domain(PlannedDomain {
+            name: domain.to_ascii_lowercase(),
+            dns: false,
+            mail: true,
+            dkim: crate::model::settings::Override::Always,
+        });
+    }
+
+    /// Adds a domain with its features; a domain already planned keeps
+    /// its first entry.
+    pub fn put_domain(&mut self, d: PlannedDomain) {
+        if let Err(at) = self.domains.binary_search_by(|x| x.name.cmp(&d.name)) {
             self.domains.insert(at, d);
         }
+    }
+
+    /// Who a key signs for, in words.
+    fn owner(k: &PlannedKey) -> &str {
+        k.domain.as_deref().unwrap_or("every domain (global key)")
     }
 
     /// Adds a key unless the domain already has one of its algorithm or
@@ -149,13 +189,18 @@ impl Plan {
         {
             let why = format!(
                 "{} already has the {} key of selector {} (from {}); dkimd signs with one key per algorithm and domain",
-                k.domain,
+                Plan::owner(&k),
                 k.key.algorithm(),
                 other.selector,
                 other.from
             );
             self.skip(
-                format!("{} key of selector {} ({})", k.domain, k.selector, k.from),
+                format!(
+                    "{} key of selector {} ({})",
+                    Plan::owner(&k),
+                    k.selector,
+                    k.from
+                ),
                 why,
             );
             return;
@@ -167,12 +212,18 @@ impl Plan {
         {
             let why = format!(
                 "selector {} of {} already names the key from {}: one record name holds one key",
-                k.selector, k.domain, other.from
+                k.selector,
+                Plan::owner(&k),
+                other.from
             );
-            self.skip(format!("{} key from {}", k.domain, k.from), why);
+            self.skip(format!("{} key from {}", Plan::owner(&k), k.from), why);
             return;
         }
-        self.add_domain(&k.domain);
+        if let Some(d) = &k.domain {
+            if !self.domains.iter().any(|x| &x.name == d) {
+                self.add_domain(d);
+            }
+        }
         self.keys.push(k);
     }
 
@@ -195,15 +246,21 @@ impl Plan {
             self.source.as_str(),
             files.join(", ")
         ));
-        out.push(format!(
-            "{} domain(s) sign: {}",
-            self.domains.len(),
-            self.domains.join(", ")
-        ));
+        let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+        out.push(format!("{} domain(s): {}", names.len(), names.join(", ")));
+        for d in &self.domains {
+            out.push(format!(
+                "domain: {} (dns {}, mail {}, dkim {})",
+                d.name,
+                if d.dns { "on" } else { "off" },
+                if d.mail { "on" } else { "off" },
+                d.dkim.as_str()
+            ));
+        }
         for k in &self.keys {
             out.push(format!(
                 "key: {} selector {} ({} {} bits) from {}",
-                k.domain,
+                Plan::owner(k),
                 k.selector,
                 k.key.algorithm(),
                 k.key.bits(),
@@ -312,7 +369,7 @@ mod tests {
         let mut p = Plan::new(Source::OpenDkim);
         let key = dkim::SigningKey::generate_ed25519().unwrap();
         let k = |sel: &str| PlannedKey {
-            domain: "example.com".into(),
+            domain: Some("example.com".into()),
             selector: sel.into(),
             key: key.clone(),
             from: format!("/k/{sel}"),
@@ -326,6 +383,7 @@ mod tests {
             "{:?}",
             p.skipped
         );
-        assert_eq!(p.domains, vec!["example.com"]);
+        assert_eq!(p.domains.len(), 1);
+        assert_eq!(p.domains[0].name, "example.com");
     }
 }

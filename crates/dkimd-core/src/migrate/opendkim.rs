@@ -232,6 +232,51 @@ pub fn socket_of(path: &Path) -> crate::Result<String> {
     })
 }
 
+/// The one key a `*` SigningTable line names (Virtualmin's `default`
+/// entry, `%:SELECTOR:KEYFILE`), else `Selector` with `KeyFile`: the
+/// selector, the key file and where it was said.
+pub fn default_key(path: &Path) -> crate::Result<Option<(String, PathBuf, String)>> {
+    let conf = Conf::parse(path)?;
+    if let (Some(kt), Some(st)) = (conf.get("KeyTable"), conf.get("SigningTable")) {
+        let file = |d: Dataset| match d {
+            Dataset::File(f) | Dataset::Refile(f) => Some(f),
+            _ => None,
+        };
+        if let (Some(kt), Some(st)) = (
+            file(dataset(&kt.value, &conf.dir)),
+            file(dataset(&st.value, &conf.dir)),
+        ) {
+            let keys = table(&kt, "KeyTable")?;
+            for (pattern, value, _) in table(&st, "SigningTable")? {
+                if pattern != "*" {
+                    continue;
+                }
+                let name = value.split([':', ' ', '\t']).next().unwrap_or("");
+                if let Some((_, entry, at)) = keys.iter().find(|(k, _, _)| k == name) {
+                    let mut parts = entry.splitn(3, ':');
+                    if let (Some(_), Some(sel), Some(key)) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
+                        return Ok(Some((
+                            sel.trim().to_string(),
+                            resolve(&conf.dir, key),
+                            at.clone(),
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(match (conf.get("Selector"), conf.get("KeyFile")) {
+        (Some(sel), Some(file)) => Some((
+            sel.value.clone(),
+            resolve(&conf.dir, &file.value),
+            file.at.clone(),
+        )),
+        _ => None,
+    })
+}
+
 /// `Mode`: s signs, v verifies (default sv).
 fn modes(conf: &Conf, plan: &mut Plan) {
     let mode = conf
@@ -465,7 +510,7 @@ fn signing_entry(
     }
 }
 
-fn add_key_file(plan: &mut Plan, domain: &str, selector: &str, path: &Path, at: &str) {
+pub(super) fn add_key_file(plan: &mut Plan, domain: &str, selector: &str, path: &Path, at: &str) {
     let parsed = match read_text(path, "private key") {
         Ok(pem) => dkim::SigningKey::from_pem(pem.as_bytes()),
         Err(e) => {
@@ -501,7 +546,7 @@ fn add_parsed(
     }
     match parsed {
         Ok(key) => plan.add_key(PlannedKey {
-            domain: domain.to_string(),
+            domain: Some(domain.to_string()),
             selector: selector.to_string(),
             key,
             from,

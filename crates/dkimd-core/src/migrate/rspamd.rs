@@ -96,7 +96,11 @@ pub fn read(path: &Path) -> crate::Result<Plan> {
     mapped.sort();
     mapped.dedup();
     for domain in mapped {
-        if plan.keys.iter().any(|k| k.domain == domain) {
+        if plan
+            .keys
+            .iter()
+            .any(|k| k.domain.as_deref() == Some(domain.as_str()))
+        {
             continue;
         }
         let sel = selectors
@@ -214,7 +218,11 @@ fn template_keys(template: &str, selector: &str, plan: &mut Plan) {
         .collect();
     found.sort();
     for (domain, file) in found {
-        if plan.keys.iter().any(|k| k.domain == domain) {
+        if plan
+            .keys
+            .iter()
+            .any(|k| k.domain.as_deref() == Some(domain.as_str()))
+        {
             continue;
         }
         add_key(plan, &domain, selector, &file.display().to_string());
@@ -265,7 +273,7 @@ fn add_key(plan: &mut Plan, domain: &str, selector: &str, file: &str) {
     };
     match load_key(&text) {
         Ok(key) => plan.add_key(PlannedKey {
-            domain: domain.to_string(),
+            domain: Some(domain.to_string()),
             selector: selector.to_string(),
             key,
             from: file.to_string(),

@@ -114,13 +114,40 @@ pub enum MigrateCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// From Virtualmin: its DKIM settings (enabled, extra and excluded
+    /// domains, which domains sign), its domains with their DNS and mail
+    /// features, and the OpenDKIM key and selector it set up (a global
+    /// key), with per-domain keys.
+    Virtualmin {
+        /// Virtualmin's module configuration directory (holding `config`
+        /// and `domains/`). After `migrate virtualmin`, `--config` names
+        /// this directory too.
+        #[arg(
+            long = "from",
+            value_name = "DIR",
+            default_value = "/etc/webmin/virtual-server"
+        )]
+        from: PathBuf,
+        /// The OpenDKIM configuration Virtualmin wrote.
+        #[arg(long, value_name = "FILE", default_value = "/etc/opendkim.conf")]
+        opendkim_config: PathBuf,
+        /// Debian's OpenDKIM defaults, where Virtualmin sets `-b` (sign,
+        /// verify) in DAEMON_OPTS.
+        #[arg(long, value_name = "FILE", default_value = "/etc/default/opendkim")]
+        opendkim_defaults: PathBuf,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 impl MigrateCmd {
     /// Whether only the plan is wanted.
     pub fn dry_run(&self) -> bool {
         match self {
-            MigrateCmd::Opendkim { dry_run, .. } | MigrateCmd::Rspamd { dry_run, .. } => *dry_run,
+            MigrateCmd::Opendkim { dry_run, .. }
+            | MigrateCmd::Rspamd { dry_run, .. }
+            | MigrateCmd::Virtualmin { dry_run, .. } => *dry_run,
         }
     }
 }

@@ -132,6 +132,9 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
         Command::Migrate(MigrateCmd::Rspamd { from, .. }) => {
             ("migrate rspamd", from.display().to_string())
         }
+        Command::Migrate(MigrateCmd::Virtualmin { from, .. }) => {
+            ("migrate virtualmin", from.display().to_string())
+        }
         Command::Install(_) => ("install", String::new()),
         Command::Uninstall(_) => ("uninstall", String::new()),
         _ => return None,
@@ -298,6 +301,16 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(MigrateCmd::Rspamd { from, dry_run }) => {
             let plan = dkimd_core::migrate::rspamd::read(&from)?;
+            m.migrate(&plan, dry_run)?
+        }
+        Command::Migrate(MigrateCmd::Virtualmin {
+            from,
+            opendkim_config,
+            opendkim_defaults,
+            dry_run,
+        }) => {
+            let plan =
+                dkimd_core::migrate::virtualmin::read(&from, &opendkim_config, &opendkim_defaults)?;
             m.migrate(&plan, dry_run)?
         }
         Command::Admin(a) => return super::admin::run(m, a),
