@@ -227,21 +227,37 @@ fn unit_text(cfg: &Config, t: &Targets) -> String {
         .source
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
-    let user = t
-        .user
-        .as_deref()
+    unit_file(
+        "Written by dkimd install; dkimd uninstall removes it.",
+        &t.binary,
+        &config,
+        t.user.as_deref(),
+    )
+}
+
+/// The systemd unit that runs `binary` with `config` as `user` (None:
+/// root), with `header` as its first comment: what install writes, and
+/// (from `dkimd generate unit`) what the Debian package ships.
+pub fn unit_file(header: &str, binary: &Path, config: &Path, user: Option<&str>) -> String {
+    let user = user
         .map(|u| format!("User={u}\nGroup={u}\n"))
         .unwrap_or_default();
     format!(
-        "# Written by dkimd install; dkimd uninstall removes it.\n\
-         [Unit]\nDescription=dkimd DKIM signing and verification milter\nAfter=network-online.target\nBefore=postfix.service\n\n\
+        "# {header}\n\
+         [Unit]\nDescription=dkimd DKIM signing and verification milter\nDocumentation=man:dkimd(1) man:dkimd(7)\nAfter=network-online.target\nBefore=postfix.service\n\n\
          [Service]\nType=simple\n{user}ExecStart={bin} --config {config} run\nExecReload=/bin/kill -HUP $MAINPID\n\
          RuntimeDirectory=dkimd\nRuntimeDirectoryMode=0750\nUMask=0007\nRestart=on-failure\nNoNewPrivileges=yes\nProtectSystem=full\nPrivateTmp=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n",
-        bin = t.binary.display(),
+        bin = binary.display(),
         config = config.display(),
     )
 }
+
+/// Where the Debian package puts its unit.
+pub const PACKAGED_UNITS: [&str; 2] = [
+    "/lib/systemd/system/dkimd.service",
+    "/usr/lib/systemd/system/dkimd.service",
+];
 
 /// Hooks dkimd into Postfix and the system.
 pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> {
@@ -661,6 +677,17 @@ fn systemd_unit(
     record: &mut InstallRecord,
     out: &mut Steps,
 ) -> crate::Result<()> {
+    // Installed from the package: its unit already runs this binary.
+    if t.binary == Path::new("/usr/bin/dkimd") && dir == Path::new("/etc/systemd/system") {
+        if let Some(p) = PACKAGED_UNITS.iter().find(|p| Path::new(p).exists()) {
+            out.step(
+                "systemd",
+                &format!("the package's unit {p} runs dkimd"),
+                true,
+            );
+            return Ok(());
+        }
+    }
     let unit = dir.join("dkimd.service");
     let text = unit_text(cfg, t);
     if std::fs::read_to_string(&unit).ok().as_deref() == Some(text.as_str()) {

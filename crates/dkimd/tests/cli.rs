@@ -449,11 +449,11 @@ fn verify_usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-/// Every subcommand and long flag that `--help` shows is in the man page.
+/// Every subcommand and long flag that `--help` shows is in the guide.
 #[test]
 fn man_page_documents_every_flag() {
     let man = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dkimd.1"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dkimd.7"),
     )
     .unwrap()
     .replace("\\-", "-");
@@ -469,9 +469,79 @@ fn man_page_documents_every_flag() {
             if flag.starts_with("--") && flag.len() > 2 {
                 assert!(
                     man.contains(flag),
-                    "docs/dkimd.1 does not mention {sub} {flag}"
+                    "docs/dkimd.7 does not mention {sub} {flag}"
                 );
             }
         }
+    }
+}
+
+/// `dkimd generate man` writes a page for dkimd and for every subcommand
+/// `--help` lists (down to `migrate opendkim`), each naming every long
+/// flag of that subcommand's `--help`; `generate completions` writes
+/// bash, zsh and fish completions that know the subcommands.
+#[test]
+fn generated_man_pages_and_completions_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man");
+    let o = dkimd()
+        .args(["generate", "man"])
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    // The subcommands as `--help` lists them, one level down too.
+    let subs = |args: &[&str]| -> Vec<String> {
+        let o = dkimd().args(args).arg("--help").output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let Some(list) = text.split("Commands:\n").nth(1) else {
+            return Vec::new();
+        };
+        list.lines()
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_string)
+            .collect()
+    };
+    let top = subs(&[]);
+    assert!(top.contains(&"migrate".to_string()), "{top:?}");
+    let mut pages = vec![Vec::<String>::new()];
+    for t in &top {
+        pages.push(vec![t.clone()]);
+        for s in subs(&[t]) {
+            pages.push(vec![t.clone(), s]);
+        }
+    }
+    assert!(pages
+        .iter()
+        .any(|p| p == &["migrate".to_string(), "opendkim".to_string()]));
+    for p in pages {
+        let name = std::iter::once("dkimd".to_string())
+            .chain(p.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("-");
+        let page = std::fs::read_to_string(man.join(format!("{name}.1")))
+            .unwrap_or_else(|e| panic!("{name}.1: {e}"))
+            .replace("\\-", "-");
+        let args: Vec<&str> = p.iter().map(String::as_str).collect();
+        let help = dkimd().args(&args).arg("--help").output().unwrap();
+        for word in String::from_utf8_lossy(&help.stdout).split_whitespace() {
+            let flag = word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            if flag.starts_with("--") && flag.len() > 2 {
+                assert!(page.contains(flag), "{name}.1 lacks {flag}");
+            }
+        }
+    }
+    let comp = dir.path().join("completions");
+    let o = dkimd()
+        .args(["generate", "completions"])
+        .arg(&comp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    for f in ["dkimd.bash", "_dkimd", "dkimd.fish"] {
+        let text = std::fs::read_to_string(comp.join(f)).unwrap();
+        assert!(text.contains("migrate") && text.contains("opendkim"), "{f}");
     }
 }

@@ -1403,3 +1403,201 @@ fn migrate_virtualmin_keeps_the_selector_and_the_domains() {
         text(&o)
     );
 }
+
+fn sh(cmd: &mut std::process::Command) -> std::process::Output {
+    cmd.output().unwrap()
+}
+
+/// The Debian package: `scripts/deb` builds it (from this test build),
+/// lintian reports no error, and on this machine install, `dkimd install`
+/// (on a private Postfix directory), `dkimd uninstall`, remove and purge
+/// leave it as it was: the binary, unit, man pages, completions,
+/// configuration and state go; only the dkimd system user stays, as
+/// Debian leaves system users (the test removes it when it made it).
+#[test]
+fn the_debian_package_installs_and_purges_cleanly() {
+    if euid() != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the package test needs root"
+        );
+        eprintln!("SKIPPED: not root; the package test installs a .deb");
+        return;
+    }
+    if !require_peer(
+        "cargo-deb",
+        std::process::Command::new("cargo").args(["deb", "--version"]),
+    ) || !require_peer(
+        "lintian",
+        std::process::Command::new("lintian").arg("--version"),
+    ) || !require_peer(
+        "Postfix's postconf",
+        std::process::Command::new("postconf")
+            .arg("-d")
+            .arg("mail_version"),
+    ) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // A package left by an earlier, interrupted run goes first.
+    let _ = sh(std::process::Command::new("dpkg").args(["--purge", "dkimd"]));
+    let user_before = sh(std::process::Command::new("getent").args(["passwd", "dkimd"]))
+        .status
+        .success();
+    let o = sh(std::process::Command::new("bash")
+        .arg(root.join("scripts/deb"))
+        .arg("--debug"));
+    assert!(o.status.success(), "scripts/deb: {}", text(&o));
+    let deb = root.join("target/debian/dkimd_0.1.0-1_amd64.deb");
+    assert!(deb.exists(), "{}", text(&o));
+    let o = sh(std::process::Command::new("lintian").arg(&deb));
+    let said = text(&o);
+    assert!(
+        !said.lines().any(|l| l.starts_with("E: ")),
+        "lintian errors: {said}"
+    );
+
+    let paths = [
+        "/usr/bin/dkimd",
+        "/usr/lib/systemd/system/dkimd.service",
+        "/etc/dkimd/dkimd.toml",
+        "/var/lib/dkimd",
+        "/usr/share/man/man1/dkimd.1.gz",
+        "/usr/share/man/man1/dkimd-migrate-opendkim.1.gz",
+        "/usr/share/man/man7/dkimd.7.gz",
+        "/usr/share/bash-completion/completions/dkimd",
+    ];
+    // State and configuration of a dkimd installed another way (or left
+    // by a test) are moved aside, and put back at the end.
+    struct Aside(Vec<(PathBuf, PathBuf)>);
+    impl Drop for Aside {
+        fn drop(&mut self) {
+            for (p, a) in &self.0 {
+                let _ = std::fs::rename(a, p);
+            }
+        }
+    }
+    let mut aside = Aside(Vec::new());
+    for p in ["/var/lib/dkimd", "/etc/dkimd"] {
+        if Path::new(p).exists() {
+            let a = PathBuf::from(format!("{p}.before-package-test"));
+            std::fs::rename(p, &a).unwrap();
+            aside.0.push((PathBuf::from(p), a));
+        }
+    }
+    for p in paths {
+        assert!(
+            !Path::new(p).exists(),
+            "{p} exists before the package is installed"
+        );
+    }
+    let o = sh(std::process::Command::new("dpkg").arg("-i").arg(&deb));
+    assert!(o.status.success(), "dpkg -i: {}", text(&o));
+    let listed = text(&sh(std::process::Command::new("dpkg").args(["-L", "dkimd"])));
+    for p in paths {
+        assert!(Path::new(p).exists(), "{p} missing after install");
+    }
+    let conffiles = text(&sh(std::process::Command::new("dpkg-query").args([
+        "-W",
+        "-f=${Conffiles}",
+        "dkimd",
+    ])));
+    assert!(conffiles.contains("/etc/dkimd/dkimd.toml"), "{conffiles}");
+    let meta = std::fs::metadata("/var/lib/dkimd").unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let uid: u32 = text(&sh(std::process::Command::new("id").args(["-u", "dkimd"])))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(meta.uid(), uid);
+    let o = sh(std::process::Command::new("/usr/bin/dkimd").arg("--version"));
+    assert!(
+        o.status.success() && text(&o).starts_with("dkimd 0.1.0"),
+        "{}",
+        text(&o)
+    );
+    // The packaged configuration, as the packaged service user.
+    let o = sh(std::process::Command::new("runuser").args([
+        "-u",
+        "dkimd",
+        "--",
+        "/usr/bin/dkimd",
+        "--config",
+        "/etc/dkimd/dkimd.toml",
+        "run",
+        "--check-config",
+    ]));
+    assert!(o.status.success(), "check-config as dkimd: {}", text(&o));
+    assert!(text(&o).contains("configuration ok"), "{}", text(&o));
+
+    // dkimd install from the package: the package's user and unit serve.
+    let tmp = tempfile::tempdir().unwrap();
+    let pf = postfix_dir(tmp.path());
+    let main_cf = std::fs::read_to_string(pf.join("main.cf")).unwrap();
+    let o = sh(std::process::Command::new("/usr/bin/dkimd")
+        .arg("install")
+        .arg("--postfix-config")
+        .arg(&pf));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("dkimd exists"), "{out}");
+    assert!(
+        out.contains("the package's unit /lib/systemd/system/dkimd.service runs dkimd")
+            || out.contains("the package's unit /usr/lib/systemd/system/dkimd.service runs dkimd"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/etc/dkimd/dkimd.toml exists; left as it is"),
+        "{out}"
+    );
+    assert!(!out.contains("warning: ExecStart"), "{out}");
+    assert!(!Path::new("/etc/systemd/system/dkimd.service").exists());
+    let o = sh(std::process::Command::new("/usr/bin/dkimd")
+        .arg("uninstall")
+        .arg("--postfix-config")
+        .arg(&pf));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(pf.join("main.cf")).unwrap(),
+        main_cf
+    );
+
+    // Remove keeps the configuration and the state; purge takes them.
+    let o = sh(std::process::Command::new("dpkg").args(["-r", "dkimd"]));
+    assert!(o.status.success(), "dpkg -r: {}", text(&o));
+    assert!(!Path::new("/usr/bin/dkimd").exists());
+    assert!(Path::new("/etc/dkimd/dkimd.toml").exists() && Path::new("/var/lib/dkimd").exists());
+    let o = sh(std::process::Command::new("dpkg").args(["-P", "dkimd"]));
+    assert!(o.status.success(), "dpkg -P: {}", text(&o));
+    for p in listed.lines().filter(|l| l.contains("dkimd")) {
+        assert!(!Path::new(p).exists(), "{p} left after purge");
+    }
+    for p in paths {
+        assert!(!Path::new(p).exists(), "{p} left after purge");
+    }
+    assert!(
+        !Path::new("/etc/dkimd").exists(),
+        "/etc/dkimd left after purge"
+    );
+    assert!(
+        sh(std::process::Command::new("dpkg").args(["-s", "dkimd"]))
+            .status
+            .code()
+            != Some(0)
+    );
+    // The system user stays (Debian's way); the machine gets back to how
+    // the test found it.
+    assert!(
+        sh(std::process::Command::new("getent").args(["passwd", "dkimd"]))
+            .status
+            .success()
+    );
+    if !user_before {
+        let _ = sh(std::process::Command::new("gpasswd").args(["-d", "postfix", "dkimd"]));
+        assert!(sh(std::process::Command::new("userdel").arg("dkimd"))
+            .status
+            .success());
+        let _ = sh(std::process::Command::new("groupdel").arg("dkimd"));
+    }
+    drop(aside);
+}

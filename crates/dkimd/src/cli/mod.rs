@@ -75,10 +75,34 @@ pub enum Command {
     /// carried over), apply it in one transaction and check DNS.
     #[command(subcommand)]
     Migrate(MigrateCmd),
+    /// Write the man pages or the shell completions, made from these
+    /// definitions (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCmd),
     /// The daemons that share this store: version, snapshot, last
     /// heartbeat, which one is the worker; exit code 1 when one serves an
     /// old snapshot or has gone silent.
     Nodes,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateCmd {
+    /// A man page for dkimd and for each subcommand (dkimd-SUB.1).
+    Man {
+        /// The directory to write them in (created when missing).
+        dir: PathBuf,
+    },
+    /// Completions for bash, zsh and fish.
+    Completions {
+        /// The directory to write them in (created when missing).
+        dir: PathBuf,
+    },
+    /// The systemd unit the Debian package ships (dkimd.service: /usr/bin/dkimd
+    /// as user dkimd with /etc/dkimd/dkimd.toml).
+    Unit {
+        /// The directory to write it in (created when missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

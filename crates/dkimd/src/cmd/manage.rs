@@ -322,6 +322,7 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         | Command::Run(_)
         | Command::Store(_)
         | Command::Nodes
+        | Command::Generate(_)
         | Command::Bench(_) => anyhow::bail!("internal: command routed to the manager"),
     }
     // The gathered zone file changes, before the result is told.

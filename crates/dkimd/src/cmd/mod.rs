@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod domain;
+mod generate;
 mod key;
 mod keygen;
 mod manage;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign(a) => sign::run(a, config),
         Command::Verify(a) => verify::run(a, json),
         Command::Bench(a) => bench::run(a, json),
+        Command::Generate(a) => generate::run(a),
         Command::Run(a) => run::run(config()?, a.check_config),
         Command::Store(a) => {
             let cfg = config()?;
