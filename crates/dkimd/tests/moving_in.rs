@@ -250,6 +250,23 @@ fn install_writes_the_sample_configuration_and_warns_of_a_passing_binary() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", text(&check));
+    // A check writes nothing, not even a store it finds missing.
+    let elsewhere = tmp.path().join("no-state-yet");
+    let check = dkimd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&elsewhere)
+        .args(["run", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("no store yet in"), "{}", text(&check));
+    assert!(
+        !elsewhere.exists(),
+        "run --check-config created {}",
+        elsewhere.display()
+    );
     // The test binary lives in cargo's target directory: said loudly.
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -1451,11 +1468,18 @@ fn the_debian_package_installs_and_purges_cleanly() {
     let user_before = sh(std::process::Command::new("getent").args(["passwd", "dkimd"]))
         .status
         .success();
+    // The target directory this test binary was built in (…/target/debug/dkimd).
+    let target = Path::new(env!("CARGO_BIN_EXE_dkimd"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
     let o = sh(std::process::Command::new("bash")
         .arg(root.join("scripts/deb"))
-        .arg("--debug"));
+        .arg("--debug")
+        .env("CARGO_TARGET_DIR", &target));
     assert!(o.status.success(), "scripts/deb: {}", text(&o));
-    let deb = root.join("target/debian/dkimd_0.1.0-1_amd64.deb");
+    let deb = target.join("debian/dkimd_0.1.0-1_amd64.deb");
     assert!(deb.exists(), "{}", text(&o));
     let o = sh(std::process::Command::new("lintian").arg(&deb));
     let said = text(&o);

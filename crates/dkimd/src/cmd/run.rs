@@ -9,16 +9,26 @@ use std::process::ExitCode;
 /// Runs the daemon (or, with `check_only`, checks the configuration, the
 /// store and the page's TLS files, and says what it would serve).
 pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
+    if check_only {
+        // A check writes nothing: a missing store is not created (the
+        // daemon creates it when it starts).
+        let (store, existed) = dkimd_core::store::open_existing_or_empty(&cfg)?;
+        let checked = daemon::check(&cfg, store.as_ref())?;
+        web::check(&cfg)?;
+        outln!("configuration ok: {}", checked.summary(&cfg));
+        if !existed {
+            outln!(
+                "no store yet in {}: the daemon creates it when it starts",
+                cfg.state_dir.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // A shared store that does not answer now is connected to later; the
     // local snapshot serves meanwhile.
     let store = dkimd_core::store::open_for_daemon(&cfg)?;
     // The store's state must make a snapshot before any socket is bound.
     let checked = daemon::check(&cfg, store.as_ref())?;
-    if check_only {
-        web::check(&cfg)?;
-        outln!("configuration ok: {}", checked.summary(&cfg));
-        return Ok(ExitCode::SUCCESS);
-    }
     logging::init(cfg.milter.log_level);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
