@@ -37,10 +37,13 @@ pub struct Replace {
 /// What `install --replace` took out, for uninstall to put back.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Replaced {
-    /// The old milter as it was written in Postfix's lists.
+    /// The old milter as it was first written in Postfix's lists.
     socket: String,
     /// Its systemd service, when install stopped and disabled it.
     service: Option<String>,
+    /// Each list it was in, with the item as it was written there.
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, String>,
 }
 
 const RECORD: &str = "install.json";
@@ -63,6 +66,9 @@ struct InstallRecord {
     /// The milter install replaced.
     #[serde(default)]
     replaced: Option<Replaced>,
+    /// install enabled and started dkimd's unit (for `--replace`).
+    #[serde(default)]
+    enabled_dkimd: bool,
 }
 
 fn read_record(path: &Path) -> crate::Result<Option<InstallRecord>> {
@@ -134,6 +140,15 @@ fn split_list(v: &str) -> Vec<String> {
     items
 }
 
+/// Whether a milter list takes in the parameter `other` (`$other`,
+/// `${other}`, `$(other)`): then it gets what `other` gets.
+fn follows(list: &[String], other: &str) -> bool {
+    list.iter().any(|i| {
+        let r = i.trim();
+        r == format!("${other}") || r == format!("${{{other}}}") || r == format!("$({other})")
+    })
+}
+
 /// The socket of a milter list item (`{ inet:…, settings }` → `inet:…`).
 fn item_socket(item: &str) -> &str {
     let t = item.trim();
@@ -189,7 +204,8 @@ fn postfix_running(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn reload_postfix(dir: &Path, out: &mut Steps) {
+/// Reloads Postfix when it runs; false when the reload failed.
+fn reload_postfix(dir: &Path, out: &mut Steps) -> bool {
     if postfix_running(dir) {
         match Command::new("postfix")
             .arg("-c")
@@ -197,16 +213,25 @@ fn reload_postfix(dir: &Path, out: &mut Steps) {
             .arg("reload")
             .output()
         {
-            Ok(o) if o.status.success() => out.step("postfix", "reloaded", true),
-            Ok(o) => out.step(
-                "postfix",
-                &format!(
-                    "reload failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-                false,
-            ),
-            Err(e) => out.step("postfix", &format!("reload failed: {e}"), false),
+            Ok(o) if o.status.success() => {
+                out.step("postfix", "reloaded", true);
+                true
+            }
+            Ok(o) => {
+                out.step(
+                    "postfix",
+                    &format!(
+                        "reload failed: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    false,
+                );
+                false
+            }
+            Err(e) => {
+                out.step("postfix", &format!("reload failed: {e}"), false);
+                false
+            }
         }
     } else {
         out.step(
@@ -214,6 +239,7 @@ fn reload_postfix(dir: &Path, out: &mut Steps) {
             "not running; the changes apply when it starts",
             true,
         );
+        true
     }
 }
 
@@ -289,10 +315,6 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
             );
         }
     }
-    let changes = match &t.replace {
-        None => milter_params(cfg, t, &set, &mut record, out)?,
-        Some(r) => replace_milter(cfg, t, r, &set, &mut record, out)?,
-    };
     record.postfix_dir = Some(t.postfix_dir.display().to_string());
     let save = |record: &InstallRecord| {
         crate::sys::write_atomic(
@@ -301,16 +323,36 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
             0o600,
         )
     };
+    // What was made so far is recorded before Postfix is touched: an
+    // install that stops there is still undone by uninstall.
     save(&record)?;
-    if changes == 0 {
+    let changes = match &t.replace {
+        None => milter_params(cfg, t, &set, &mut record, out),
+        Some(r) => replace_milter(cfg, t, r, &set, &mut record, out),
+    };
+    save(&record)?;
+    let changes = changes?;
+    let reloaded = if changes == 0 {
         out.step("postfix", "configuration unchanged", true);
+        true
     } else {
-        reload_postfix(&t.postfix_dir, out);
-    }
+        reload_postfix(&t.postfix_dir, out)
+    };
     // The old milter goes only once Postfix no longer sends it mail.
     if let Some(r) = &t.replace {
-        stop_replaced(r, &mut record, out);
-        save(&record)?;
+        if reloaded {
+            stop_replaced(r, &mut record, out);
+            save(&record)?;
+        } else {
+            out.step(
+                "milter",
+                &format!(
+                    "{} is left running: Postfix did not reload, and still sends it mail",
+                    r.program
+                ),
+                false,
+            );
+        }
     }
     Ok(())
 }
@@ -382,8 +424,8 @@ fn replace_milter(
     out: &mut Steps,
 ) -> crate::Result<usize> {
     let socket = postfix_socket(cfg);
-    if t.systemd_dir.is_some() && systemd_runs() {
-        systemctl(&["enable", "--now", "dkimd"], out);
+    if t.systemd_dir.is_some() && systemd_runs() && systemctl(&["enable", "--now", "dkimd"], out) {
+        record.enabled_dkimd = true;
     }
     if !milter_answers(&socket, std::time::Duration::from_secs(10)) {
         bail!(
@@ -396,17 +438,33 @@ fn replace_milter(
     let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut changes: Vec<(String, String)> = Vec::new();
     let mut taken_out: Option<String> = None;
+    let mut params = record
+        .replaced
+        .as_ref()
+        .map(|x| x.params.clone())
+        .unwrap_or_default();
     for param in ["smtpd_milters", "non_smtpd_milters"] {
         let old = current(param).unwrap_or_default();
         let list = split_list(&old);
+        if param == "non_smtpd_milters" && follows(&list, "smtpd_milters") {
+            out.step(
+                "postfix",
+                "non_smtpd_milters takes in $smtpd_milters, where dkimd takes the old milter's place",
+                true,
+            );
+            continue;
+        }
         let mut new_list: Vec<String> = Vec::new();
         for item in &list {
             if same_milter(item, &r.socket) {
                 taken_out.get_or_insert_with(|| item.clone());
+                params
+                    .entry(param.to_string())
+                    .or_insert_with(|| item.clone());
                 if !new_list.contains(&socket) {
                     new_list.push(socket.clone());
                 }
-            } else if *item == socket {
+            } else if same_milter(item, &socket) {
                 if !new_list.contains(&socket) {
                     new_list.push(socket.clone());
                 }
@@ -431,6 +489,7 @@ fn replace_milter(
             record.replaced = Some(Replaced {
                 socket: item.clone(),
                 service: record.replaced.as_ref().and_then(|x| x.service.clone()),
+                params,
             });
         }
         None if record.replaced.is_none() => out.step(
@@ -637,8 +696,16 @@ fn milter_params(
     for param in ["smtpd_milters", "non_smtpd_milters"] {
         let old = current(param).unwrap_or_default();
         let mut list = split_list(&old);
-        if list.contains(&socket) {
+        if list.iter().any(|i| same_milter(i, &socket)) {
             out.step("postfix", &format!("{param} already has {socket}"), true);
+            continue;
+        }
+        if param == "non_smtpd_milters" && follows(&list, "smtpd_milters") {
+            out.step(
+                "postfix",
+                "non_smtpd_milters takes in $smtpd_milters, which has dkimd",
+                true,
+            );
             continue;
         }
         list.push(socket.clone());
@@ -731,7 +798,7 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     let current = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut changed = false;
     if let Some(rep) = &record.replaced {
-        changed |= restore_replaced(t, rep, &socket, &current, out)?;
+        changed |= restore_replaced(t, rep, &record, &socket, &current, out)?;
     }
     for param in ["smtpd_milters", "non_smtpd_milters"] {
         if record.replaced.is_some() {
@@ -740,7 +807,7 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
         let now = current(param).unwrap_or_default();
         let list: Vec<String> = split_list(&now)
             .into_iter()
-            .filter(|m| *m != socket)
+            .filter(|m| !same_milter(m, &socket))
             .collect();
         if list.len() == split_list(&now).len() {
             continue;
@@ -800,6 +867,10 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     if changed {
         reload_postfix(&t.postfix_dir, out);
     }
+    // After `install --replace` under systemd: dkimd goes as it came.
+    if record.enabled_dkimd && systemd_runs() {
+        systemctl(&["disable", "--now", "dkimd"], out);
+    }
     Ok(())
 }
 
@@ -809,6 +880,7 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
 fn restore_replaced(
     t: &Targets,
     rep: &Replaced,
+    record: &InstallRecord,
     socket: &str,
     current: &dyn Fn(&str) -> Option<String>,
     out: &mut Steps,
@@ -828,34 +900,55 @@ fn restore_replaced(
             false,
         );
     }
-    let mut changes = Vec::new();
+    let mut set_args = Vec::new();
+    let mut removed = Vec::new();
     for param in ["smtpd_milters", "non_smtpd_milters"] {
         let now = current(param).unwrap_or_default();
         let list = split_list(&now);
+        // The old milter goes back into the lists it was in, as written
+        // there; from the others dkimd just leaves.
+        let back = rep.params.get(param);
         let mut new_list: Vec<String> = Vec::new();
         for item in &list {
-            if item == socket {
-                if !list.iter().any(|i| same_milter(i, &rep.socket))
-                    && !new_list.contains(&rep.socket)
-                {
-                    new_list.push(rep.socket.clone());
+            if same_milter(item, socket) {
+                if let Some(b) = back {
+                    if !list.iter().any(|i| same_milter(i, b)) && !new_list.contains(b) {
+                        new_list.push(b.clone());
+                    }
                 }
             } else {
                 new_list.push(item.clone());
             }
         }
-        if new_list != list {
+        if new_list == list {
+            continue;
+        }
+        let unset_before = record
+            .postfix
+            .get(param)
+            .is_some_and(|v| v.as_deref().unwrap_or("").is_empty());
+        if new_list.is_empty() && unset_before {
+            out.step("postfix", &format!("{param}: {now:?} → (removed)"), true);
+            removed.push(param);
+        } else {
             let new = new_list.join(", ");
             out.step("postfix", &format!("{param}: {now:?} → {new:?}"), true);
-            changes.push(format!("{param}={new}"));
+            set_args.push(format!("{param}={new}"));
         }
     }
-    if changes.is_empty() {
+    if set_args.is_empty() && removed.is_empty() {
         return Ok(false);
     }
-    let mut args = vec!["-e"];
-    args.extend(changes.iter().map(String::as_str));
-    postconf(&t.postfix_dir, &args)?;
+    if !set_args.is_empty() {
+        let mut args = vec!["-e"];
+        args.extend(set_args.iter().map(String::as_str));
+        postconf(&t.postfix_dir, &args)?;
+    }
+    if !removed.is_empty() {
+        let mut args = vec!["-X"];
+        args.extend(removed.iter().copied());
+        postconf(&t.postfix_dir, &args)?;
+    }
     Ok(true)
 }
 

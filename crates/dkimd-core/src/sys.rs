@@ -206,45 +206,115 @@ pub fn state_owner(dir: &Path) -> Option<(u32, u32)> {
     (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
 }
 
-/// How deep [`hand_over`] looks below the state directory.
-const HAND_OVER_DEPTH: usize = 4;
+/// The files dkimd keeps in a state directory: only these (and the
+/// temporary files `.NAME.tmpPID` of their atomic writes) are handed over.
+pub const STATE_FILES: [&str; 10] = [
+    "dkimd.sqlite",
+    "dkimd.sqlite-wal",
+    "dkimd.sqlite-shm",
+    "dkimd.sqlite-journal",
+    "audit.log",
+    "snapshot.json",
+    "serving.json",
+    "live.json",
+    "install.json",
+    "zone-edit.lock",
+];
 
-/// Gives every file and directory under the state directory `dir` that
-/// root owns to `dir`'s owner (see [`state_owner`]), so that a command
-/// run as root never leaves a file the daemon cannot open: the store, its
-/// `-wal` and `-shm`, the audit log, and whatever a crashed command left.
-/// Links are changed, not followed. Returns how many were handed over.
+/// Whether `name` is one of [`STATE_FILES`] or a temporary file of one.
+fn is_state_file(name: &str) -> bool {
+    STATE_FILES.contains(&name)
+        || name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp"))
+            .is_some_and(|(base, pid)| {
+                STATE_FILES.contains(&base)
+                    && !pid.is_empty()
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+            })
+}
+
+/// Gives dkimd's own files in the state directory `dir` that root owns to
+/// `dir`'s owner (see [`state_owner`]), so that a command run as root
+/// never leaves a file the daemon cannot open: the store, its `-wal` and
+/// `-shm`, the audit log, and whatever a crashed command left. Only
+/// [`STATE_FILES`] directly in `dir` are touched, only regular files with
+/// one link, and with `lchown`: a link the service user plants there
+/// hands nothing of root's over. Returns how many were handed over.
 pub fn hand_over(dir: &Path) -> Result<usize> {
     let Some((uid, gid)) = state_owner(dir) else {
         return Ok(0);
     };
     let mut handed = 0;
-    let mut todo = vec![(dir.to_path_buf(), 0usize)];
-    while let Some((d, depth)) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_state_file) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.uid() == 0 {
-                std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).with_context(|| {
-                    format!(
-                        "cannot give {} to the owner of {}",
-                        path.display(),
-                        dir.display()
-                    )
-                })?;
-                handed += 1;
+        if !meta.is_file() || meta.nlink() != 1 || meta.uid() != 0 {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to the owner of {}",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        handed += 1;
+    }
+    Ok(handed)
+}
+
+/// Opens `path` to append to it, creating it with `mode` when missing,
+/// and never through a symbolic link or onto a file with other links: a
+/// link planted in a directory the service user owns must not make root
+/// write (or hand over) a file elsewhere.
+pub fn open_append_no_links(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::io::{Error, ErrorKind};
+    loop {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // O_CREAT|O_EXCL never follows a link, even a dangling one.
+                match std::fs::OpenOptions::new()
+                    .append(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(path)
+                {
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    other => return other,
+                }
             }
-            if meta.is_dir() && depth < HAND_OVER_DEPTH {
-                todo.push((path, depth + 1));
+            Err(e) => return Err(e),
+            Ok(before) => {
+                if !before.is_file() || before.nlink() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "it is a link, or not a regular file: refused",
+                    ));
+                }
+                let f = std::fs::OpenOptions::new().append(true).open(path)?;
+                let now = f.metadata()?;
+                // The file opened must be the one checked, not a link
+                // swapped in between.
+                if now.dev() != before.dev() || now.ino() != before.ino() || now.nlink() != 1 {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "it changed while it was opened: refused",
+                    ));
+                }
+                return Ok(f);
             }
         }
     }
-    Ok(handed)
 }
 
 /// Creates directory `dir` (mode 0700) when missing; an existing one that
@@ -296,6 +366,45 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn only_dkimds_own_files_are_state_files() {
+        assert!(is_state_file("audit.log"));
+        assert!(is_state_file("dkimd.sqlite-wal"));
+        assert!(is_state_file(".snapshot.json.tmp4242"));
+        assert!(!is_state_file(".snapshot.json.tmp"));
+        assert!(!is_state_file(".bashrc"));
+        assert!(!is_state_file("shadow"));
+        assert!(!is_state_file(".shadow.tmp1"));
+    }
+
+    #[test]
+    fn appending_refuses_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.path().join("audit.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_append_no_links(&link, 0o600).is_err());
+        // A dangling link is not followed to create its target.
+        let dangling = dir.path().join("dangling.log");
+        std::os::unix::fs::symlink(dir.path().join("made"), &dangling).unwrap();
+        assert!(open_append_no_links(&dangling, 0o600).is_err());
+        assert!(!dir.path().join("made").exists());
+        // A hard link to another file is refused too.
+        let hard = dir.path().join("hard.log");
+        std::fs::hard_link(&target, &hard).unwrap();
+        assert!(open_append_no_links(&hard, 0o600).is_err());
+        // A plain file, or none, is fine.
+        let plain = dir.path().join("plain.log");
+        open_append_no_links(&plain, 0o600).unwrap();
+        open_append_no_links(&plain, 0o600).unwrap();
+        assert_eq!(
+            std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
     }
 
     #[test]

@@ -1632,3 +1632,68 @@ fn the_debian_package_installs_and_purges_cleanly() {
     }
     drop(aside);
 }
+
+/// `install --replace` and `uninstall` on lists as admins write them:
+/// `non_smtpd_milters = $smtpd_milters` (dkimd is not added twice), and a
+/// milter in one list only (uninstall does not put it into the other).
+/// `postconf -n` is the same after uninstall as before install.
+#[test]
+fn replace_keeps_list_references_and_restores_each_list() {
+    if !require_peer(
+        "Postfix's postconf",
+        std::process::Command::new("postconf")
+            .arg("-d")
+            .arg("mail_version"),
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The old milter: anything that answers on its port.
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let old_port = old.local_addr().unwrap().port();
+    let od_conf = tmp.path().join("opendkim.conf");
+    std::fs::write(&od_conf, format!("Socket inet:{old_port}@localhost\n")).unwrap();
+    let d_port = free_port();
+    let config = tmp.path().join("dkimd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[milter]\nsocket = \"inet:127.0.0.1:{d_port}\"\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&config, d_port);
+    for (case, main_cf) in [
+        ("a reference", format!("smtpd_milters = inet:localhost:{old_port}\nnon_smtpd_milters = $smtpd_milters\nmilter_default_action = accept\n")),
+        ("one list", format!("smtpd_milters = inet:localhost:{old_port}\nmilter_default_action = tempfail\n")),
+    ] {
+        let pf = tmp.path().join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&pf).unwrap();
+        std::fs::write(pf.join("main.cf"), &main_cf).unwrap();
+        let postconf_n = || text(&std::process::Command::new("postconf").arg("-c").arg(&pf).arg("-n").output().unwrap());
+        let before = postconf_n();
+        let run = |cmd: &str| {
+            let mut c = dkimd();
+            c.arg("--config").arg(&config).arg(cmd).arg("--postfix-config").arg(&pf).args(["--no-systemd", "--no-user"]);
+            if cmd == "install" {
+                c.args(["--replace", "opendkim", "--replace-config"]).arg(&od_conf);
+            }
+            let o = c.output().unwrap();
+            assert!(o.status.success(), "{case}: {cmd}: {}", text(&o));
+            text(&o)
+        };
+        let out = run("install");
+        let now = postconf_n();
+        assert!(now.contains(&format!("smtpd_milters = inet:127.0.0.1:{d_port}\n")), "{case}: {now}\n{out}");
+        if case == "a reference" {
+            assert!(now.contains("non_smtpd_milters = $smtpd_milters\n"), "{case}: {now}");
+            assert!(out.contains("non_smtpd_milters takes in $smtpd_milters"), "{out}");
+        } else {
+            assert!(now.contains(&format!("non_smtpd_milters = inet:127.0.0.1:{d_port}\n")), "{case}: {now}");
+        }
+        run("uninstall");
+        assert_eq!(postconf_n(), before, "{case}");
+    }
+    drop(old);
+}

@@ -60,11 +60,32 @@ impl Manager {
         }
         for k in &plan.keys {
             let public = k.key.public_key_base64();
+            let record = k.key.dns_record();
             let subject = k.domain.clone().unwrap_or_else(|| "global key".into());
+            // The same key in the store in any state: imported before (the
+            // key lifecycle may have moved it on since); never again.
+            let before = st.keys.iter().find(|s| {
+                s.domain == k.domain
+                    && (s.record == record
+                        || dkim::SigningKey::from_pem(s.pem.as_bytes())
+                            .is_ok_and(|key| key.public_key_base64() == public))
+            });
+            if let Some(s) = before {
+                let what = if s.state == KeyState::Active {
+                    format!("key of selector {} already imported", k.selector)
+                } else {
+                    format!(
+                        "key of selector {} already imported, and {} since (the key lifecycle moved it on): not imported again",
+                        k.selector,
+                        s.state.as_str()
+                    )
+                };
+                self.out.step(&subject, &what, true);
+                continue;
+            }
             let own = st.keys.iter().filter(|s| {
                 s.domain == k.domain && matches!(s.state, KeyState::Active | KeyState::Pending)
             });
-            let mut same = false;
             let mut clash = None;
             let mut retire = Vec::new();
             for s in own {
@@ -72,22 +93,12 @@ impl Manager {
                     .map(|key| key.public_key_base64())
                     .unwrap_or_default();
                 if s.selector.eq_ignore_ascii_case(&k.selector) {
-                    if stored_public == public {
-                        same = true;
-                    } else {
+                    if stored_public != public {
                         clash = Some(s.id);
                     }
                 } else if s.algorithm == k.key.algorithm() && s.state == KeyState::Active {
                     retire.push(s.id);
                 }
-            }
-            if same {
-                self.out.step(
-                    &subject,
-                    &format!("key of selector {} already imported", k.selector),
-                    true,
-                );
-                continue;
             }
             if let Some(id) = clash {
                 self.out.step(

@@ -649,3 +649,33 @@ fn a_later_own_rotation_does_not_bring_the_global_record_back() {
     s.m.step().unwrap();
     assert!(!has(&s), "the global record stays gone");
 }
+
+/// A key imported once is never imported again, also after the key
+/// lifecycle retired it: a second `migrate` after a rotation changes
+/// nothing (it used to add the retired key back as active).
+#[test]
+fn migrate_does_not_bring_back_a_key_the_lifecycle_moved_on() {
+    let mut s = setup();
+    // No DNS here: the live check asks a port that does not answer.
+    s.m.cfg.dns.nameservers = vec!["127.0.0.1:9".parse().unwrap()];
+    s.m.cfg.dns.timeout = 1;
+    let key = dkim::SigningKey::generate_ed25519().unwrap();
+    let mut plan = crate::migrate::Plan::new(crate::migrate::Source::OpenDkim);
+    plan.add_key(crate::migrate::PlannedKey {
+        domain: Some("example.com".into()),
+        selector: "old".into(),
+        key,
+        from: "test".into(),
+    });
+    s.m.migrate(&plan, false).unwrap();
+    let st = s.m.load().unwrap();
+    assert_eq!(st.keys.len(), 1);
+    let id = st.keys[0].id;
+    s.m.store
+        .apply(&[Change::KeyState(id, KeyState::Retired, 1)])
+        .unwrap();
+    s.m.migrate(&plan, false).unwrap();
+    let st = s.m.load().unwrap();
+    assert_eq!(st.keys.len(), 1, "{:?}", st.keys);
+    assert_eq!(st.keys[0].state, KeyState::Retired);
+}

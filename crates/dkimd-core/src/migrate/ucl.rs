@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 const MAX_DEPTH: usize = 64;
 /// The deepest chain of includes followed.
 const MAX_INCLUDES: usize = 8;
+/// The most files read in all, includes counted.
+const MAX_FILES: usize = 64;
 
 /// A UCL value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,11 +89,16 @@ fn expand(s: &str) -> String {
 /// Parses a UCL file (following its includes).
 pub fn parse_file(path: &Path) -> crate::Result<(Ucl, Vec<PathBuf>)> {
     let mut files = Vec::new();
-    let v = parse_file_at(path, 0, &mut files)?;
+    let v = parse_file_at(path, 0, &mut files, &[path.to_path_buf()])?;
     Ok((v, files))
 }
 
-fn parse_file_at(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> crate::Result<Ucl> {
+fn parse_file_at(
+    path: &Path,
+    depth: usize,
+    files: &mut Vec<PathBuf>,
+    stack: &[PathBuf],
+) -> crate::Result<Ucl> {
     if depth > MAX_INCLUDES {
         return Err(crate::Error::Usage(format!(
             "{}: includes nest deeper than {MAX_INCLUDES}",
@@ -106,6 +113,7 @@ fn parse_file_at(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> crate::
         path,
         includes: depth,
         files,
+        stack: stack.to_vec(),
     };
     let items = p.object_body(false, 0)?;
     Ok(Ucl::Obj(items))
@@ -117,6 +125,8 @@ struct Parser<'a> {
     path: &'a Path,
     includes: usize,
     files: &'a mut Vec<PathBuf>,
+    /// The files being read, outermost first (an include of one is a loop).
+    stack: Vec<PathBuf>,
 }
 
 impl Parser<'_> {
@@ -274,6 +284,9 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, depth: usize) -> crate::Result<Ucl> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested deeper than 64"));
+        }
         match self.peek() {
             Some('{') => {
                 self.i += 1;
@@ -340,7 +353,17 @@ impl Parser<'_> {
     /// `.include(options) "path"` (followed) and other macros (skipped).
     fn directive(&mut self) -> crate::Result<Vec<(String, Ucl)>> {
         self.i += 1;
-        let name = self.key()?;
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            self.i += 1;
+        }
+        let name = self.text(start);
+        if name.is_empty() {
+            return Err(self.error("a . that starts no macro (.include)"));
+        }
         let mut try_only = false;
         if self.peek() == Some('(') {
             let start = self.i;
@@ -365,7 +388,15 @@ impl Parser<'_> {
         if !path.exists() && (try_only || name == "try_include") {
             return Ok(Vec::new());
         }
-        match parse_file_at(&path, self.includes + 1, self.files)? {
+        if self.stack.contains(&path) {
+            return Err(self.error(&format!("{} includes itself", path.display())));
+        }
+        if self.files.len() >= MAX_FILES {
+            return Err(self.error(&format!("more than {MAX_FILES} files included")));
+        }
+        let mut stack = self.stack.clone();
+        stack.push(path.clone());
+        match parse_file_at(&path, self.includes + 1, self.files, &stack)? {
             Ucl::Obj(items) => Ok(items),
             _ => Ok(Vec::new()),
         }
@@ -418,12 +449,40 @@ mod tests {
     }
 
     #[test]
+    fn includes_with_options_are_followed_and_loops_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = dir.path().join("inc.conf");
+        std::fs::write(&inc, "path = \"/from/include\";\n").unwrap();
+        let main = dir.path().join("main.conf");
+        std::fs::write(
+            &main,
+            format!(
+                ".include(try=true,priority=1,duplicate=merge) \"{}\"\nselector = \"s1\";\n",
+                inc.display()
+            ),
+        )
+        .unwrap();
+        let (v, files) = parse_file(&main).unwrap();
+        assert_eq!(v.str("path"), Some("/from/include"));
+        assert_eq!(v.str("selector"), Some("s1"));
+        assert_eq!(files.len(), 2);
+        assert_eq!(v.entries().len(), 2, "{v:?}");
+        std::fs::write(&inc, format!(".include \"{}\"\n", main.display())).unwrap();
+        assert!(parse_file(&main)
+            .unwrap_err()
+            .to_string()
+            .contains("includes itself"));
+    }
+
+    #[test]
     fn broken_input_is_an_error_with_file_and_line() {
         let e = parse("a = 1;\nb {\n c = 2;\n").unwrap_err().to_string();
         assert!(e.contains("x.conf:4: a { is not closed"), "{e}");
         let e = parse("a = \"open\n").unwrap_err().to_string();
         assert!(e.contains("not closed"), "{e}");
         let deep = "a { ".repeat(100);
+        assert!(parse(&deep).unwrap_err().to_string().contains("deeper"));
+        let deep = format!("a = {}", "[".repeat(100_000));
         assert!(parse(&deep).unwrap_err().to_string().contains("deeper"));
         assert!(parse("/* never closed").is_err());
     }

@@ -4,7 +4,6 @@
 
 use crate::model::cut;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// The most of the log's end that the "recent changes" view reads.
@@ -78,14 +77,9 @@ impl AuditFile {
         });
         let mut line = serde_json::to_string(&v)?;
         line.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(|err| {
-                crate::error::err!("cannot open audit log {}: {err}", self.path.display())
-            })?;
+        let mut f = crate::sys::open_append_no_links(&self.path, 0o600).map_err(|err| {
+            crate::error::err!("cannot open audit log {}: {err}", self.path.display())
+        })?;
         // Run as root, a command leaves the log to the state directory's
         // owner, or the daemon could no longer write it.
         if let Some((uid, gid)) = self.path.parent().and_then(crate::sys::state_owner) {

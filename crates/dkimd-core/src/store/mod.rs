@@ -336,12 +336,22 @@ pub fn open_for_daemon(cfg: &Config) -> crate::Result<Box<dyn Store>> {
 /// memory (nothing is created on disk); the flag says which.
 pub fn open_existing_or_empty(cfg: &Config) -> crate::Result<(Box<dyn Store>, bool)> {
     match cfg.store.url_in(&cfg.state_dir) {
-        StoreUrl::Sqlite(path) if !path.exists() => Ok((
-            Box::new(sqlite::SqliteStore::empty(
-                cfg.admin.audit_path(&cfg.state_dir),
-            )?),
-            false,
-        )),
+        StoreUrl::Sqlite(path) => {
+            // "Cannot tell" (no permission to look) is not "missing".
+            let exists = path
+                .try_exists()
+                .map_err(|e| crate::error::err!("cannot read the store {}: {e}", path.display()))?;
+            if exists {
+                Ok((open(cfg)?, true))
+            } else {
+                Ok((
+                    Box::new(sqlite::SqliteStore::empty(
+                        cfg.admin.audit_path(&cfg.state_dir),
+                    )?),
+                    false,
+                ))
+            }
+        }
         _ => Ok((open(cfg)?, true)),
     }
 }

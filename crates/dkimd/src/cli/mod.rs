@@ -181,10 +181,25 @@ impl MigrateCmd {
 /// opendkim --config /etc/opendkim.conf`), while dkimd's own `--config`
 /// goes before `migrate`.
 pub fn args_for_migrate(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let Some(at) = args.iter().position(|a| a == "migrate") else {
-        return args;
+    // The positional words, skipping the global options and their values:
+    // the first is the subcommand, the second (after `migrate`) the kind.
+    let mut positional = Vec::new();
+    let mut k = 1;
+    while k < args.len() && positional.len() < 2 {
+        let a = args.get(k).and_then(|a| a.to_str()).unwrap_or("");
+        if a == "--config" || a == "--state-dir" {
+            k += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            positional.push((k, a.to_string()));
+        }
+        k += 1;
+    }
+    let kind_at = match positional.as_slice() {
+        [(_, cmd), (at, _)] if cmd == "migrate" => *at,
+        _ => return args,
     };
-    let kind_at = at + 1;
     args.into_iter()
         .enumerate()
         .map(|(i, a)| {
@@ -200,6 +215,46 @@ pub fn args_for_migrate(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(line: &str) -> String {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        args_for_migrate(args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn only_a_config_after_migrate_kind_names_the_other_programs_file() {
+        assert_eq!(
+            rewrite("dkimd --config d.toml migrate opendkim --config o.conf"),
+            "dkimd --config d.toml migrate opendkim --from o.conf"
+        );
+        assert_eq!(
+            rewrite("dkimd migrate rspamd --config=r.conf --dry-run"),
+            "dkimd migrate rspamd --from=r.conf --dry-run"
+        );
+        // dkimd's own --config before the kind stays dkimd's.
+        assert_eq!(
+            rewrite("dkimd migrate --json --config d.toml opendkim"),
+            "dkimd migrate --json --config d.toml opendkim"
+        );
+        // "migrate" as a value of another command is not the subcommand.
+        assert_eq!(
+            rewrite("dkimd sign --domain d --selector migrate --key k --config x"),
+            "dkimd sign --domain d --selector migrate --key k --config x"
+        );
+        assert_eq!(
+            rewrite("dkimd --config migrate status --config x"),
+            "dkimd --config migrate status --config x"
+        );
+    }
 }
 
 #[derive(Args, Debug)]
