@@ -24,12 +24,33 @@ struct Param {
 struct Conf {
     params: std::collections::HashMap<String, Param>,
     dir: PathBuf,
+    /// The files `Include` read, in order.
+    included: Vec<PathBuf>,
 }
+
+/// How deep `Include` nests (opendkim.conf(5): at most five levels).
+const MAX_INCLUDE: usize = 5;
 
 impl Conf {
     fn parse(path: &Path) -> crate::Result<Conf> {
-        let text = read_text(path, "OpenDKIM configuration")?;
         let mut params = std::collections::HashMap::new();
+        let mut files = Vec::new();
+        Conf::read_into(path, 0, &mut params, &mut files)?;
+        Ok(Conf {
+            params,
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            included: files,
+        })
+    }
+
+    /// Reads one file's lines into `params`, following `Include`.
+    fn read_into(
+        path: &Path,
+        depth: usize,
+        params: &mut std::collections::HashMap<String, Param>,
+        files: &mut Vec<PathBuf>,
+    ) -> crate::Result<()> {
+        let text = read_text(path, "OpenDKIM configuration")?;
         for (n, raw) in text.lines().enumerate() {
             // opendkim.conf(5): a hash truncates the line.
             let line = raw.split('#').next().unwrap_or("").trim();
@@ -45,6 +66,17 @@ impl Conf {
                     )))
                 }
             };
+            if name.eq_ignore_ascii_case("Include") {
+                if depth + 1 > MAX_INCLUDE {
+                    return Err(crate::Error::Usage(format!(
+                        "{at}: Include nests deeper than {MAX_INCLUDE} levels"
+                    )));
+                }
+                let inc = resolve(path.parent().unwrap_or(Path::new("/")), value);
+                files.push(inc.clone());
+                Conf::read_into(&inc, depth + 1, params, files)?;
+                continue;
+            }
             params.insert(
                 name.to_ascii_lowercase(),
                 Param {
@@ -53,10 +85,7 @@ impl Conf {
                 },
             );
         }
-        Ok(Conf {
-            params,
-            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        })
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Option<&Param> {
@@ -183,6 +212,7 @@ pub fn read(path: &Path) -> crate::Result<Plan> {
     let conf = Conf::parse(path)?;
     let mut plan = Plan::new(Source::OpenDkim);
     plan.files.push(path.to_path_buf());
+    plan.files.extend(conf.included.iter().cloned());
     modes(&conf, &mut plan);
     keys(&conf, &mut plan)?;
     algorithms(&conf, &mut plan);
@@ -797,6 +827,34 @@ mod tests {
         let e = read(&p).unwrap_err().to_string();
         assert!(
             e.contains("opendkim.conf:3: \"KeyTable\" has no value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn include_is_followed_to_five_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("opendkim.conf");
+        std::fs::write(&p, "Mode sv\nInclude part.conf\n").unwrap();
+        std::fs::write(
+            dir.path().join("part.conf"),
+            "AuthservID mx.included.example\n",
+        )
+        .unwrap();
+        let plan = read(&p).unwrap();
+        assert!(
+            plan.config
+                .iter()
+                .any(|c| c.key == "authserv_id" && c.value.contains("mx.included.example")),
+            "{:?}",
+            plan.config
+        );
+        assert_eq!(plan.files.len(), 2);
+        // A file that includes itself stops at the limit, with file and line.
+        std::fs::write(dir.path().join("part.conf"), "Include part.conf\n").unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("part.conf:1: Include nests deeper than 5"),
             "{e}"
         );
     }
