@@ -412,6 +412,32 @@ fn sign_without_a_key_uses_the_stores_keys() {
     );
 }
 
+/// A dkimd configuration in `dir` with its state in `dir/state`, asking
+/// `named` for DNS.
+fn dns_config(dir: &Path, named: &common::bind::Named) -> PathBuf {
+    let config = dir.join("dkimd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
+            dir.join("state").display(),
+            named.addr()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `dkimd --config CONFIG ARGS…`, run to its end.
+fn dkimd_with(config: &Path, args: &[&str]) -> std::process::Output {
+    dkimd()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// An OpenDKIM setup as an admin has it: Debian's packaged opendkim.conf
 /// with a KeyTable, a refile: SigningTable and a TrustedHosts file, and
 /// keys made by `opendkim-genkey` for three domains under three
@@ -532,25 +558,9 @@ fn migrate_opendkim_keeps_selectors_and_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let setup = opendkim_setup(tmp.path());
     let named = opendkim_zones(&setup, true);
-    let config = tmp.path().join("dkimd.toml");
+    let config = dns_config(tmp.path(), &named);
     let state = tmp.path().join("state");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
-            state.display(),
-            named.addr()
-        ),
-    )
-    .unwrap();
-    let dkimd_cmd = |args: &[&str]| {
-        dkimd()
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let dkimd_cmd = |args: &[&str]| dkimd_with(&config, args);
     let conf = setup.conf.to_str().unwrap();
 
     // The plan, and nothing else.
@@ -1055,24 +1065,8 @@ fn migrate_rspamd_keeps_selectors_and_keys() {
             common::bind::zone_file("r3.example", 1, std::slice::from_ref(&r3)),
         ),
     ]);
-    let config = tmp.path().join("dkimd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
-            tmp.path().join("state").display(),
-            named.addr()
-        ),
-    )
-    .unwrap();
-    let dk = |args: &[&str]| {
-        dkimd()
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let config = dns_config(tmp.path(), &named);
+    let dk = |args: &[&str]| dkimd_with(&config, args);
     let conf_s = conf.to_str().unwrap();
 
     let o = dk(&["migrate", "rspamd", "--config", conf_s, "--dry-run"]);
@@ -1305,24 +1299,8 @@ fn migrate_virtualmin_keeps_the_selector_and_the_domains() {
     ];
     let zones: Vec<(&str, String)> = zones.iter().map(|(d, t)| (d.as_str(), t.clone())).collect();
     let named = common::bind::Named::start(&zones);
-    let config = tmp.path().join("dkimd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\n",
-            tmp.path().join("state").display(),
-            named.addr()
-        ),
-    )
-    .unwrap();
-    let dk = |args: &[&str]| {
-        dkimd()
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let config = dns_config(tmp.path(), &named);
+    let dk = |args: &[&str]| dkimd_with(&config, args);
     let args = |dry: bool| {
         let mut a = vec![
             "migrate".to_string(),

@@ -227,6 +227,40 @@ impl Plan {
         self.keys.push(k);
     }
 
+    /// Adds a key read for `domain` under `selector` from `from`, or says
+    /// why it cannot move: a bad selector, a key that does not load, an
+    /// RSA key under 2048 bits (`small_hint` says where those come from),
+    /// with the command that replaces it.
+    pub(crate) fn add_read_key(
+        &mut self,
+        domain: &str,
+        selector: &str,
+        parsed: Result<dkim::SigningKey, dkim::KeyError>,
+        from: String,
+        small_hint: &str,
+    ) {
+        let what = format!("{domain} key of selector {selector} ({from})");
+        if let Err(e) = selector.parse::<dkim::Selector>() {
+            self.skip(what, format!("selector: {e}"));
+            return;
+        }
+        match parsed {
+            Ok(key) => self.add_key(PlannedKey {
+                domain: Some(domain.to_string()),
+                selector: selector.to_string(),
+                key,
+                from,
+            }),
+            Err(dkim::KeyError::TooSmall) => self.skip(
+                what,
+                format!(
+                    "an RSA key under 2048 bits{small_hint}, which dkimd cannot sign with (RFC 8301). Replace it: `dkimd key generate {domain}` makes a 2048-bit key under a new selector and prints its record; publish it, and the old record can go once mail signed with {selector} has been delivered"
+                ),
+            ),
+            Err(e) => self.skip(what, format!("not a usable private key: {e}")),
+        }
+    }
+
     /// Sets a store setting (a later value replaces an earlier one).
     pub fn set(&mut self, name: SettingName, value: &str, from: impl Into<String>) {
         self.settings.retain(|s| s.name != name);
@@ -314,6 +348,32 @@ pub fn read_text(path: &Path, what: &str) -> crate::Result<String> {
     }
     String::from_utf8(bytes)
         .map_err(|_| crate::Error::Usage(format!("{what} {} is not UTF-8 text", path.display())))
+}
+
+/// A lower-case domain name, if `s` is one.
+pub(crate) fn plain_domain(s: &str) -> Option<String> {
+    s.parse::<dkim::DomainName>().ok().map(|d| d.to_lowercase())
+}
+
+/// The entries of a table file (OpenDKIM's tables, rspamd's maps): (key,
+/// value, `file:line`) per line, split at the first white space; `#`
+/// starts a comment; blank lines are dropped.
+pub(crate) fn table(path: &Path, what: &str) -> crate::Result<Vec<(String, String, String)>> {
+    let text = read_text(path, what)?;
+    let mut out = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), n + 1);
+        let (k, v) = line
+            .split_once(char::is_whitespace)
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .unwrap_or_else(|| (line.to_string(), String::new()));
+        out.push((k, v, at));
+    }
+    Ok(out)
 }
 
 /// A host list entry as a trusted network of dkimd (CIDR text), or why

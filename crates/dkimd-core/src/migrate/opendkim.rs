@@ -3,7 +3,7 @@
 //! single-key `Domain`/`Selector`/`KeyFile` setup, host lists, modes and
 //! actions, and the socket Postfix reaches it on.
 
-use super::{network, read_text, toml_list, Plan, PlannedKey, Source};
+use super::{network, plain_domain, read_text, table, toml_list, Plan, Source};
 use crate::model::settings::SettingName;
 use std::path::{Path, PathBuf};
 
@@ -113,14 +113,7 @@ enum Dataset {
 }
 
 fn dataset(value: &str, dir: &Path) -> Dataset {
-    let path = |p: &str| {
-        let p = Path::new(p.trim());
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            dir.join(p)
-        }
-    };
+    let path = |p: &str| resolve(dir, p);
     let v = value.trim();
     let lower = v.to_ascii_lowercase();
     for (prefix, kind) in [
@@ -157,26 +150,6 @@ fn dataset(value: &str, dir: &Path) -> Dataset {
                 .collect(),
         )
     }
-}
-
-/// The entries of a table file: (key, value, `file:line`), comments and
-/// blank lines dropped.
-fn table(path: &Path, what: &str) -> crate::Result<Vec<(String, String, String)>> {
-    let text = read_text(path, what)?;
-    let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), n + 1);
-        let (k, v) = line
-            .split_once(char::is_whitespace)
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .unwrap_or_else(|| (line.to_string(), String::new()));
-        out.push((k, v, at));
-    }
-    Ok(out)
 }
 
 /// The lines of a data set that is a plain list (a hosts file, a list of
@@ -435,11 +408,6 @@ fn resolve(dir: &Path, p: &str) -> PathBuf {
     }
 }
 
-/// A lower-case domain name, if `s` is one.
-fn plain_domain(s: &str) -> Option<String> {
-    s.parse::<dkim::DomainName>().ok().map(|d| d.to_lowercase())
-}
-
 /// The domain a SigningTable pattern stands for, or why it has none.
 fn pattern_domain(pattern: &str, wildcards: bool) -> Result<String, String> {
     let p = pattern.trim();
@@ -536,11 +504,11 @@ fn signing_entry(
                 .map_err(|e| dkim::KeyError::Decode(e.to_string()))
                 .and_then(|der| dkim::SigningKey::from_pkcs8_der(&der))
         });
-        add_parsed(plan, &domain, sel.trim(), parsed, kat.to_string(), None);
+        plan.add_read_key(&domain, sel.trim(), parsed, kat.to_string(), "");
     }
 }
 
-pub(super) fn add_key_file(plan: &mut Plan, domain: &str, selector: &str, path: &Path, at: &str) {
+fn add_key_file(plan: &mut Plan, domain: &str, selector: &str, path: &Path, at: &str) {
     let parsed = match read_text(path, "private key") {
         Ok(pem) => dkim::SigningKey::from_pem(pem.as_bytes()),
         Err(e) => {
@@ -551,45 +519,7 @@ pub(super) fn add_key_file(plan: &mut Plan, domain: &str, selector: &str, path: 
             return;
         }
     };
-    add_parsed(
-        plan,
-        domain,
-        selector,
-        parsed,
-        path.display().to_string(),
-        Some(path),
-    );
-}
-
-fn add_parsed(
-    plan: &mut Plan,
-    domain: &str,
-    selector: &str,
-    parsed: Result<dkim::SigningKey, dkim::KeyError>,
-    from: String,
-    file: Option<&Path>,
-) {
-    let what = format!("{domain} key of selector {selector} ({from})");
-    if let Err(e) = selector.parse::<dkim::Selector>() {
-        plan.skip(what, format!("selector: {e}"));
-        return;
-    }
-    match parsed {
-        Ok(key) => plan.add_key(PlannedKey {
-            domain: Some(domain.to_string()),
-            selector: selector.to_string(),
-            key,
-            from,
-        }),
-        Err(dkim::KeyError::TooSmall) => plan.skip(
-            what,
-            format!(
-                "an RSA key under 2048 bits, which dkimd cannot sign with (RFC 8301; aws-lc refuses it). Replace it: `dkimd key generate {domain}` makes a 2048-bit key under a new selector and prints its record; publish it, and the old record can go once mail signed with {selector} has been delivered{}",
-                file.map(|_| String::new()).unwrap_or_default()
-            ),
-        ),
-        Err(e) => plan.skip(what, format!("not a usable private key: {e}")),
-    }
+    plan.add_read_key(domain, selector, parsed, path.display().to_string(), "");
 }
 
 /// `SignatureAlgorithm`, `Canonicalization`, `SignHeaders`,

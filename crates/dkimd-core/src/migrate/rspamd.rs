@@ -6,7 +6,7 @@
 //! not importable.
 
 use super::ucl::{parse_file, Ucl};
-use super::{network, read_text, toml_list, Plan, PlannedKey, Source};
+use super::{network, plain_domain, read_text, table, toml_list, Plan, Source};
 use crate::model::settings::SettingName;
 use std::path::{Path, PathBuf};
 
@@ -136,10 +136,6 @@ fn override_of(path: &Path) -> Option<PathBuf> {
     Some(parent.parent()?.join("override.d").join(path.file_name()?))
 }
 
-fn plain_domain(s: &str) -> Option<String> {
-    s.parse::<dkim::DomainName>().ok().map(|d| d.to_lowercase())
-}
-
 fn fill(template: &str, domain: &str, selector: &str) -> String {
     template
         .replace("$domain", domain)
@@ -165,25 +161,19 @@ fn map(conf: &Ucl, key: &str, dir: &Path, plan: &mut Plan) -> crate::Result<Vec<
     } else {
         dir.join(file)
     };
-    let text = read_text(&path, key)?;
+    let entries = table(&path, key)?;
     plan.files.push(path.clone());
     let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let Some((d, v)) = line.split_once(char::is_whitespace) else {
+    for (d, v, at) in entries {
+        if v.is_empty() {
             return Err(crate::Error::Usage(format!(
-                "{}:{}: {line:?} is not DOMAIN VALUE",
-                path.display(),
-                n + 1
+                "{at}: {d:?} is not DOMAIN VALUE"
             )));
-        };
-        match plain_domain(d) {
-            Some(d) => out.push((d, v.trim().to_string())),
+        }
+        match plain_domain(&d) {
+            Some(d) => out.push((d, v)),
             None => plan.skip(
-                format!("{key} line {d} ({}:{})", path.display(), n + 1),
+                format!("{key} line {d} ({at})"),
                 "not a domain name dkimd can sign for",
             ),
         }
@@ -259,33 +249,23 @@ fn load_key(text: &str) -> Result<dkim::SigningKey, dkim::KeyError> {
 }
 
 fn add_key(plan: &mut Plan, domain: &str, selector: &str, file: &str) {
-    let what = format!("{domain} key of selector {selector} ({file})");
-    if let Err(e) = selector.parse::<dkim::Selector>() {
-        plan.skip(what, format!("selector: {e}"));
-        return;
-    }
     let text = match read_text(Path::new(file), "private key") {
         Ok(t) => t,
         Err(e) => {
-            plan.skip(what, e.to_string());
+            plan.skip(
+                format!("{domain} key of selector {selector} ({file})"),
+                e.to_string(),
+            );
             return;
         }
     };
-    match load_key(&text) {
-        Ok(key) => plan.add_key(PlannedKey {
-            domain: Some(domain.to_string()),
-            selector: selector.to_string(),
-            key,
-            from: file.to_string(),
-        }),
-        Err(dkim::KeyError::TooSmall) => plan.skip(
-            what,
-            format!(
-                "an RSA key under 2048 bits (rspamadm dkim_keygen makes 1024 unless told -b 2048), which dkimd cannot sign with (RFC 8301). Replace it: `dkimd key generate {domain}` makes a 2048-bit key under a new selector and prints its record; publish it, and the old record can go once mail signed with {selector} has been delivered"
-            ),
-        ),
-        Err(e) => plan.skip(what, format!("not a usable private key: {e}")),
-    }
+    plan.add_read_key(
+        domain,
+        selector,
+        load_key(&text),
+        file.to_string(),
+        " (rspamadm dkim_keygen makes 1024 unless told -b 2048)",
+    );
 }
 
 /// Who gets signed: `sign_networks` (and `sign_local`) as trusted
