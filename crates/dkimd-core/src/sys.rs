@@ -347,6 +347,47 @@ pub fn check_private(path: &Path, what: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// A TLS client configuration (aws-lc-rs, as everywhere in dkimd) that
+/// checks servers against the CA certificates in `ca_file` (PEM), or the
+/// system's when it is `None`. `setting` names the file in messages
+/// ("store.ca_file"), `server` the kind of server ("the PostgreSQL server").
+pub fn tls_client_config(
+    ca_file: Option<&Path>,
+    setting: &str,
+    server: &str,
+) -> crate::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(f) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(f)
+                .map_err(|e| Error::msg(format!("{setting} {}: {e}", f.display())))?;
+            for c in certs {
+                let c = c.map_err(|e| Error::msg(format!("{setting} {}: {e}", f.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| Error::msg(format!("{setting} {}: {e}", f.display())))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::msg(format!(
+            "no CA certificates to check {server}'s certificate with: set {setting}"
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::msg(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

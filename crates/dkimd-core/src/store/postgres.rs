@@ -204,34 +204,7 @@ impl Conf {
 fn tls_connector(
     ca_file: Option<&std::path::Path>,
 ) -> crate::Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(f) => {
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(f)
-                .map_err(|e| err!("store.ca_file {}: {e}", f.display()))?;
-            for c in certs {
-                let c = c.map_err(|e| err!("store.ca_file {}: {e}", f.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| err!("store.ca_file {}: {e}", f.display()))?;
-            }
-        }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    if roots.is_empty() {
-        bail!("no CA certificates to check the PostgreSQL server's certificate with: set store.ca_file");
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::sys::tls_client_config(ca_file, "store.ca_file", "the PostgreSQL server")?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
