@@ -360,6 +360,9 @@ pub enum Backend {
     BindZoneFile,
     /// Dynamic update (RFC 2136) signed with TSIG.
     Rfc2136,
+    /// PowerDNS Authoritative's HTTP API.
+    #[serde(rename = "powerdns")]
+    PowerDns,
     /// Print the records for the admin to publish (the default).
     #[default]
     Manual,
@@ -371,6 +374,7 @@ impl Backend {
         match self {
             Backend::BindZoneFile => "bind-zone-file",
             Backend::Rfc2136 => "rfc2136",
+            Backend::PowerDns => "powerdns",
             Backend::Manual => "manual",
         }
     }
@@ -558,7 +562,7 @@ impl Default for PublishConfig {
 pub struct ZoneConfig {
     /// The zone's apex, e.g. "example.com".
     pub name: String,
-    /// "bind-zone-file", "rfc2136" or "manual".
+    /// "bind-zone-file", "rfc2136", "powerdns" or "manual".
     pub backend: Backend,
     /// bind-zone-file: the zone file.
     pub file: Option<PathBuf>,
@@ -575,6 +579,16 @@ pub struct ZoneConfig {
     pub tsig_secret_file: Option<PathBuf>,
     /// rfc2136: hmac-sha256 (default), hmac-sha384 or hmac-sha512.
     pub tsig_algorithm: Option<TsigAlgorithm>,
+    /// powerdns: the API's base URL, e.g. "http://127.0.0.1:8081" (a
+    /// trailing "/api/v1" is allowed), http or https.
+    pub api_url: Option<ApiUrl>,
+    /// powerdns: the server id in the API's paths (default "localhost").
+    pub server_id: Option<ServerId>,
+    /// powerdns: file holding the API key (pdns.conf's api-key), mode 0600.
+    pub api_key_file: Option<PathBuf>,
+    /// powerdns over https: CA certificates (PEM) to check the server's
+    /// certificate with (default: the system's).
+    pub ca_file: Option<PathBuf>,
     /// TTL of published records (default 3600).
     pub ttl: Option<u32>,
     /// The zone's authoritative servers, "IP:PORT" (default: the addresses
@@ -600,6 +614,106 @@ impl Default for Config {
             source: None,
         }
     }
+}
+
+/// An HTTP API's base URL (powerdns `api_url`): http or https, a host,
+/// no user info, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl(String);
+
+impl ApiUrl {
+    /// The URL as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ApiUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ApiUrl, String> {
+        check_api_url(s).map_err(|e| format!("api_url {s:?}: {e}"))?;
+        Ok(ApiUrl(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ApiUrl, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A PowerDNS server id, as in its API's paths ("localhost"): letters,
+/// digits, '-', '_' and '.'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerId(String);
+
+impl ServerId {
+    /// The id as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ServerId {
+    fn default() -> ServerId {
+        ServerId("localhost".into())
+    }
+}
+
+impl std::str::FromStr for ServerId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ServerId, String> {
+        if s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "server_id {s:?} is not a PowerDNS server id (letters, digits, '-', '_', '.'; usually \"localhost\")"
+            ));
+        }
+        Ok(ServerId(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ServerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ServerId, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks an HTTP API's base URL: http or https, a host, no query.
+pub fn check_api_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("expected http://HOST:PORT or https://HOST[:PORT][/PATH]")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("the scheme must be http or https, not {scheme:?}"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("no host (or user info, which is not supported)".into());
+    }
+    if rest.contains(['?', '#', ' ']) {
+        return Err("a query, fragment or space has no place in it".into());
+    }
+    Ok(())
 }
 
 /// Line number (1-based) of a byte offset.
@@ -691,6 +805,11 @@ impl Config {
                 {
                     return Err(format!(
                         "{at}: rfc2136 needs server, tsig_key_name and tsig_secret_file"
+                    ))
+                }
+                Backend::PowerDns if z.api_url.is_none() || z.api_key_file.is_none() => {
+                    return Err(format!(
+                        "{at}: powerdns needs api_url (e.g. \"http://127.0.0.1:8081\") and api_key_file"
                     ))
                 }
                 _ => {}
@@ -871,6 +990,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("needs file"), "{e}");
+    }
+
+    #[test]
+    fn powerdns_zones_are_checked() {
+        let zone = |extra: &str| {
+            format!("[[publish.zone]]\nname = \"example.com\"\nbackend = \"powerdns\"\n{extra}")
+        };
+        let p = Path::new("t.toml");
+        let e = Config::parse(&zone("api_key_file = \"/k\"\n"), p).unwrap_err();
+        assert!(e.to_string().contains("powerdns needs api_url"), "{e}");
+        let e = Config::parse(
+            &zone("api_url = \"ftp://127.0.0.1:8081\"\napi_key_file = \"/k\"\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("t.toml:4: ")
+                && e.to_string().contains("the scheme must be http or https"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &zone("api_url = \"http://u:pw@127.0.0.1:8081\"\napi_key_file = \"/k\"\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("user info"), "{e}");
+        let e = Config::parse(
+            &zone(
+                "api_url = \"http://127.0.0.1:8081\"\napi_key_file = \"/k\"\nserver_id = \"a/b\"\n",
+            ),
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("t.toml:6: ") && e.to_string().contains("server_id \"a/b\""),
+            "{e}"
+        );
+        let c = Config::parse(
+            &zone("api_url = \"https://dns.example:8443/api/v1\"\napi_key_file = \"/k\"\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.publish.zones[0].backend, Backend::PowerDns);
+        assert_eq!(c.publish.zones[0].backend.as_str(), "powerdns");
     }
 
     #[test]

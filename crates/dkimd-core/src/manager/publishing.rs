@@ -144,8 +144,8 @@ impl Manager {
         let signing = self.load()?.settings.signing;
         let mut changes = Vec::new();
         let mut failed: BTreeMap<String, usize> = BTreeMap::new();
-        // Dynamic updates go in chunks, with progress between them (a zone
-        // file is edited once, whatever the count).
+        // Dynamic updates and API calls go in chunks, with progress between
+        // them (a zone file is edited once, whatever the count).
         let total: usize = groups.iter().map(|(_, v)| v.len()).sum();
         let sink = self.out.sink();
         let mut done = 0;
@@ -155,7 +155,12 @@ impl Manager {
                 let chunked = items
                     .first()
                     .and_then(|i| self.publisher(&i.domain).ok())
-                    .is_some_and(|p| p.backend() == crate::config::Backend::Rfc2136);
+                    .is_some_and(|p| {
+                        matches!(
+                            p.backend(),
+                            crate::config::Backend::Rfc2136 | crate::config::Backend::PowerDns
+                        )
+                    });
                 let size = if chunked { PROGRESS_CHUNK } else { usize::MAX };
                 let mut out = Vec::new();
                 let mut items = items.into_iter().peekable();

@@ -298,6 +298,11 @@ pub(super) fn describe_backend(cfg: &Config, domain: &str) -> String {
             z.name,
             z.server.map(|s| s.to_string()).unwrap_or_default()
         ),
+        Some(z) if z.backend == Backend::PowerDns => format!(
+            "zone {} through the PowerDNS API at {}",
+            z.name,
+            z.api_url.map(|u| u.to_string()).unwrap_or_default()
+        ),
         _ => "by hand (no zone configured for it: publish the records shown)".into(),
     }
 }

@@ -1,11 +1,13 @@
 //! Publishing DKIM key records: into BIND zone files ([`bind`]), by RFC 2136
-//! dynamic update ([`rfc2136`]), or by telling the admin what to publish
-//! ([`manual`]). One file per backend behind the [`Publisher`] trait; this
+//! dynamic update ([`rfc2136`]), through PowerDNS's HTTP API
+//! ([`powerdns`]), or by telling the admin what to publish ([`manual`]). One file per backend behind the [`Publisher`] trait; this
 //! module only chooses among them.
 
 pub mod api;
 pub mod bind;
+mod http;
 pub mod manual;
+pub mod powerdns;
 pub mod rfc2136;
 pub mod zonefile;
 
@@ -58,6 +60,9 @@ pub fn publisher_for(
             env.clone(),
         )?)),
         Some(z) if z.backend == Backend::Rfc2136 => Ok(Box::new(rfc2136::Rfc2136::new(cfg, z)?)),
+        Some(z) if z.backend == Backend::PowerDns => {
+            Ok(Box::new(powerdns::PowerDns::new(cfg, z, env.clone())?))
+        }
         _ => Ok(Box::new(manual::Manual {
             resolver,
             ttl: cfg.ttl_for(domain),
