@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod http;
 pub mod knot;
 pub mod mta;
+pub mod pdns;
 pub mod pg;
 pub mod postfix;
 pub mod web;
