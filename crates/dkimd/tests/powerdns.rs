@@ -474,3 +474,63 @@ fn errors_name_what_to_check_and_publish_nothing() {
         .is_empty());
     let _ = &env.tmp;
 }
+
+#[test]
+fn https_with_the_zones_ca_file() {
+    if !have_pdns() {
+        return;
+    }
+    let env = Env::start("");
+    let front = env.pdns.tls_front();
+    let url = format!("https://127.0.0.1:{}", front.port);
+    let configure = |ca: Option<&std::path::Path>| {
+        let mut text = format!(
+            "state_dir = \"{}\"\n\n[dns]\nnameservers = [\"{}\"]\ntimeout = 2\npropagation_timeout = 15\n\n",
+            env.tmp.path().join("state").display(),
+            env.pdns.addr()
+        );
+        let extra = ca.map_or(String::new(), |c| format!("ca_file = \"{}\"", c.display()));
+        text.push_str(
+            &env.pdns
+                .zone_section("native.example", &extra)
+                .replace(&env.pdns.api_url(), &url),
+        );
+        std::fs::write(&env.config, text).unwrap();
+    };
+    // A CA that did not sign the server's certificate: refused, nothing
+    // published.
+    configure(Some(&front.other_ca_file));
+    env.ok(&["domain", "add", "shop.native.example"]);
+    let t = text(&env.run(&["enable", "--selector", "k1"]));
+    assert!(
+        t.contains(&format!("TLS with {url}: invalid peer certificate"))
+            && t.contains(&format!(
+                "is not one that zone native.example's ca_file {} vouches for",
+                front.other_ca_file.display()
+            )),
+        "{t}"
+    );
+    // Without ca_file, the system's CAs do not know the test CA either.
+    configure(None);
+    let t = text(&env.run(&["enable"]));
+    assert!(
+        t.contains(&format!("TLS with {url}")) && t.contains("the system's CA certificates"),
+        "{t}"
+    );
+    assert!(env
+        .pdns
+        .dig_txt("k1._domainkey.shop.native.example")
+        .is_empty());
+    // The right CA: published over https.
+    configure(Some(&front.ca_file));
+    let out = env.ok(&["enable"]);
+    assert!(
+        out.contains(&format!(
+            "k1._domainkey.shop.native.example: record added (powerdns {url}"
+        )),
+        "{out}"
+    );
+    for (name, record) in env.records("shop.native.example") {
+        assert_eq!(env.pdns.dig_txt(&name), vec![record], "{name}");
+    }
+}

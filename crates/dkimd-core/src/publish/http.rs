@@ -25,6 +25,8 @@ pub(crate) struct Endpoint {
     prefix: String,
     /// For messages: the URL as written.
     url: String,
+    /// For messages: where the CA certificates come from.
+    roots: String,
     timeout: Duration,
 }
 
@@ -57,6 +59,10 @@ impl Endpoint {
         };
         let (host, port) = split_authority(authority, if https { 443 } else { 80 })
             .map_err(|e| err!("{url:?}: {e}"))?;
+        let roots = match ca_file {
+            Some(f) => format!("{setting} {}", f.display()),
+            None => format!("the system's CA certificates (set {setting} for a private CA)"),
+        };
         let tls = if https {
             Some(Arc::new(crate::sys::tls_client_config(
                 ca_file,
@@ -72,6 +78,7 @@ impl Endpoint {
             port,
             prefix: path.trim_end_matches('/').to_string(),
             url: url.to_string(),
+            roots,
             timeout,
         })
     }
@@ -129,7 +136,19 @@ impl Endpoint {
                 let tls = tokio_rustls::TlsConnector::from(cfg.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| err!("TLS with {}: {e}", self.url))?;
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        if text.contains("certificate") {
+                            err!(
+                                "TLS with {}: {text}: the server's certificate is not one that {} vouches for, or not for {:?}",
+                                self.url,
+                                self.roots,
+                                self.host
+                            )
+                        } else {
+                            err!("TLS with {}: {text}", self.url)
+                        }
+                    })?;
                 self.send(TokioIo::new(tls), method, path, headers, body)
                     .await
             }

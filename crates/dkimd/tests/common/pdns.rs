@@ -242,6 +242,111 @@ impl Pdns {
     }
 }
 
+/// A TLS front for the API (as nginx would be in production): https on
+/// 127.0.0.1 with a certificate from a CA of its own, forwarding to the
+/// plain-HTTP webserver. Stops when dropped.
+pub struct TlsFront {
+    pub port: u16,
+    /// The CA that signed the front's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// Another CA, which did not.
+    pub other_ca_file: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Pdns {
+    pub fn tls_front(&self) -> TlsFront {
+        use tokio_rustls::rustls;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let sh = format!(
+            "set -e; cd {d}; \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=pdns-test-ca -keyout ca.key -out ca.crt 2>/dev/null; \
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt 2>/dev/null; \
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null; \
+             printf 'subjectAltName=IP:127.0.0.1\\n' > ext; \
+             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt 2>/dev/null",
+            d = d.display()
+        );
+        let o = Command::new("sh").args(["-c", &sh]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "certificates: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        use rustls_pki_types::pem::PemObject;
+        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+            rustls_pki_types::CertificateDer::pem_file_iter(d.join("server.crt"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let backend = self.api_port;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+                        _ = &mut stopped => return,
+                    };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        // A handshake the client gives up on is its business.
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let Ok(mut plain) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                        else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    });
+                }
+            });
+        });
+        TlsFront {
+            port,
+            ca_file: d.join("ca.crt"),
+            other_ca_file: d.join("other.crt"),
+            stop: Some(stop),
+            thread: Some(thread),
+            _tmp: tmp,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Pdns {
     fn drop(&mut self) {
         let _ = self.child.kill();
