@@ -58,12 +58,29 @@ impl Named {
     /// Starts named with file-backed and dynamic zones, an rndc control
     /// channel and the TSIG key `dkimd-key`.
     pub fn start_zones(zones: &[Zone]) -> Named {
+        Self::start_zones_with(zones, false)
+    }
+
+    /// [`Named::start_zones`], also answering recursive queries from
+    /// 127.0.0.1 as a receiver's resolver does: a CNAME into another of
+    /// its zones is followed to the record (an authoritative-only server
+    /// answers with the CNAME alone).
+    pub fn start_zones_recursive(zones: &[Zone]) -> Named {
+        Self::start_zones_with(zones, true)
+    }
+
+    fn start_zones_with(zones: &[Zone], recursive: bool) -> Named {
+        let recursion = if recursive {
+            "recursion yes;\n  allow-recursion { 127.0.0.1; };"
+        } else {
+            "recursion no;"
+        };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let port = free_port();
         let rndc_port = free_port();
         let mut conf = format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  dnssec-validation no;\n  notify no;\n}};\n\
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  {recursion}\n  dnssec-validation no;\n  notify no;\n}};\n\
              key \"rndc-key\" {{ algorithm hmac-sha256; secret \"{RNDC_SECRET}\"; }};\n\
              key \"dkimd-key\" {{ algorithm hmac-sha256; secret \"{TSIG_SECRET}\"; }};\n\
              controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ \"rndc-key\"; }}; }};\n",

@@ -187,6 +187,35 @@ pub fn dkimpy_verify(dns_file: &Path, files: &[PathBuf]) -> Vec<(PathBuf, bool, 
     res
 }
 
+/// Verifies files with dkimpy, which asks the DNS server at `addr`
+/// (IP:PORT) and follows CNAMEs; returns (file, passed, reason) per file.
+pub fn dkimpy_verify_live(addr: &str, files: &[PathBuf]) -> Vec<(PathBuf, bool, String)> {
+    let (ip, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .arg(dkimpy_tool())
+        .args(["verify-live", ip, port])
+        .args(files)
+        .output()
+        .expect("run dkimpy");
+    assert!(
+        out.status.success(),
+        "dkimpy tool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let res: Vec<_> = text
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let f = PathBuf::from(parts.next().unwrap());
+            let r = parts.next().unwrap() == "pass";
+            (f, r, parts.next().unwrap_or("").to_string())
+        })
+        .collect();
+    assert_eq!(res.len(), files.len(), "dkimpy answered for every file");
+    res
+}
+
 /// Verifies one file with `opendkim -t`, keys from a TestPublicKeys file.
 /// Returns (passed, what opendkim printed).
 pub fn opendkim_verify(dir: &Path, dns_file: &Path, file: &Path) -> (bool, String) {

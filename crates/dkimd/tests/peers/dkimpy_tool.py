@@ -4,6 +4,9 @@
   dkimpy_tool.py verify DNSFILE FILE...
       For each FILE prints "FILE<TAB>pass" or "FILE<TAB>fail<TAB>reason".
       DNSFILE has lines NAME<TAB>TXT-VALUE; no DNS server is asked.
+  dkimpy_tool.py verify-live SERVER PORT FILE...
+      As verify, asking the DNS server at SERVER:PORT (dnspython, which
+      follows the CNAMEs in its answers) instead of a file.
   dkimpy_tool.py sign KEYFILE DOMAIN SELECTOR ALGORITHM CANON IN OUT
       Signs IN with dkimpy and writes the signed message to OUT.
       ALGORITHM is rsa-sha256 or ed25519-sha256, CANON e.g. relaxed/relaxed.
@@ -33,6 +36,31 @@ def verify(dns_path, files):
             name = name.decode("ascii")
         return records.get(name.rstrip(".").lower(), b"")
 
+    check(dnsfunc, files)
+
+
+def verify_live(server, port, files):
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [server]
+    resolver.port = int(port)
+
+    def dnsfunc(name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode("ascii")
+        try:
+            answer = resolver.resolve(name, "TXT", lifetime=timeout)
+        except Exception:
+            return b""
+        for rr in answer:
+            return b"".join(rr.strings)
+        return b""
+
+    check(dnsfunc, files)
+
+
+def check(dnsfunc, files):
     for path in files:
         with open(path, "rb") as f:
             msg = f.read()
@@ -71,6 +99,8 @@ def sign(key_path, domain, selector, algorithm, canon, in_path, out_path):
 def main(argv):
     if len(argv) >= 3 and argv[1] == "verify":
         verify(argv[2], argv[3:])
+    elif len(argv) >= 5 and argv[1] == "verify-live":
+        verify_live(argv[2], argv[3], argv[4:])
     elif len(argv) == 9 and argv[1] == "sign":
         sign(*argv[2:])
     else:
