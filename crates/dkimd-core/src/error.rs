@@ -29,6 +29,8 @@ pub enum Field {
     Setting(&'static str),
     /// Whether to make new keys (`--new-key`, form field `new_key`).
     NewKey,
+    /// The delegation zone (`--delegate-zone`, form field `delegate_zone`).
+    DelegateZone,
 }
 
 impl Field {
@@ -62,6 +64,7 @@ impl Field {
                 _ => "value",
             },
             Field::NewKey => "new_key",
+            Field::DelegateZone => "delegate_zone",
         }
     }
 }

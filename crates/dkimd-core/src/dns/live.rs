@@ -26,6 +26,31 @@ pub enum DnsState {
     LookupFailed(String),
     /// Not looked up (the key does not sign).
     NotChecked,
+    /// Publishing by delegation: the customer's name has no CNAME; it
+    /// must point at this target.
+    CnameMissing {
+        /// The name receivers look up (`s1._domainkey.D`).
+        name: String,
+        /// Where its CNAME must point (`s1.D.ZONE`).
+        target: String,
+    },
+    /// Publishing by delegation: the customer's CNAME points elsewhere.
+    CnameElsewhere {
+        /// The name receivers look up.
+        name: String,
+        /// Where it points.
+        found: String,
+        /// Where it must point.
+        target: String,
+    },
+    /// Publishing by delegation: the customer's CNAME is right, but its
+    /// target, in dkimd's zone, does not serve the key.
+    TargetWrong {
+        /// The target.
+        target: String,
+        /// What it serves ("missing", "mismatch" …).
+        state: String,
+    },
 }
 
 impl DnsState {
@@ -47,6 +72,13 @@ impl DnsState {
             DnsState::WrongForm => "wrong-form".into(),
             DnsState::LookupFailed(why) => format!("failed:{why}"),
             DnsState::NotChecked => "not-checked".into(),
+            DnsState::CnameMissing { name, target } => format!("cname-missing:{name}>{target}"),
+            DnsState::CnameElsewhere {
+                name,
+                found,
+                target,
+            } => format!("cname-elsewhere:{name}>{found}>{target}"),
+            DnsState::TargetWrong { target, state } => format!("target:{target}>{state}"),
         }
     }
 
@@ -59,7 +91,26 @@ impl DnsState {
             "wrong-form" => DnsState::WrongForm,
             "not-checked" => DnsState::NotChecked,
             _ => {
-                if let Some(n) = s.strip_prefix("multiple:") {
+                if let Some(rest) = s.strip_prefix("cname-missing:") {
+                    let (name, target) = rest.split_once('>')?;
+                    DnsState::CnameMissing {
+                        name: name.into(),
+                        target: target.into(),
+                    }
+                } else if let Some(rest) = s.strip_prefix("cname-elsewhere:") {
+                    let mut p = rest.splitn(3, '>');
+                    DnsState::CnameElsewhere {
+                        name: p.next()?.into(),
+                        found: p.next()?.into(),
+                        target: p.next()?.into(),
+                    }
+                } else if let Some(rest) = s.strip_prefix("target:") {
+                    let (target, state) = rest.split_once('>')?;
+                    DnsState::TargetWrong {
+                        target: target.into(),
+                        state: state.into(),
+                    }
+                } else if let Some(n) = s.strip_prefix("multiple:") {
                     DnsState::Multiple(n.parse().ok()?)
                 } else if let Some(n) = s.strip_prefix("multiple-none:") {
                     DnsState::MultipleNoneMatches(n.parse().ok()?)
@@ -161,6 +212,22 @@ impl fmt::Display for DnsState {
             DnsState::LookupFailed(why) if why.is_empty() => f.write_str("lookup failed"),
             DnsState::LookupFailed(why) => write!(f, "lookup failed: {why}"),
             DnsState::NotChecked => f.write_str(""),
+            DnsState::CnameMissing { name, target } => write!(
+                f,
+                "the customer's CNAME is missing: publish {name}. CNAME {target}. in its zone"
+            ),
+            DnsState::CnameElsewhere {
+                name,
+                found,
+                target,
+            } => write!(
+                f,
+                "the customer's CNAME points elsewhere ({name} → {found}): change it to {name}. CNAME {target}."
+            ),
+            DnsState::TargetWrong { target, state } => write!(
+                f,
+                "the customer's CNAME is right, but its target {target} serves: {state} (dkimd publishes it: see `dkimd enable`)"
+            ),
         }
     }
 }
@@ -259,5 +326,22 @@ mod tests {
             "lookup failed: timed out"
         );
         assert_eq!(DnsState::Missing.to_string(), "missing");
+        for s in [
+            DnsState::CnameMissing {
+                name: "s1._domainkey.c.example".into(),
+                target: "s1.c.example.dkim.example.net".into(),
+            },
+            DnsState::CnameElsewhere {
+                name: "s1._domainkey.c.example".into(),
+                found: "elsewhere.example".into(),
+                target: "s1.c.example.dkim.example.net".into(),
+            },
+            DnsState::TargetWrong {
+                target: "s1.c.example.dkim.example.net".into(),
+                state: "mismatch".into(),
+            },
+        ] {
+            assert_eq!(DnsState::from_code(&s.to_code()), Some(s));
+        }
     }
 }

@@ -213,6 +213,53 @@ pub async fn lookup_txt(resolver: &TokioResolver, name: &str) -> Result<Vec<Stri
     }
 }
 
+/// The target of the CNAME at `name` (lower case, no final dot), `None`
+/// when there is none.
+pub async fn lookup_cname(
+    resolver: &TokioResolver,
+    name: &str,
+) -> Result<Option<String>, LookupError> {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    match resolver.lookup(fqdn.as_str(), RecordType::CNAME).await {
+        Ok(lookup) => Ok(lookup.answers().iter().find_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+            _ => None,
+        })),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(None),
+        Err(e) => Err(LookupError::Temporary(e.to_string())),
+    }
+}
+
+/// [`lookup_cname`] for many names at once, in order (at most 32 at a time).
+pub fn lookup_cnames(
+    resolver: &TokioResolver,
+    names: Vec<String>,
+) -> crate::Result<Vec<Result<Option<String>, LookupError>>> {
+    let n = names.len();
+    block_on(async move {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, name) in names.into_iter().enumerate() {
+            let (resolver, limit) = (resolver.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, lookup_cname(&resolver, &name).await)
+            });
+        }
+        let mut out: Vec<Result<Option<String>, LookupError>> = (0..n)
+            .map(|_| Err(LookupError::Temporary(String::new())))
+            .collect();
+        while let Some(done) = set.join_next().await {
+            if let Ok((i, r)) = done {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = r;
+                }
+            }
+        }
+        out
+    })
+}
+
 /// The runtime of the synchronous side's DNS (the manager's commands are
 /// synchronous; DNS is not): one per process, made on first use.
 static RUNTIME: std::sync::OnceLock<std::io::Result<tokio::runtime::Runtime>> =

@@ -29,6 +29,7 @@ impl Manager {
             dns,
             mail,
             dkim,
+            delegate: None,
         };
         self.store.apply(&[Change::PutDomain(d.clone())])?;
         let decision = decide(&st.settings, &name, Some((dns, mail, dkim)));

@@ -26,6 +26,7 @@ impl Manager {
         dry_run: bool,
     ) -> crate::Result<()> {
         let st = self.load()?;
+        refuse_if_delegated(&st, domain)?;
         let plan = plan_own_keys(
             &st,
             domain,
@@ -67,7 +68,7 @@ impl Manager {
     }
 
     /// After a key change: publish the wanted records, remove old names no longer wanted.
-    fn republish(&mut self, domain: &str, before: &[String]) -> crate::Result<()> {
+    pub(super) fn republish(&mut self, domain: &str, before: &[String]) -> crate::Result<()> {
         let st = self.load()?;
         if !st.settings.signing {
             self.out
@@ -144,6 +145,7 @@ impl Manager {
     pub fn key_default(&mut self, domain: &str) -> crate::Result<()> {
         let domain = domain_name(domain, Field::Domain)?;
         let st = self.load()?;
+        refuse_if_delegated(&st, &domain)?;
         let own: Vec<&StoredKey> = st
             .keys
             .iter()
@@ -178,5 +180,19 @@ impl Manager {
             true,
         );
         self.republish(&domain, &before)
+    }
+}
+
+/// Keys of a domain that publishes by delegation come and go by rotation
+/// only (between its two selectors).
+fn refuse_if_delegated(st: &crate::store::State, domain: &str) -> crate::Result<()> {
+    match st.delegate_of(domain) {
+        Some(zone) => Err(Error::invalid(
+            Field::Domain,
+            format!(
+                "{domain} publishes by delegation (CNAMEs to {zone}): its keys alternate between selectors s1 and s2 by rotation (`dkimd rotate {domain}`); `dkimd domain set {domain} --publish direct` ends the delegation"
+            ),
+        )),
+        None => Ok(()),
     }
 }

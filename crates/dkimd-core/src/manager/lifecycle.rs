@@ -9,13 +9,13 @@
 //! follows from the store's state, so a crash between the two is repaired
 //! by the next step.
 
-use super::plan::{all_decisions, free_base, keys_at, selector_taken, wanted_records};
+use super::plan::{all_decisions, free_base, keys_at, selector_taken, slot_free, wanted_records};
 use super::{generate, Manager};
 use crate::clock::utc_timestamp;
 use crate::config::Backend;
 use crate::dns::authoritative::{self, Query, ServerState};
 use crate::error::{Error, Field};
-use crate::model::names::{domain_name, record_name, selector_for};
+use crate::model::names::{domain_name, is_slot, record_name, selector_for, SLOTS};
 use crate::model::period::Period;
 use crate::model::settings::{SettingName, Settings};
 use crate::store::{Change, KeyState, NewKey, State, StoredKey};
@@ -106,6 +106,13 @@ fn keys_of<'a>(
     st.keys
         .iter()
         .filter(move |k| k.state == state && k.domain.as_deref() == owner)
+}
+
+/// Every key of a domain's own, in any state.
+fn keys_of_any<'a>(st: &'a State, domain: &'a str) -> impl Iterator<Item = &'a StoredKey> + 'a {
+    st.keys
+        .iter()
+        .filter(move |k| k.domain.as_deref() == Some(domain))
 }
 
 /// The signing domains at which `k`'s record is wanted at `now`.
@@ -276,6 +283,68 @@ impl Manager {
                 }
             }
             if todo.is_empty() {
+                continue;
+            }
+            // A domain that publishes by delegation holds one key per
+            // slot, s1 or s2: the new key takes the slot that is free.
+            if let Some(d) = owner.as_deref().filter(|d| st.delegate_of(d).is_some()) {
+                todo.truncate(1);
+                let Some(slot) = SLOTS.iter().find(|s| slot_free(&st, d, s)) else {
+                    let held: Vec<String> = keys_of_any(&st, d)
+                        .filter(|k| is_slot(&k.selector) && k.state.has_record())
+                        .map(|k| {
+                            format!(
+                                "{} is {} since {}",
+                                k.selector,
+                                k.state,
+                                utc_timestamp(u64::try_from(k.since).unwrap_or(0))
+                            )
+                        })
+                        .collect();
+                    lines.push(format!(
+                        "{d}: no free selector for a rotation by delegation ({}): a selector is reused once its previous key is revoked and gone (retire-after, then revoke-for)",
+                        held.join(", ")
+                    ));
+                    continue;
+                };
+                if selector.is_some() {
+                    lines.push(format!(
+                        "{d}: publishes by delegation, so its new key takes selector {slot}, not the one named"
+                    ));
+                }
+                let alg = todo.first().copied().unwrap_or(KeyAlgorithm::Rsa);
+                let bits = if alg == KeyAlgorithm::Rsa {
+                    st.settings.rsa_bits
+                } else {
+                    256
+                };
+                let key = generate(alg, bits)?;
+                let nk = NewKey::from_key(
+                    owner.clone(),
+                    &key,
+                    (*slot).to_string(),
+                    KeyState::Pending,
+                    self.now_i64(),
+                )?;
+                lines.push(format!(
+                    "{who}: new {alg} key, {} bits, selector {slot}: pending (its record goes to {})",
+                    key.bits(),
+                    crate::model::names::delegated_name(slot, d, st.delegate_of(d).unwrap_or_default())
+                ));
+                st.keys.push(StoredKey {
+                    id: -1 - i64::try_from(changes.len()).unwrap_or(0),
+                    domain: owner.clone(),
+                    algorithm: alg,
+                    bits: key.bits(),
+                    selector: (*slot).to_string(),
+                    pem: String::new(),
+                    created: 0,
+                    state: KeyState::Pending,
+                    since: 0,
+                    served: None,
+                    record: nk.record.clone(),
+                });
+                changes.push(Change::AddKey(nk));
                 continue;
             }
             let free = |base: &str| {
@@ -484,15 +553,39 @@ impl Manager {
         // Every (key, domain) record, asked of every authoritative server.
         let mut queries = Vec::new();
         let mut index: Vec<(i64, String)> = Vec::new();
+        // A delegated key is served only once the customer's CNAME leads
+        // to its target: (key, customer name, target) asked of the resolver.
+        let mut chains: Vec<(i64, String, String)> = Vec::new();
         for k in groups.values().flatten() {
             for d in domains_using(st, k, now) {
-                queries.push(self.query(&d, &k.selector, &k.record));
+                let location = st.record_location(k, &d);
+                let direct = record_name(&k.selector, &d);
+                if location != direct {
+                    chains.push((k.id, direct, location.clone()));
+                }
+                queries.push(self.query(&d, &location, &k.record));
                 index.push((k.id, d));
             }
         }
         let resolver = crate::publish::live_resolver(&self.cfg)?;
         let timeout = Duration::from_secs(self.cfg.dns.timeout.max(1));
         let results = authoritative::check_many(&resolver, queries, timeout)?;
+        let cnames = crate::dns::lookup_cnames(
+            &resolver,
+            chains.iter().map(|(_, n, _)| n.clone()).collect(),
+        )?;
+        let mut broken_chain: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for ((id, name, target), found) in chains.into_iter().zip(cnames) {
+            let problem = match found {
+                Ok(Some(t)) if t.eq_ignore_ascii_case(&target) => continue,
+                Ok(Some(t)) => format!("{name}: the customer's CNAME points to {t}, not {target}"),
+                Ok(None) => format!(
+                    "{name}: the customer's CNAME is missing (publish {name}. CNAME {target}.)"
+                ),
+                Err(e) => format!("{name}: {e}"),
+            };
+            broken_chain.entry(id).or_default().push(problem);
+        }
         let mut by_key: BTreeMap<i64, Vec<DomainCheck>> = BTreeMap::new();
         for ((id, d), r) in index.into_iter().zip(results) {
             by_key.entry(id).or_default().push((d, r));
@@ -502,13 +595,21 @@ impl Manager {
             let mut missing: Vec<String> = Vec::new();
             let mut ttl = 0u32;
             for k in &keys {
+                if let Some(p) = broken_chain.get(&k.id) {
+                    missing.extend(p.iter().cloned());
+                }
                 let checks = by_key.get(&k.id).map(Vec::as_slice).unwrap_or_default();
-                if checks.is_empty() {
+                // A global key no signing domain uses (every domain has
+                // its own, or publishes by delegation) has nothing to wait
+                // for: no mail is signed with it until one does.
+                if checks.is_empty() && k.domain.is_some() {
                     missing.push(format!("{}: no signing domain publishes it", k.selector));
                 }
                 for (d, r) in checks {
+                    let location = st.record_location(k, d);
                     ttl = ttl.max(
-                        d.parse::<dkim::DomainName>()
+                        crate::model::names::publishing_name(d, &location)
+                            .parse::<dkim::DomainName>()
                             .map_or(3600, |dn| self.cfg.ttl_for(&dn)),
                     );
                     match r {
@@ -521,7 +622,7 @@ impl Manager {
                                 .collect();
                             missing.push(format!(
                                 "{} ({})",
-                                record_name(&k.selector, d),
+                                st.record_location(k, d),
                                 if bad.is_empty() {
                                     "no authoritative server".to_string()
                                 } else {
@@ -530,7 +631,7 @@ impl Manager {
                             ));
                         }
                         Err(e) => {
-                            missing.push(format!("{}: {}", record_name(&k.selector, d), e.chain()))
+                            missing.push(format!("{}: {}", st.record_location(k, d), e.chain()))
                         }
                     }
                 }
@@ -581,8 +682,12 @@ impl Manager {
             let mut changes = Vec::new();
             for k in &keys {
                 changes.push(Change::KeyState(k.id, KeyState::Active, now));
+                // At a delegated domain the slot key replaces every own key.
+                let delegated = owner
+                    .as_deref()
+                    .is_some_and(|d| st.delegate_of(d).is_some());
                 for old in keys_of(st, owner.as_deref(), KeyState::Active)
-                    .filter(|o| o.algorithm == k.algorithm)
+                    .filter(|o| delegated || o.algorithm == k.algorithm)
                 {
                     changes.push(Change::KeyState(old.id, KeyState::Retired, now));
                     touched.extend(domains_using(st, old, now));
@@ -603,16 +708,18 @@ impl Manager {
         Ok(())
     }
 
-    /// The authoritative check of one record of `domain`.
-    fn query(&self, domain: &str, selector: &str, record: &str) -> Query {
-        let zone = domain
+    /// The authoritative check of one record of `domain`, at `name` (in
+    /// the domain's zone, or in its delegation zone).
+    fn query(&self, domain: &str, name: &str, record: &str) -> Query {
+        let publishing = crate::model::names::publishing_name(domain, name);
+        let zone = publishing
             .parse::<dkim::DomainName>()
             .ok()
             .and_then(|d| self.cfg.zone_for(&d).cloned());
         Query {
             zone: zone.as_ref().map(|z| z.name.to_ascii_lowercase()),
             configured: zone.map(|z| z.authoritative).unwrap_or_default(),
-            name: record_name(selector, domain),
+            name: name.to_string(),
             record: record.to_string(),
         }
     }
@@ -658,7 +765,17 @@ impl Manager {
                     .filter(|n| !wanted.contains_key(**n))
                     .map(|n| (n.to_string(), None)),
             );
-            if items.is_empty() || (!force.contains(&d) && self.is_manual(&d)) {
+            if !force.contains(&d) {
+                // Records published by hand are shown only when forced;
+                // a delegated domain's targets are dkimd's to publish even
+                // when its own zone is not.
+                let mut manual: BTreeMap<String, bool> = BTreeMap::new();
+                items.retain(|(n, _)| {
+                    let via = crate::model::names::publishing_name(&d, n).to_string();
+                    !*manual.entry(via).or_insert_with_key(|v| self.is_manual(v))
+                });
+            }
+            if items.is_empty() {
                 continue;
             }
             self.change_records(&d, items, st.settings.signing)?;

@@ -33,6 +33,7 @@ impl Manager {
                 dns: d.dns,
                 mail: d.mail,
                 dkim: d.dkim,
+                delegate: st.domain(&d.name).and_then(|h| h.delegate.clone()),
             };
             match st.domain(&d.name) {
                 Some(have) if *have == want => {

@@ -3,6 +3,7 @@
 //! steps go to a [`StepSink`] that the command line prints and the page
 //! renders.
 
+mod delegation;
 mod domains;
 mod enable;
 mod keys;
@@ -51,6 +52,9 @@ pub struct Manager {
 /// A record change waiting for the batch.
 struct PendingRecord {
     domain: String,
+    /// The name whose zone publishes it: the domain, or its delegation
+    /// zone for a delegated target.
+    via: String,
     name: String,
     /// The value to publish; `None` to remove.
     value: Option<String>,

@@ -66,28 +66,39 @@ pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
         .iter()
         .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
         .collect();
+    // A domain that publishes by delegation signs with its slot key alone:
+    // its own key replaces the global keys of every algorithm there.
+    let delegated = !own_active.is_empty() && st.delegate_of(domain).is_some();
     let s = &st.settings;
     let mut keys: Vec<StoredKey> = Vec::new();
     for k in st.keys.iter().filter(|k| k.state.has_record()) {
         match &k.domain {
             Some(d) if d == domain => keys.push(k.clone()),
             Some(_) => {}
-            None => match own_active.iter().find(|o| o.algorithm == k.algorithm) {
+            None => match own_active
+                .iter()
+                .find(|o| delegated || o.algorithm == k.algorithm)
+            {
                 None => keys.push(k.clone()),
                 // It signed here until the first own key of its algorithm
                 // made after it took over (a key made later never did).
                 Some(_) if k.state != KeyState::Pending => {
-                    let Some(took_over) = st
-                        .keys
-                        .iter()
-                        .filter(|o| {
-                            o.domain.as_deref() == Some(domain)
-                                && o.algorithm == k.algorithm
-                                && o.created >= k.created
-                        })
-                        .map(|o| o.created)
-                        .min()
-                    else {
+                    // At a delegated domain the slot key took over when it
+                    // became active (it waited, pending, for the CNAMEs).
+                    let took_over = if delegated {
+                        own_active.iter().map(|o| o.since).min()
+                    } else {
+                        st.keys
+                            .iter()
+                            .filter(|o| {
+                                o.domain.as_deref() == Some(domain)
+                                    && o.algorithm == k.algorithm
+                                    && o.created >= k.created
+                            })
+                            .map(|o| o.created)
+                            .min()
+                    };
+                    let Some(took_over) = took_over.filter(|t| *t >= k.created) else {
                         continue;
                     };
                     let retired_until = took_over.saturating_add(s.retire_after.as_i64());
@@ -130,7 +141,7 @@ pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
 pub(super) fn wanted_records(st: &State, domain: &str, now: i64) -> Vec<(String, String)> {
     keys_at(st, domain, now)
         .into_iter()
-        .filter_map(|k| Some((record_name(&k.selector, domain), k.wanted_record()?)))
+        .filter_map(|k| Some((st.record_location(&k, domain), k.wanted_record()?)))
         .collect()
 }
 
@@ -146,6 +157,8 @@ pub(super) fn possible_names(st: &State, domain: &str) -> Vec<String> {
     for k in &st.keys {
         if k.domain.is_none() || k.domain.as_deref() == Some(domain) {
             names.insert(record_name(&k.selector, domain));
+            // A delegated domain's slot keys live at their targets.
+            names.insert(st.record_location(k, domain));
         }
     }
     names.into_iter().collect()
@@ -170,6 +183,23 @@ pub(super) fn selector_taken(st: &State, owner: Option<&str>, selector: &str) ->
         (owner.is_none() || Some(r.domain.as_str()) == owner)
             && r.name.to_ascii_lowercase().starts_with(&prefix)
     })
+}
+
+/// True when a delegated domain's `slot` (s1 or s2) can take a new key:
+/// no key of the domain under it still has a record (its previous key is
+/// revoked and gone), and dkimd remembers no record at its target.
+pub(super) fn slot_free(st: &State, domain: &str, slot: &str) -> bool {
+    let target = st
+        .delegate_of(domain)
+        .map(|z| crate::model::names::delegated_name(slot, domain, z));
+    !st.keys.iter().any(|k| {
+        k.state.has_record()
+            && k.domain.as_deref() == Some(domain)
+            && k.selector.eq_ignore_ascii_case(slot)
+    }) && !st
+        .records
+        .iter()
+        .any(|r| r.domain == domain && Some(r.name.as_str()) == target.as_deref())
 }
 
 /// The first of `base`, `base-2`, `base-3` … under which no key of `owner`

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Dynamic updates per chunk of a batch, with progress reported between.
 const PROGRESS_CHUNK: usize = 500;
 
+/// A record name and the value to publish there (`None`: remove it).
+type RecordChange = (String, Option<String>);
+
 /// Where a publisher writes, as the key of its batch and of `down`.
 fn target_key(p: &dyn Publisher) -> String {
     format!("{} {}", p.backend(), p.target())
@@ -62,10 +65,35 @@ impl Manager {
         items: Vec<(String, Option<String>)>,
         signing: bool,
     ) -> crate::Result<()> {
+        // A delegated domain's targets are published in the delegation
+        // zone, its other names at the domain: one group per zone.
+        let mut groups: Vec<(String, Vec<RecordChange>)> = Vec::new();
+        for (name, value) in items {
+            let via = crate::model::names::publishing_name(domain, &name).to_string();
+            match groups.iter_mut().find(|(v, _)| *v == via) {
+                Some((_, g)) => g.push((name, value)),
+                None => groups.push((via, vec![(name, value)])),
+            }
+        }
+        for (via, items) in groups {
+            self.change_records_via(domain, &via, items, signing)?;
+        }
+        Ok(())
+    }
+
+    /// [`Manager::change_records`] for the names one zone (that of `via`)
+    /// publishes.
+    fn change_records_via(
+        &mut self,
+        domain: &str,
+        via: &str,
+        items: Vec<(String, Option<String>)>,
+        signing: bool,
+    ) -> crate::Result<()> {
         if items.is_empty() {
             return Ok(());
         }
-        let publisher = match self.publisher(domain) {
+        let publisher = match self.publisher(via) {
             Ok(p) => p,
             Err(e) => {
                 self.out.step(domain, &e.chain(), false);
@@ -77,6 +105,7 @@ impl Manager {
             if let Some(batch) = self.batch.as_mut() {
                 batch.extend(items.into_iter().map(|(name, value)| PendingRecord {
                     domain: domain.to_string(),
+                    via: via.to_string(),
                     name,
                     value,
                     key: key.clone(),
@@ -107,6 +136,7 @@ impl Manager {
             .into_iter()
             .map(|(name, value)| PendingRecord {
                 domain: domain.to_string(),
+                via: via.to_string(),
                 name,
                 value,
                 key: key.clone(),
@@ -154,7 +184,7 @@ impl Manager {
             .flat_map(|(key, items)| {
                 let chunked = items
                     .first()
-                    .and_then(|i| self.publisher(&i.domain).ok())
+                    .and_then(|i| self.publisher(&i.via).ok())
                     .is_some_and(|p| {
                         matches!(
                             p.backend(),
@@ -174,7 +204,7 @@ impl Manager {
         for (key, items) in groups {
             done += items.len();
             let Some(first) = items.first() else { continue };
-            let publisher = match self.publisher(&first.domain) {
+            let publisher = match self.publisher(&first.via) {
                 Ok(p) => p,
                 Err(e) => {
                     for it in &items {

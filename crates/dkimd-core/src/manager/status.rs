@@ -64,6 +64,10 @@ pub struct KeyStatus {
     pub zone_line: String,
     /// What DNS serves for it.
     pub dns: DnsState,
+    /// Publishing by delegation: the target in dkimd's zone that the
+    /// customer's CNAME at `record_name` must point at (`zone_line` is
+    /// then that CNAME).
+    pub target: Option<String>,
 }
 
 /// Which domains `status` reports, and where the DNS states come from.
@@ -184,9 +188,14 @@ impl Manager {
                         continue;
                     };
                     let rname = record_name(&k.selector, &name);
-                    let zone_line = dkim::KeyRecord::parse(&record)
-                        .map(|r| r.zone_line(&rname, ttl))
-                        .unwrap_or_default();
+                    let location = st.record_location(k, &name);
+                    let target = (location != rname).then_some(location);
+                    let zone_line = match &target {
+                        Some(t) => format!("{rname}. IN CNAME {t}."),
+                        None => dkim::KeyRecord::parse(&record)
+                            .map(|r| r.zone_line(&rname, ttl))
+                            .unwrap_or_default(),
+                    };
                     keys.push(KeyStatus {
                         id: k.id,
                         state: k.state,
@@ -202,6 +211,7 @@ impl Manager {
                         record_name: rname,
                         record,
                         dns: DnsState::NotChecked,
+                        target,
                     });
                 }
             }
@@ -247,6 +257,9 @@ impl Manager {
                     .next()
                     .unwrap_or_else(|| DnsState::LookupFailed(String::new()));
             }
+        }
+        self.diagnose_delegations(&mut rows)?;
+        for k in rows.iter_mut().flat_map(|r| r.keys.iter_mut()) {
             k.alarm = alarm(k, &st.settings, now);
         }
         Ok(StatusPage {
@@ -254,6 +267,49 @@ impl Manager {
             total,
             checked: cache.filter(|_| all_cached).map(|c| c.checked),
         })
+    }
+}
+
+impl Manager {
+    /// For each delegated key whose record receivers do not get through
+    /// the customer's CNAME, which link of the chain is wrong: the CNAME
+    /// is missing, points elsewhere, or its target serves the wrong thing.
+    fn diagnose_delegations(&self, rows: &mut [DomainStatus]) -> crate::Result<()> {
+        let names: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.keys.iter())
+            .filter(|k| k.target.is_some() && !k.dns.is_ok())
+            .map(|k| k.record_name.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let resolver = publish::live_resolver(&self.cfg)?;
+        let mut found = crate::dns::lookup_cnames(&resolver, names)?.into_iter();
+        for k in rows
+            .iter_mut()
+            .flat_map(|r| r.keys.iter_mut())
+            .filter(|k| k.target.is_some() && !k.dns.is_ok())
+        {
+            let target = k.target.clone().unwrap_or_default();
+            k.dns = match found.next() {
+                Some(Ok(None)) => DnsState::CnameMissing {
+                    name: k.record_name.clone(),
+                    target,
+                },
+                Some(Ok(Some(t))) if !t.eq_ignore_ascii_case(&target) => DnsState::CnameElsewhere {
+                    name: k.record_name.clone(),
+                    found: t,
+                    target,
+                },
+                Some(Ok(Some(_))) => DnsState::TargetWrong {
+                    target,
+                    state: k.dns.to_string(),
+                },
+                _ => continue,
+            };
+        }
+        Ok(())
     }
 }
 

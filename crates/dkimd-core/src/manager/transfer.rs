@@ -31,7 +31,8 @@ impl Manager {
                 .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
                 .collect::<serde_json::Map<_, _>>(),
             "domains": st.domains.iter().map(|d| serde_json::json!({
-                "name": d.name, "dns": d.dns, "mail": d.mail, "dkim": d.dkim.as_str() }))
+                "name": d.name, "dns": d.dns, "mail": d.mail, "dkim": d.dkim.as_str(),
+                "delegate": d.delegate }))
                 .collect::<Vec<_>>(),
             "keys": st.keys.iter().map(|k| serde_json::json!({
                 "domain": k.domain, "algorithm": k.algorithm.as_str(), "bits": k.bits,
@@ -133,6 +134,13 @@ fn parse_export(text: &str, file: &Path, now: i64) -> crate::Result<Vec<Change>>
             dns: d["dns"].as_bool().unwrap_or(true),
             mail: d["mail"].as_bool().unwrap_or(true),
             dkim: Override::parse(d["dkim"].as_str().unwrap_or("default")).map_err(|e| bad(&e))?,
+            delegate: match d.get("delegate").and_then(|z| z.as_str()) {
+                Some(z) => Some(
+                    crate::model::names::domain_name(z, crate::error::Field::Domain)
+                        .map_err(|e| bad(&format!("{name}: delegate: {e}")))?,
+                ),
+                None => None,
+            },
         }));
     }
     for (i, k) in v["keys"]

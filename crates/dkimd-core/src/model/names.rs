@@ -48,6 +48,45 @@ pub fn record_name(selector: &str, domain: &str) -> String {
     dkim::key_record_name(selector, domain)
 }
 
+/// Where a domain's key records are published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Publishing {
+    /// At the domain: `SELECTOR._domainkey.DOMAIN` (the default).
+    Direct,
+    /// By delegation: the customer's `s1`/`s2._domainkey.DOMAIN` CNAMEs
+    /// point at targets in this zone of dkimd's.
+    Cname(String),
+}
+
+/// The two selectors a domain that publishes by delegation alternates
+/// between; its customer points `s1._domainkey.D` and `s2._domainkey.D`
+/// at their targets once.
+pub const SLOTS: [&str; 2] = ["s1", "s2"];
+
+/// True when `selector` is one of the delegation [`SLOTS`].
+pub fn is_slot(selector: &str) -> bool {
+    SLOTS.iter().any(|s| s.eq_ignore_ascii_case(selector))
+}
+
+/// The target of a delegated selector: `SELECTOR.DOMAIN.ZONE`, where dkimd
+/// publishes the key record the customer's CNAME points at.
+pub fn delegated_name(selector: &str, domain: &str, zone: &str) -> String {
+    format!("{selector}.{domain}.{}", zone.trim_end_matches('.'))
+}
+
+/// The name whose zone publishes `name` for `domain`: the delegation zone
+/// when `name` is a delegated target (`SEL.DOMAIN.ZONE`), else the domain.
+pub fn publishing_name<'a>(domain: &'a str, name: &'a str) -> &'a str {
+    if name.contains("._domainkey.") {
+        return domain;
+    }
+    name.split_once('.')
+        .and_then(|(_, rest)| rest.strip_prefix(domain))
+        .and_then(|r| r.strip_prefix('.'))
+        .filter(|z| !z.is_empty())
+        .unwrap_or(domain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +111,18 @@ mod tests {
         assert_eq!(e.field().map(|f| f.0), Some(Field::NewName));
         assert!(selector("a b").is_err());
         assert_eq!(selector("s-1").unwrap(), "s-1");
+        assert_eq!(
+            delegated_name("s2", "shop.example", "dkim.example.net."),
+            "s2.shop.example.dkim.example.net"
+        );
+        assert_eq!(
+            publishing_name("shop.example", "s2.shop.example.dkim.example.net"),
+            "dkim.example.net"
+        );
+        assert_eq!(
+            publishing_name("shop.example", "s2._domainkey.shop.example"),
+            "shop.example"
+        );
+        assert!(is_slot("S1") && !is_slot("s3"));
     }
 }

@@ -24,6 +24,10 @@ pub struct Domain {
     pub mail: bool,
     /// Overrides the signing rules.
     pub dkim: Override,
+    /// Publishing by delegation: the zone dkimd owns (e.g.
+    /// "dkim.example.net") where the targets of the customer's CNAMEs live
+    /// (`s1._domainkey.D` → `s1.D.ZONE`). `None`: records at the domain.
+    pub delegate: Option<String>,
 }
 
 /// Where a key is in its life. A key only moves forward: pending →
@@ -185,6 +189,12 @@ impl State {
             .iter()
             .filter(|k| k.state == KeyState::Active && k.domain.as_deref() == Some(domain))
             .collect();
+        // A domain that publishes by delegation signs with its own slot key
+        // alone once it has one: the global keys' records are not where
+        // its customer's CNAMEs point.
+        if !keys.is_empty() && self.delegate_of(domain).is_some() {
+            return keys;
+        }
         // An own key replaces the global key of its algorithm only: an
         // imported RSA key signs beside the global Ed25519 key.
         for g in self.global_keys() {
@@ -193,6 +203,26 @@ impl State {
             }
         }
         keys
+    }
+
+    /// The delegation zone of a domain that publishes by delegation.
+    pub fn delegate_of(&self, domain: &str) -> Option<&str> {
+        self.domain(domain).and_then(|d| d.delegate.as_deref())
+    }
+
+    /// Where the record of `k` lives for `domain`: a delegated domain's
+    /// own keys under the slot selectors at their targets in the
+    /// delegation zone, every other key at `SELECTOR._domainkey.DOMAIN`.
+    pub fn record_location(&self, k: &StoredKey, domain: &str) -> String {
+        match self.delegate_of(domain) {
+            Some(zone)
+                if k.domain.as_deref() == Some(domain)
+                    && crate::model::names::is_slot(&k.selector) =>
+            {
+                crate::model::names::delegated_name(&k.selector, domain, zone)
+            }
+            _ => crate::model::names::record_name(&k.selector, domain),
+        }
     }
 
     /// The active global keys.

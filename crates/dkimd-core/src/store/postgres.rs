@@ -38,7 +38,8 @@ const PUBLISH_LOCK: i64 = 0x646b_696d_6404;
 const CHANNEL: &str = "dkimd_changes";
 
 /// Migrations, in order; `dkimd_schema.version` says how many ran.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE domains (
     name TEXT PRIMARY KEY,
@@ -91,7 +92,12 @@ CREATE TABLE audit (
     ok BOOLEAN NOT NULL,
     steps TEXT NOT NULL
 );
-"];
+",
+    // 2: publishing by delegation (as SQLite's migration 5).
+    "
+ALTER TABLE domains ADD COLUMN delegate TEXT;
+",
+];
 
 fn now() -> i64 {
     i64::try_from(crate::clock::now()).unwrap_or(i64::MAX)
@@ -383,7 +389,7 @@ fn load(c: &mut Conn, records: bool) -> crate::Result<State> {
     })?;
     each_row(
         &mut tx,
-        "SELECT name, dns, mail, dkim FROM domains ORDER BY name",
+        "SELECT name, dns, mail, dkim, delegate FROM domains ORDER BY name",
         |r| {
             let dkim: String = r.get(3);
             state.domains.push(Domain {
@@ -391,6 +397,7 @@ fn load(c: &mut Conn, records: bool) -> crate::Result<State> {
                 dns: r.get(1),
                 mail: r.get(2),
                 dkim: Override::parse(&dkim).map_err(|e| corrupt(e.to_string()))?,
+                delegate: r.get(4),
             });
             Ok(())
         },
@@ -461,9 +468,9 @@ fn apply(c: &mut Conn, changes: &[Change]) -> crate::Result<()> {
             }
             Change::PutDomain(d) => {
                 tx.execute(
-                    "INSERT INTO domains (name, dns, mail, dkim, created) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (name) DO UPDATE SET dns = excluded.dns, mail = excluded.mail, dkim = excluded.dkim",
-                    &[&d.name, &d.dns, &d.mail, &d.dkim.as_str(), &now()],
+                    "INSERT INTO domains (name, dns, mail, dkim, created, delegate) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (name) DO UPDATE SET dns = excluded.dns, mail = excluded.mail, dkim = excluded.dkim, delegate = excluded.delegate",
+                    &[&d.name, &d.dns, &d.mail, &d.dkim.as_str(), &now(), &d.delegate],
                 )
                 .map_err(pg)?;
             }

@@ -48,6 +48,8 @@ struct DomainOut<'a> {
     dns: bool,
     mail: bool,
     dkim: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delegate: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +98,8 @@ struct DomainIn {
     #[serde(default)]
     mail: bool,
     dkim: String,
+    #[serde(default)]
+    delegate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +152,7 @@ pub fn save(path: &Path, state: &State, saved: i64) -> crate::Result<()> {
                 dns: d.dns,
                 mail: d.mail,
                 dkim: d.dkim.as_str(),
+                delegate: d.delegate.as_deref(),
             })
             .collect(),
         keys: state
@@ -218,6 +223,7 @@ pub fn read(path: &Path) -> crate::Result<Saved> {
             name: d.name,
             dns: d.dns,
             mail: d.mail,
+            delegate: d.delegate,
         });
     }
     for k in v.keys {
@@ -327,6 +333,7 @@ mod tests {
             dns: true,
             mail: true,
             dkim: Override::Always,
+            delegate: Some("dkim.example.net".into()),
         });
         st.keys.push(StoredKey {
             id: 7,

@@ -25,7 +25,7 @@ impl From<rusqlite::Error> for Error {
 
 /// Migrations, in order; the store's `user_version` says how many ran.
 /// PostgreSQL's schema (`postgres.rs`) has the same tables and columns.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE domains (
@@ -75,6 +75,11 @@ UPDATE keys SET since = CASE WHEN state = 'retired' THEN CAST(strftime('%s', 'no
 CREATE TABLE meta (version INTEGER NOT NULL, changed INTEGER NOT NULL);
 INSERT INTO meta (version, changed) VALUES (0, 0);
 ",
+    // 5: publishing by delegation (CNAMEs at the customer's, the targets
+    // in a zone of dkimd's).
+    "
+ALTER TABLE domains ADD COLUMN delegate TEXT;
+",
 ];
 
 fn now() -> i64 {
@@ -100,23 +105,26 @@ impl SqliteStore {
                 .set_named(&k, &v, true)
                 .map_err(|e| self.corrupt(format!("setting {k}: {e}")))?;
         }
-        let mut st = tx.prepare("SELECT name, dns, mail, dkim FROM domains ORDER BY name")?;
+        let mut st =
+            tx.prepare("SELECT name, dns, mail, dkim, delegate FROM domains ORDER BY name")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, bool>(1)?,
                 r.get::<_, bool>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
         for row in rows {
-            let (name, dns, mail, dkim) = row?;
+            let (name, dns, mail, dkim, delegate) = row?;
             let dkim = Override::parse(&dkim).map_err(|e| self.corrupt(e))?;
             state.domains.push(Domain {
                 name,
                 dns,
                 mail,
                 dkim,
+                delegate,
             });
         }
         let mut st = tx.prepare(
@@ -435,9 +443,9 @@ impl Store for SqliteStore {
                 }
                 Change::PutDomain(d) => {
                     tx.execute(
-                        "INSERT INTO domains(name, dns, mail, dkim, created) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT(name) DO UPDATE SET dns = ?2, mail = ?3, dkim = ?4",
-                        params![d.name, d.dns, d.mail, d.dkim.as_str(), now()],
+                        "INSERT INTO domains(name, dns, mail, dkim, created, delegate) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT(name) DO UPDATE SET dns = ?2, mail = ?3, dkim = ?4, delegate = ?6",
+                        params![d.name, d.dns, d.mail, d.dkim.as_str(), now(), d.delegate],
                     )?;
                 }
                 Change::RemoveDomain(n) => {
@@ -614,6 +622,7 @@ mod tests {
                 dns: true,
                 mail: true,
                 dkim: Override::Default,
+                delegate: None,
             }),
             Change::Setting(SettingName::Verify, "off".into()),
         ])
@@ -626,6 +635,7 @@ mod tests {
                     dns: true,
                     mail: false,
                     dkim: Override::Never,
+                    delegate: Some("dkim.example.net".into()),
                 }),
                 Change::RenameDomain {
                     from: "b.com".into(),
@@ -645,7 +655,21 @@ mod tests {
         .unwrap();
         let st = s.load().unwrap();
         assert_eq!(st.domains.len(), 1);
+        assert_eq!(st.domains[0].delegate, None);
         assert_eq!(st.version, 1, "one committed change list, one failed");
+        drop(s);
+        let mut s = SqliteStore::open(
+            &SqliteStore::path_in(&state_dir),
+            state_dir.join("audit.log"),
+        )
+        .unwrap();
+        let mut d = st.domains[0].clone();
+        d.delegate = Some("dkim.example.net".into());
+        s.apply(&[Change::PutDomain(d)]).unwrap();
+        assert_eq!(
+            s.load().unwrap().domains[0].delegate.as_deref(),
+            Some("dkim.example.net")
+        );
     }
 
     #[test]
@@ -663,6 +687,7 @@ mod tests {
                 dns: true,
                 mail: true,
                 dkim: Override::Default,
+                delegate: None,
             }),
             Change::PutRecord(PublishedRecord {
                 domain: "a.com".into(),

@@ -334,6 +334,16 @@ pub enum DomainCmd {
         /// Per-domain override of the signing rules.
         #[arg(long, value_enum)]
         dkim: Option<OverrideArg>,
+        /// Where its key records are published: `direct` (at the domain)
+        /// or `cname` (by delegation: the customer points s1._domainkey and
+        /// s2._domainkey at targets in --delegate-zone once, and rotations
+        /// alternate between the two).
+        #[arg(long, value_enum, requires_if("cname", "delegate_zone"))]
+        publish: Option<PublishArg>,
+        /// With `--publish cname`: the zone of dkimd's (a [[publish.zone]]
+        /// of the configuration) that holds the CNAMEs' targets.
+        #[arg(long, value_name = "ZONE")]
+        delegate_zone: Option<String>,
     },
 }
 
@@ -351,6 +361,15 @@ impl OnOff {
     pub fn on(self) -> bool {
         self == OnOff::On
     }
+}
+
+/// Where a domain's key records are published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PublishArg {
+    /// At the domain: SELECTOR._domainkey.DOMAIN.
+    Direct,
+    /// By delegation: CNAMEs at the customer's point into --delegate-zone.
+    Cname,
 }
 
 /// A domain's override of the signing rules.

@@ -64,13 +64,21 @@ fn audit_name(cmd: &Command) -> Option<(&'static str, String)> {
             dns,
             mail,
             dkim,
+            publish,
+            delegate_zone,
         }) => (
             "set domain",
             format!(
-                "{name} dns={} mail={} dkim={}",
+                "{name} dns={} mail={} dkim={}{}",
                 opt(dns.map(onoff)),
                 opt(mail.map(onoff)),
-                opt(dkim.map(override_name))
+                opt(dkim.map(override_name)),
+                match (publish, delegate_zone) {
+                    (Some(crate::cli::PublishArg::Cname), Some(z)) =>
+                        format!(" publish=cname delegate-zone={z}"),
+                    (Some(crate::cli::PublishArg::Direct), _) => " publish=direct".to_string(),
+                    _ => String::new(),
+                }
             ),
         ),
         Command::Domain(DomainCmd::Remove { name }) => ("remove domain", name.clone()),
@@ -247,12 +255,42 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
             dns,
             mail,
             dkim,
-        }) => m.domain_set(
-            &name,
-            dns.map(OnOff::on),
-            mail.map(OnOff::on),
-            dkim.map(Override::from),
-        )?,
+            publish,
+            delegate_zone,
+        }) => {
+            let how = match (publish, delegate_zone) {
+                (Some(crate::cli::PublishArg::Cname), Some(z)) => {
+                    Some(dkimd_core::model::names::Publishing::Cname(z))
+                }
+                (Some(crate::cli::PublishArg::Cname), None) => {
+                    return Err(dkimd_core::Error::Usage(
+                        "--publish cname needs --delegate-zone ZONE".into(),
+                    )
+                    .into())
+                }
+                (Some(crate::cli::PublishArg::Direct), None) => {
+                    Some(dkimd_core::model::names::Publishing::Direct)
+                }
+                (_, Some(_)) => {
+                    return Err(dkimd_core::Error::Usage(
+                        "--delegate-zone goes with --publish cname".into(),
+                    )
+                    .into())
+                }
+                (None, None) => None,
+            };
+            if dns.is_some() || mail.is_some() || dkim.is_some() || how.is_none() {
+                m.domain_set(
+                    &name,
+                    dns.map(OnOff::on),
+                    mail.map(OnOff::on),
+                    dkim.map(Override::from),
+                )?;
+            }
+            if let Some(how) = how {
+                m.domain_publish(&name, &how)?;
+            }
+        }
         Command::Domain(DomainCmd::Remove { name }) => m.domain_remove(&name)?,
         Command::Domain(DomainCmd::Rename { from, to }) => m.domain_rename(&from, &to)?,
         Command::Domain(DomainCmd::List) => return super::domain::list(m),

@@ -37,6 +37,7 @@ pub fn show(m: &Manager, live: bool) -> anyhow::Result<ExitCode> {
                         "selector": k.selector, "algorithm": k.algorithm.as_str(), "bits": k.bits,
                         "own_key": k.own_key, "record_name": k.record_name, "record": k.record,
                         "zone_line": k.zone_line, "dns": k.dns.to_string(),
+                        "dns_state": k.dns.to_code(), "target": k.target,
                         "state": k.state.as_str(), "since": ts(k.since), "age_seconds": k.age,
                         "next": k.next.as_ref().map(|(what, _)| what.clone()),
                         "next_at": k.next.as_ref().and_then(|(_, at)| at.map(ts)),
@@ -123,6 +124,12 @@ pub fn show(m: &Manager, live: bool) -> anyhow::Result<ExitCode> {
                         Some(at) => outln!("  next: {next} at {at}"),
                         None => outln!("  next: {next}"),
                     }
+                }
+                if let Some(t) = k["target"].as_str() {
+                    outln!(
+                        "  by delegation: the customer publishes {}; dkimd publishes the key at {t}",
+                        k["zone_line"].as_str().unwrap_or("")
+                    );
                 }
                 if let Some(a) = k["alarm"].as_str() {
                     outln!("  ALARM: {a}");

@@ -247,6 +247,7 @@ mod tests {
                 dns: true,
                 mail: true,
                 dkim: Override::Default,
+                delegate: None,
             });
         }
         st.keys.push(StoredKey {
