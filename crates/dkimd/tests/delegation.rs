@@ -90,6 +90,7 @@ impl Env {
             format!(
                 "state_dir = \"{state}\"\n[dns]\nnameservers = [\"{addr}\"]\ntimeout = 2\npropagation_timeout = 15\n\
                  [milter]\nsocket = \"inet:127.0.0.1:0\"\nkey_step_interval = 86400\n\
+                 [admin]\nlisten = \"127.0.0.1:0\"\n\
                  [[publish.zone]]\nname = \"{ZONE}\"\nbackend = \"rfc2136\"\nserver = \"{addr}\"\ntsig_key_name = \"dkimd-key\"\ntsig_secret_file = \"{secret}\"\nttl = 300\nauthoritative = [\"{addr}\"]\n",
                 state = tmp.path().join("state").display(),
                 addr = named.addr(),
@@ -276,6 +277,14 @@ async fn two_rotations_by_delegation_keep_mail_verifying() {
         by_hand.push(k["zone_line"].as_str().unwrap().to_string());
     }
     env.customer_zone(2, &by_hand);
+    let o = run_with_input(
+        dkimd()
+            .arg("--config")
+            .arg(&env.config)
+            .args(["admin", "passwd", "admin"]),
+        b"a long enough password\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
     let daemon = Daemon::start_any_port(&env.config);
     let pf = Postfix::start(&format!("inet:127.0.0.1:{}", daemon.port), "tempfail");
     let before = mail_passes(&env, &pf, 1, "g1").await;
@@ -440,6 +449,23 @@ async fn two_rotations_by_delegation_keep_mail_verifying() {
         )),
         "{}",
         text(&o)
+    );
+    // The admin page says the same, with the CNAME to copy.
+    let mut c = common::http::Client::new(daemon.admin_port());
+    let r = c.login("admin", "a long enough password");
+    assert!(r.status == 303 || r.status == 200, "{r:?}");
+    let page = c.get(&format!("/domains/{CUSTOMER}"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!(
+            "CNAME is missing: publish s1._domainkey.{CUSTOMER}. CNAME {}.",
+            target("s1")
+        )) && page.body.contains(&format!(
+            "s1._domainkey.{CUSTOMER}. IN CNAME {}.",
+            target("s1")
+        )) && page.body.contains("must publish the CNAME shown"),
+        "{}",
+        page.body
     );
     drop(daemon);
 }

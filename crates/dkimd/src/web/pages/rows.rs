@@ -43,6 +43,12 @@ pub(super) fn dns_help(state: &DnsState, record_name: &str) -> String {
         DnsState::LookupFailed(_) => {
             "The check could not ask DNS: see that [dns] nameservers points at a server that answers, then reload this page.".into()
         }
+        DnsState::CnameMissing { .. } | DnsState::CnameElsewhere { .. } => {
+            "This domain publishes by delegation: its owner must publish the CNAME shown in the domain's zone (once; dkimd rotates behind it).".into()
+        }
+        DnsState::TargetWrong { .. } => {
+            "The customer's CNAME is right; the record at its target is dkimd's to publish: press Publish.".into()
+        }
         _ => String::new(),
     }
 }
@@ -147,5 +153,13 @@ mod tests {
         );
         assert!(dns_help(&DnsState::LookupFailed("Query Refused".into()), n)
             .contains("does not serve this domain"));
+        let missing = DnsState::CnameMissing {
+            name: n.into(),
+            target: "s.example.com.dkim.example.net".into(),
+        };
+        assert!(dns_help(&missing, n).contains("must publish the CNAME shown"));
+        assert!(missing
+            .to_string()
+            .contains("publish s._domainkey.example.com. CNAME s.example.com.dkim.example.net."));
     }
 }
