@@ -401,6 +401,26 @@ async fn two_rotations_by_delegation_keep_mail_verifying() {
         );
         assert_eq!(env.state_of(new), "active");
         assert_eq!(env.state_of(old), "retired");
+        if round == 0 {
+            // Both selectors in use: a rotation asked for now is refused
+            // with when it can start, and --all reports it as failed.
+            let o = env.run(&["rotate", CUSTOMER]);
+            assert!(
+                !o.status.success()
+                    && text(&o).contains("no free selector for a rotation by delegation")
+                    && text(&o).contains("s1 is retired since"),
+                "{}",
+                text(&o)
+            );
+            // Mail signed by delegation keeps the delegation.
+            let o = env.run(&["domain", "set", CUSTOMER, "--publish", "direct"]);
+            assert!(
+                !o.status.success()
+                    && text(&o).contains("ending a delegation is not supported yet"),
+                "{}",
+                text(&o)
+            );
+        }
         let after = mail_passes(&env, &pf, 11 + round * 10, new).await;
         // Mail the old slot signed still verifies while it is retired.
         assert_passes(&env, &old_mail);
@@ -506,6 +526,32 @@ fn delegation_refuses_what_it_cannot_do() {
         "--delegate-zone",
         ZONE,
     ]);
+    // Its customer's CNAMEs name it: no rename.
+    let o = env.run(&["domain", "rename", CUSTOMER, "other.example"]);
+    assert!(
+        !o.status.success() && text(&o).contains("add other.example as a domain of its own"),
+        "{}",
+        text(&o)
+    );
+    // The slots' selectors are not the global keys' to take.
+    let o = env.run(&["enable", "--selector", "s2", "--new-key"]);
+    assert!(
+        !o.status.success()
+            && text(&o).contains("belong to the domains that publish by delegation"),
+        "{}",
+        text(&o)
+    );
+    // Another delegation zone: not yet.
+    let o = env.run(&[
+        "domain",
+        "set",
+        CUSTOMER,
+        "--publish",
+        "cname",
+        "--delegate-zone",
+        "example.com",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
     // Keys of a delegated domain come by rotation only.
     let o = env.run(&["key", "generate", CUSTOMER]);
     assert!(!o.status.success());
@@ -514,10 +560,31 @@ fn delegation_refuses_what_it_cannot_do() {
         "{}",
         text(&o)
     );
-    // Back to direct: the target is removed from the delegation zone.
+    // Back to direct before its key ever signed: the pending key is
+    // dropped and its target removed from the delegation zone.
     assert_eq!(env.named.dig_txt(&target("s1")).len(), 1);
-    env.ok(&["domain", "set", CUSTOMER, "--publish", "direct"]);
+    let out = env.ok(&["domain", "set", CUSTOMER, "--publish", "direct"]);
+    assert!(
+        out.contains("pending key under selector s1 dropped"),
+        "{out}"
+    );
     assert!(env.named.dig_txt(&target("s1")).is_empty());
+    // A global key under a slot's selector blocks a delegation.
+    env.ok(&["enable", "--selector", "s1", "--new-key"]);
+    let o = env.run(&[
+        "domain",
+        "set",
+        CUSTOMER,
+        "--publish",
+        "cname",
+        "--delegate-zone",
+        ZONE,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("the global key uses selector s1"),
+        "{}",
+        text(&o)
+    );
     // The store remembers nothing of the delegation zone.
     let f = env.tmp.path().join("export.json");
     env.ok(&["export", f.to_str().unwrap()]);

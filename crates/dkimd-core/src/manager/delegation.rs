@@ -31,11 +31,45 @@ impl Manager {
                         .step(&name, "publishes at the domain already", true);
                     return Ok(());
                 };
+                // Undoing a delegation is safe only while no slot key has
+                // signed: mail signed with one is verified through the
+                // customer's CNAMEs, at targets in the delegation zone.
+                if let Some(k) = st.keys.iter().find(|k| {
+                    k.domain.as_deref() == Some(name.as_str())
+                        && crate::model::names::is_slot(&k.selector)
+                        && matches!(
+                            k.state,
+                            KeyState::Active | KeyState::Retired | KeyState::Revoked
+                        )
+                }) {
+                    return Err(Error::invalid(
+                        Field::Domain,
+                        format!(
+                            "{name} has signed by delegation (selector {} is {}): ending a delegation is not supported yet, since its mail is verified through the customer's CNAMEs into {zone}; keep the delegation",
+                            k.selector, k.state
+                        ),
+                    ));
+                }
+                for k in st.keys.iter().filter(|k| {
+                    k.domain.as_deref() == Some(name.as_str())
+                        && crate::model::names::is_slot(&k.selector)
+                        && k.state == KeyState::Pending
+                }) {
+                    changes.push(Change::DeleteKey(k.id));
+                    self.out.step(
+                        &name,
+                        &format!(
+                            "pending key under selector {} dropped (it never signed)",
+                            k.selector
+                        ),
+                        true,
+                    );
+                }
                 changes.push(Change::PutDomain(d));
                 self.out.step(
                     &name,
                     &format!(
-                        "publishes at the domain again, no longer by delegation to {zone}: its keys' records move to SELECTOR._domainkey.{name} (the customer's CNAMEs must give way to them)"
+                        "publishes at the domain again, no longer by delegation to {zone} (its key never signed by delegation)"
                     ),
                     true,
                 );
@@ -67,6 +101,29 @@ impl Manager {
                     );
                     return Ok(());
                 }
+                if let Some(old) = &d.delegate {
+                    return Err(Error::invalid(
+                        Field::DelegateZone,
+                        format!(
+                            "{name} publishes by delegation to {old}, where its customer's CNAMEs point: moving a delegation to another zone is not supported yet"
+                        ),
+                    ));
+                }
+                // The global keys must not use the slots' selectors: mail
+                // they sign would be checked against the slots' records.
+                if let Some(g) = st.keys.iter().find(|k| {
+                    k.domain.is_none()
+                        && k.state.has_record()
+                        && crate::model::names::is_slot(&k.selector)
+                }) {
+                    return Err(Error::invalid(
+                        Field::Domain,
+                        format!(
+                            "the global key uses selector {} ({}), one of the two a delegation needs: rotate the global keys to another selector first (`dkimd rotate --all --selector 202612`), and delegate once that key is gone",
+                            g.selector, g.state
+                        ),
+                    ));
+                }
                 let was_delegated = d.delegate.is_some();
                 // A key of the domain's own under s1 or s2 published at the
                 // domain would move to the delegation zone: refuse.
@@ -85,8 +142,26 @@ impl Manager {
                         ));
                     }
                 }
+                // Rotations of its own keys under way from before would
+                // compete with the slot key: they never signed, drop them.
+                for k in st.keys.iter().filter(|k| {
+                    k.domain.as_deref() == Some(name.as_str()) && k.state == KeyState::Pending
+                }) {
+                    changes.push(Change::DeleteKey(k.id));
+                    self.out.step(
+                        &name,
+                        &format!(
+                            "pending {} key under selector {} dropped (a delegated domain rotates between s1 and s2)",
+                            k.algorithm, k.selector
+                        ),
+                        true,
+                    );
+                }
                 d.delegate = Some(zone.clone());
                 let mut next = st.clone();
+                next.keys.retain(|k| {
+                    !(k.domain.as_deref() == Some(name.as_str()) && k.state == KeyState::Pending)
+                });
                 if let Some(nd) = next.domains.iter_mut().find(|x| x.name == name) {
                     nd.delegate = Some(zone.clone());
                 }
@@ -136,6 +211,46 @@ impl Manager {
         }
         self.store.apply(&changes)?;
         self.republish(&name, &before)
+    }
+}
+
+impl Manager {
+    /// Gives each delegated domain that has no slot key pending or active
+    /// (after `disable --purge-keys`, say) a new one, pending: it signs
+    /// once the customer's CNAME leads to its record.
+    pub(super) fn ensure_slot_keys(&mut self) -> crate::Result<()> {
+        let st = self.load()?;
+        let mut changes = Vec::new();
+        for d in st.domains.iter().filter(|d| d.delegate.is_some()) {
+            let has = st.keys.iter().any(|k| {
+                k.domain.as_deref() == Some(d.name.as_str())
+                    && matches!(k.state, KeyState::Pending | KeyState::Active)
+                    && crate::model::names::is_slot(&k.selector)
+            });
+            if has {
+                continue;
+            }
+            let Some(slot) = SLOTS.iter().find(|s| slot_free(&st, &d.name, s)) else {
+                continue;
+            };
+            let key = SigningKey::generate_rsa(st.settings.rsa_bits)?;
+            changes.push(Change::AddKey(NewKey::from_key(
+                Some(d.name.clone()),
+                &key,
+                (*slot).to_string(),
+                KeyState::Pending,
+                self.now_i64(),
+            )?));
+            self.out.step(
+                &d.name,
+                &format!(
+                    "publishes by delegation: new rsa key, selector {slot}: pending until {} leads to its record",
+                    record_name(slot, &d.name)
+                ),
+                true,
+            );
+        }
+        self.store.apply(&changes)
     }
 }
 

@@ -115,6 +115,14 @@ impl Manager {
                 format!("domain {to} already exists"),
             ));
         }
+        if let Some(zone) = st.delegate_of(&from) {
+            return Err(Error::invalid(
+                Field::Domain,
+                format!(
+                    "{from} publishes by delegation (CNAMEs to {zone}) and its customer's CNAMEs name it: add {to} as a domain of its own and delegate it (its customer publishes its CNAMEs), then remove {from} once mail no longer comes from it"
+                ),
+            ));
+        }
         if st.settings.signing {
             let names = possible_names(&st, &from);
             self.unpublish(&from, &names)?;

@@ -49,6 +49,17 @@ impl Manager {
                     .unwrap_or_else(|| self.default_selector())
             }
         };
+        if crate::model::names::is_slot(&wanted) {
+            if let Some(d) = st.domains.iter().find(|d| d.delegate.is_some()) {
+                return Err(Error::invalid(
+                    Field::Selector,
+                    format!(
+                        "selectors s1 and s2 belong to the domains that publish by delegation ({} is one): choose another for the global keys",
+                        d.name
+                    ),
+                ));
+            }
+        }
         for alg in &settings.algorithms {
             selector_for(&wanted, *alg)
                 .parse::<dkim::Selector>()
@@ -92,6 +103,7 @@ impl Manager {
             changes.push(Change::Setting(k, v));
         }
         self.store.apply(&changes)?;
+        self.ensure_slot_keys()?;
 
         let st = self.load()?;
         for (name, _) in all_decisions(&st).into_iter().filter(|(_, d)| d.signs) {

@@ -206,6 +206,14 @@ impl Manager {
                     let own: Vec<KeyAlgorithm> = keys_of(&st, Some(&d), KeyState::Active)
                         .map(|k| k.algorithm)
                         .collect();
+                    if own.is_empty() && st.delegate_of(&d).is_some() {
+                        return Err(Error::invalid(
+                            Field::Domain,
+                            format!(
+                                "{d} publishes by delegation and its first key is still pending, waiting for the customer's CNAME to lead to its record (see `dkimd status`): there is nothing to rotate yet"
+                            ),
+                        ));
+                    }
                     if own.is_empty() {
                         return Err(Error::invalid(
                             Field::Domain,
@@ -226,7 +234,15 @@ impl Manager {
             }
         }
         self.out.title("Starting a key rotation");
-        let (changes, lines) = self.rotation_changes(&st, &plans, selector)?;
+        let (changes, lines, busy) = self.rotation_changes(&st, &plans, selector)?;
+        // Asked for by name, a delegated domain with no free selector is
+        // an error; among --all, a failed step.
+        if let (RotateTarget::Domains(_), Some(b)) = (target, busy.first()) {
+            return Err(Error::invalid(Field::Domain, b.clone()));
+        }
+        for b in &busy {
+            self.out.step("rotate", b, false);
+        }
         if changes.is_empty() {
             for l in lines {
                 self.out.step("rotate", &l, true);
@@ -261,10 +277,12 @@ impl Manager {
         st: &State,
         plans: &[(Option<String>, Vec<KeyAlgorithm>, bool)],
         selector: Option<&str>,
-    ) -> crate::Result<(Vec<Change>, Vec<String>)> {
+    ) -> crate::Result<(Vec<Change>, Vec<String>, Vec<String>)> {
         let mut st = st.clone();
         let mut changes = Vec::new();
         let mut lines = Vec::new();
+        // Delegated domains whose two selectors are both still in use.
+        let mut busy = Vec::new();
         let default = self.default_selector();
         for (owner, algs, exact) in plans {
             let who = owner.as_deref().unwrap_or("global key");
@@ -288,7 +306,17 @@ impl Manager {
             // A domain that publishes by delegation holds one key per
             // slot, s1 or s2: the new key takes the slot that is free.
             if let Some(d) = owner.as_deref().filter(|d| st.delegate_of(d).is_some()) {
-                todo.truncate(1);
+                // One key per slot, RSA; one rotation at a time, whatever
+                // own key of another algorithm is pending from before.
+                if let Some(p) = keys_of(&st, Some(d), KeyState::Pending).next() {
+                    lines.push(format!(
+                        "{who}: a rotation is under way already (selector {}, pending since {})",
+                        p.selector,
+                        utc_timestamp(u64::try_from(p.since).unwrap_or(0))
+                    ));
+                    continue;
+                }
+                todo = vec![KeyAlgorithm::Rsa];
                 let Some(slot) = SLOTS.iter().find(|s| slot_free(&st, d, s)) else {
                     let held: Vec<String> = keys_of_any(&st, d)
                         .filter(|k| is_slot(&k.selector) && k.state.has_record())
@@ -301,7 +329,7 @@ impl Manager {
                             )
                         })
                         .collect();
-                    lines.push(format!(
+                    busy.push(format!(
                         "{d}: no free selector for a rotation by delegation ({}): a selector is reused once its previous key is revoked and gone (retire-after, then revoke-for)",
                         held.join(", ")
                     ));
@@ -346,6 +374,15 @@ impl Manager {
                 });
                 changes.push(Change::AddKey(nk));
                 continue;
+            }
+            if owner.is_none()
+                && selector.is_some_and(is_slot)
+                && st.domains.iter().any(|d| d.delegate.is_some())
+            {
+                return Err(Error::invalid(
+                    Field::Selector,
+                    "selectors s1 and s2 belong to the domains that publish by delegation: choose another for the global keys",
+                ));
             }
             let free = |base: &str| {
                 todo.iter()
@@ -402,7 +439,7 @@ impl Manager {
                 changes.push(Change::AddKey(nk));
             }
         }
-        Ok((changes, lines))
+        Ok((changes, lines, busy))
     }
 
     /// The signing domains whose records the keys added by `changes` go to.
@@ -506,7 +543,8 @@ impl Manager {
                 }
             }
             if !plans.is_empty() {
-                let (changes, lines) = self.rotation_changes(&st, &plans, None)?;
+                let (changes, lines, busy) = self.rotation_changes(&st, &plans, None)?;
+                report.waiting.extend(busy);
                 self.store.apply(&changes)?;
                 touched.extend(self.affected_domains(&changes)?);
                 for l in lines {

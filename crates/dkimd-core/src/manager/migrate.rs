@@ -84,6 +84,17 @@ impl Manager {
                 self.out.step(&subject, &what, true);
                 continue;
             }
+            if let Some(zone) = k.domain.as_deref().and_then(|d| st.delegate_of(d)) {
+                self.out.step(
+                    &subject,
+                    &format!(
+                        "key of selector {} not imported: the domain publishes by delegation (CNAMEs to {zone}), and its keys come by rotation only",
+                        k.selector
+                    ),
+                    false,
+                );
+                continue;
+            }
             let own = st.keys.iter().filter(|s| {
                 s.domain == k.domain && matches!(s.state, KeyState::Active | KeyState::Pending)
             });

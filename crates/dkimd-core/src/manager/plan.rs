@@ -86,7 +86,7 @@ pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
                     // At a delegated domain the slot key took over when it
                     // became active (it waited, pending, for the CNAMEs).
                     let took_over = if delegated {
-                        own_active.iter().map(|o| o.since).min()
+                        delegation_began(st, domain)
                     } else {
                         st.keys
                             .iter()
@@ -134,6 +134,26 @@ pub fn keys_at(st: &State, domain: &str, now: i64) -> Vec<StoredKey> {
     keys.retain(|k| names.insert(k.selector.to_ascii_lowercase()));
     keys.sort_by_key(|k| k.id);
     keys
+}
+
+/// When a delegated domain's first slot key began to sign: the activation
+/// of its active key while it is the only slot key that ever signed, else
+/// the creation of the first one that did (its activation is no longer
+/// kept once it retires; it came at most its pending time later).
+fn delegation_began(st: &State, domain: &str) -> Option<i64> {
+    let signed: Vec<&StoredKey> = st
+        .keys
+        .iter()
+        .filter(|k| {
+            k.domain.as_deref() == Some(domain)
+                && k.state != KeyState::Pending
+                && crate::model::names::is_slot(&k.selector)
+        })
+        .collect();
+    match signed.as_slice() {
+        [only] if only.state == KeyState::Active => Some(only.since),
+        _ => signed.iter().map(|k| k.created).min(),
+    }
 }
 
 /// The records a signing domain should have now: pending, active and
