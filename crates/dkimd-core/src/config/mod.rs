@@ -363,6 +363,8 @@ pub enum Backend {
     /// PowerDNS Authoritative's HTTP API.
     #[serde(rename = "powerdns")]
     PowerDns,
+    /// A DNS provider's API (`provider` names which).
+    Provider,
     /// Print the records for the admin to publish (the default).
     #[default]
     Manual,
@@ -375,6 +377,7 @@ impl Backend {
             Backend::BindZoneFile => "bind-zone-file",
             Backend::Rfc2136 => "rfc2136",
             Backend::PowerDns => "powerdns",
+            Backend::Provider => "provider",
             Backend::Manual => "manual",
         }
     }
@@ -562,7 +565,7 @@ impl Default for PublishConfig {
 pub struct ZoneConfig {
     /// The zone's apex, e.g. "example.com".
     pub name: String,
-    /// "bind-zone-file", "rfc2136", "powerdns" or "manual".
+    /// "bind-zone-file", "rfc2136", "powerdns", "provider" or "manual".
     pub backend: Backend,
     /// bind-zone-file: the zone file.
     pub file: Option<PathBuf>,
@@ -589,6 +592,10 @@ pub struct ZoneConfig {
     /// powerdns over https: CA certificates (PEM) to check the server's
     /// certificate with (default: the system's).
     pub ca_file: Option<PathBuf>,
+    /// provider: which DNS provider's API ("cloudflare").
+    pub provider: Option<Provider>,
+    /// provider: the file holding the API token, mode 0600.
+    pub credentials_file: Option<PathBuf>,
     /// TTL of published records (default 3600).
     pub ttl: Option<u32>,
     /// The zone's authoritative servers, "IP:PORT" (default: the addresses
@@ -612,6 +619,25 @@ impl Default for Config {
             admin: AdminConfig::default(),
             store: StoreConfig::default(),
             source: None,
+        }
+    }
+}
+
+/// The DNS providers whose APIs the `provider` backend speaks: those
+/// tested against the provider's documented API (README, "Provider APIs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Provider {
+    /// Cloudflare's API v4, with an API token (Zone → DNS → Edit).
+    Cloudflare,
+}
+
+impl Provider {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Cloudflare => "cloudflare",
         }
     }
 }
@@ -805,6 +831,11 @@ impl Config {
                 {
                     return Err(format!(
                         "{at}: rfc2136 needs server, tsig_key_name and tsig_secret_file"
+                    ))
+                }
+                Backend::Provider if z.provider.is_none() || z.credentials_file.is_none() => {
+                    return Err(format!(
+                        "{at}: provider needs provider (\"cloudflare\") and credentials_file"
                     ))
                 }
                 Backend::PowerDns if z.api_url.is_none() || z.api_key_file.is_none() => {
@@ -1034,6 +1065,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.publish.zones[0].backend, Backend::PowerDns);
         assert_eq!(c.publish.zones[0].backend.as_str(), "powerdns");
+    }
+
+    #[test]
+    fn provider_zones_are_checked() {
+        let p = Path::new("t.toml");
+        let e = Config::parse(
+            "[[publish.zone]]\nname = \"example.com\"\nbackend = \"provider\"\nprovider = \"cloudflare\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("provider needs provider"), "{e}");
+        let e = Config::parse(
+            "[[publish.zone]]\nname = \"example.com\"\nbackend = \"provider\"\nprovider = \"route66\"\ncredentials_file = \"/t\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("t.toml:4: ") && e.to_string().contains("cloudflare"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -354,6 +354,11 @@ pub(super) fn describe_backend(cfg: &Config, domain: &str) -> String {
             z.name,
             z.server.map(|s| s.to_string()).unwrap_or_default()
         ),
+        Some(z) if z.backend == Backend::Provider => format!(
+            "zone {} through the {} API",
+            z.name,
+            z.provider.map(|p| p.as_str()).unwrap_or_default()
+        ),
         Some(z) if z.backend == Backend::PowerDns => format!(
             "zone {} through the PowerDNS API at {}",
             z.name,

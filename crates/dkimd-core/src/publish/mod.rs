@@ -1,6 +1,7 @@
 //! Publishing DKIM key records: into BIND zone files ([`bind`]), by RFC 2136
 //! dynamic update ([`rfc2136`]), through PowerDNS's HTTP API
-//! ([`powerdns`]), or by telling the admin what to publish ([`manual`]). One file per backend behind the [`Publisher`] trait; this
+//! ([`powerdns`]), through a DNS provider's API ([`provider`]), or by
+//! telling the admin what to publish ([`manual`]). One file per backend behind the [`Publisher`] trait; this
 //! module only chooses among them.
 
 pub mod api;
@@ -8,6 +9,7 @@ pub mod bind;
 mod http;
 pub mod manual;
 pub mod powerdns;
+pub mod provider;
 pub mod rfc2136;
 pub mod zonefile;
 
@@ -60,6 +62,9 @@ pub fn publisher_for(
             env.clone(),
         )?)),
         Some(z) if z.backend == Backend::Rfc2136 => Ok(Box::new(rfc2136::Rfc2136::new(cfg, z)?)),
+        Some(z) if z.backend == Backend::Provider => {
+            Ok(Box::new(provider::ProviderApi::new(cfg, z)?))
+        }
         Some(z) if z.backend == Backend::PowerDns => {
             Ok(Box::new(powerdns::PowerDns::new(cfg, z, env.clone())?))
         }

@@ -3,6 +3,7 @@
 
 pub mod bind;
 pub mod chrome;
+pub mod cloudflare;
 pub mod daemon;
 pub mod env;
 pub mod fakedns;
