@@ -592,7 +592,7 @@ pub struct ZoneConfig {
     /// powerdns over https: CA certificates (PEM) to check the server's
     /// certificate with (default: the system's).
     pub ca_file: Option<PathBuf>,
-    /// provider: which DNS provider's API ("cloudflare").
+    /// provider: which DNS provider's API ("cloudflare", "digitalocean").
     pub provider: Option<Provider>,
     /// provider: the file holding the API token, mode 0600.
     pub credentials_file: Option<PathBuf>,
@@ -631,6 +631,9 @@ impl Default for Config {
 pub enum Provider {
     /// Cloudflare's API v4, with an API token (Zone → DNS → Edit).
     Cloudflare,
+    /// DigitalOcean's API v2, with a token with the domain scopes.
+    #[serde(rename = "digitalocean")]
+    DigitalOcean,
 }
 
 impl Provider {
@@ -638,6 +641,7 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Cloudflare => "cloudflare",
+            Provider::DigitalOcean => "digitalocean",
         }
     }
 }
@@ -835,7 +839,7 @@ impl Config {
                 }
                 Backend::Provider if z.provider.is_none() || z.credentials_file.is_none() => {
                     return Err(format!(
-                        "{at}: provider needs provider (\"cloudflare\") and credentials_file"
+                        "{at}: provider needs provider (\"cloudflare\" or \"digitalocean\") and credentials_file"
                     ))
                 }
                 Backend::PowerDns if z.api_url.is_none() || z.api_key_file.is_none() => {

@@ -1,4 +1,4 @@
-//! Publishing through a DNS provider's API (Cloudflare …), with Stalwart's
+//! Publishing through a DNS provider's API (Cloudflare, DigitalOcean), with Stalwart's
 //! `dns-update`. A change adds the new record before it removes the stale
 //! ones, so that the name is never without a record: a failure in between
 //! leaves both (status shows "multiple records", the next `enable`
@@ -52,6 +52,7 @@ impl ProviderApi {
         }
         let updater = match provider {
             Provider::Cloudflare => DnsUpdater::new_cloudflare(&token, Some(REQUEST_TIMEOUT)),
+            Provider::DigitalOcean => DnsUpdater::new_digitalocean(&token, Some(REQUEST_TIMEOUT)),
         }
         .map_err(|e| err!("{}: {e}", provider.as_str()))?;
         Ok(ProviderApi {

@@ -1,10 +1,7 @@
 //! A stand-in for Cloudflare's API v4, for the contract tests of the
-//! `provider` backend: the machines here cannot reach Cloudflare. dkimd
-//! runs with HTTPS_PROXY pointing at [`FakeCloudflare`], which answers
-//! CONNECT api.cloudflare.com:443, terminates TLS with a certificate from
-//! a CA of its own (dkimd trusts it through SSL_CERT_FILE), and checks
-//! every request against what Cloudflare documents. Each fact names its
-//! source:
+//! `provider` backend: the machines here cannot reach Cloudflare. It is
+//! served at api.cloudflare.com through [`FakeApi`] and checks every
+//! request against what Cloudflare documents. Each fact names its source:
 //!
 //! - [records-list] <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/list/>
 //! - [records-create] <https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/create/>
@@ -17,10 +14,9 @@
 //!   and noted in favonia/cloudflare-ddns#897.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::fakeapi::{query_of, FakeApi};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// One record as the fake keeps it.
 #[derive(Clone, Debug)]
@@ -61,18 +57,45 @@ impl State {
 }
 
 pub struct FakeCloudflare {
-    /// The HTTP proxy's port (HTTPS_PROXY=http://127.0.0.1:PORT).
-    pub port: u16,
-    /// The CA that signed the fake's certificate (SSL_CERT_FILE).
-    pub ca_file: PathBuf,
+    pub api: FakeApi,
     pub state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _tmp: tempfile::TempDir,
 }
 
-/// The quoted strings of TXT content, joined (as DNS serves them).
+impl FakeCloudflare {
+    /// A fake account holding `zones`, reachable with `token`.
+    pub fn start(token: &str, zones: &[&str]) -> FakeCloudflare {
+        let state = Arc::new(Mutex::new(State {
+            token: token.to_string(),
+            zones: zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| (z.to_string(), format!("{:032x}", i + 1)))
+                .collect(),
+            ..State::default()
+        }));
+        let st = state.clone();
+        let api = FakeApi::start(
+            "api.cloudflare.com",
+            Arc::new(move |m, t, h, b| {
+                let (status, extra, v) = answer(&st, m, t, h, b);
+                (status, extra, v.to_string())
+            }),
+        );
+        FakeCloudflare { api, state }
+    }
+
+    /// The environment dkimd runs in to reach the fake.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.api.env()
+    }
+}
+
+/// The quoted strings of TXT content, joined (as DNS serves them); content
+/// without quotes as it is.
 pub fn unquote(content: &str) -> String {
+    if !content.contains('"') {
+        return content.to_string();
+    }
     let mut out = String::new();
     let mut inside = false;
     let mut chars = content.chars();
@@ -88,188 +111,7 @@ pub fn unquote(content: &str) -> String {
             _ => {}
         }
     }
-    if !content.contains('"') {
-        return content.to_string();
-    }
     out
-}
-
-impl FakeCloudflare {
-    /// A fake account holding `zones`, reachable with `token`.
-    pub fn start(token: &str, zones: &[&str]) -> FakeCloudflare {
-        use tokio_rustls::rustls;
-        let tmp = tempfile::tempdir().unwrap();
-        let d = tmp.path();
-        let sh = format!(
-            "set -e; cd {d}; \
-             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=fake-cloudflare-ca -keyout ca.key -out ca.crt 2>/dev/null; \
-             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=api.cloudflare.com -keyout server.key -out server.csr 2>/dev/null; \
-             printf 'subjectAltName=DNS:api.cloudflare.com\\n' > ext; \
-             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt 2>/dev/null",
-            d = d.display()
-        );
-        let o = std::process::Command::new("sh")
-            .args(["-c", &sh])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        use rustls_pki_types::pem::PemObject;
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
-            rustls_pki_types::CertificateDer::pem_file_iter(d.join("server.crt"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let state = Arc::new(Mutex::new(State {
-            token: token.to_string(),
-            zones: zones
-                .iter()
-                .enumerate()
-                .map(|(i, z)| (z.to_string(), format!("{:032x}", i + 1)))
-                .collect(),
-            ..State::default()
-        }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
-                    let (acceptor, st) = (acceptor.clone(), st.clone());
-                    tokio::spawn(async move {
-                        let _ = proxy(tcp, acceptor, st).await;
-                    });
-                }
-            });
-        });
-        FakeCloudflare {
-            port,
-            ca_file: d.join("ca.crt"),
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-            _tmp: tmp,
-        }
-    }
-
-    /// The environment dkimd runs in to reach the fake.
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            (
-                "HTTPS_PROXY".into(),
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            (
-                "https_proxy".into(),
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("SSL_CERT_FILE".into(), self.ca_file.display().to_string()),
-            ("NO_PROXY".into(), String::new()),
-        ]
-    }
-}
-
-impl Drop for FakeCloudflare {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One proxied connection: CONNECT, then TLS, then HTTP/1.1 requests.
-async fn proxy(
-    tcp: tokio::net::TcpStream,
-    acceptor: tokio_rustls::TlsAcceptor,
-    st: Arc<Mutex<State>>,
-) -> std::io::Result<()> {
-    let mut tcp = BufReader::new(tcp);
-    let mut line = String::new();
-    tcp.read_line(&mut line).await?;
-    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    loop {
-        let mut h = String::new();
-        if tcp.read_line(&mut h).await? == 0 || h == "\r\n" {
-            break;
-        }
-    }
-    if !line.starts_with("CONNECT ") || target != "api.cloudflare.com:443" {
-        st.lock()
-            .unwrap()
-            .violations
-            .push(format!("the proxy was asked {line:?}"));
-        tcp.get_mut()
-            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-            .await?;
-        return Ok(());
-    }
-    tcp.get_mut()
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await?;
-    let tls = acceptor.accept(tcp.into_inner()).await?;
-    let mut tls = BufReader::new(tls);
-    loop {
-        let mut request = String::new();
-        if tls.read_line(&mut request).await? == 0 {
-            return Ok(());
-        }
-        let mut headers: HashMap<String, String> = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if tls.read_line(&mut h).await? == 0 {
-                return Ok(());
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        tls.read_exact(&mut body).await?;
-        let mut parts = request.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("").to_string();
-        let (status, extra, reply) = answer(&st, &method, &target, &headers, &body);
-        let reply = reply.to_string();
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
-            if status < 300 { "OK" } else { "Error" },
-            reply.len()
-        );
-        tls.get_mut().write_all(head.as_bytes()).await?;
-        tls.get_mut().write_all(reply.as_bytes()).await?;
-        tls.get_mut().flush().await?;
-    }
 }
 
 fn envelope(result: serde_json::Value) -> serde_json::Value {
@@ -280,36 +122,6 @@ fn envelope(result: serde_json::Value) -> serde_json::Value {
 
 fn failure(code: u32, message: &str) -> serde_json::Value {
     serde_json::json!({"success": false, "errors": [{"code": code, "message": message}], "messages": [], "result": null})
-}
-
-fn query_of(target: &str) -> (String, HashMap<String, String>) {
-    let (path, q) = target.split_once('?').unwrap_or((target, ""));
-    let params = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), decode(v)))
-        .collect();
-    (path.to_string(), params)
-}
-
-fn decode(v: &str) -> String {
-    let mut out = Vec::new();
-    let b = v.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn record_json(r: &Record, zone: &str) -> serde_json::Value {
