@@ -246,6 +246,21 @@ fn enable_repair_rename_disable_through_the_api() {
         out.contains("k1._domainkey.shop.native.example: replaced 2 stale records"),
         "{out}"
     );
+    assert_eq!(env.pdns.dig_txt(name), vec![ours.clone()]);
+    // Ours and a stale one: one stale record replaced, ours counted apart.
+    let quoted = ours
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    env.pdns
+        .put_txt("native.example", name, &[&quoted, "\"v=DKIM1; p=STALE\""]);
+    let out = env.ok(&["enable"]);
+    assert!(
+        out.contains("k1._domainkey.shop.native.example: replaced a stale record"),
+        "{out}"
+    );
     assert_eq!(env.pdns.dig_txt(name), vec![ours]);
 
     // Rename: the new name's records are served, the old name's gone.
@@ -290,7 +305,23 @@ fn a_full_rotation_through_the_api() {
     let env = Env::start("");
     let d = "shop.native.example";
     env.ok(&["domain", "add", d]);
+    // Enough domains that the batch reads the whole zone with one GET
+    // (a few names are read one filtered GET each).
+    for i in 0..30 {
+        env.ok(&["domain", "add", &format!("d{i}.native.example")]);
+    }
     env.ok(&["enable", "--selector", "s1"]);
+    for i in 0..30 {
+        for sel in ["s1", "s1-ed25519"] {
+            assert_eq!(
+                env.pdns
+                    .dig_txt(&format!("{sel}._domainkey.d{i}.native.example"))
+                    .len(),
+                1,
+                "d{i} {sel}"
+            );
+        }
+    }
     let t0 = now();
     let old = env.pdns.dig_txt(&format!("s1._domainkey.{d}"));
     assert_eq!(old.len(), 1);

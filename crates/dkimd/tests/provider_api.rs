@@ -39,6 +39,9 @@ trait Fake {
     fn add(&self, zone: &str, name: &str, value: &str);
     /// Sets every TXT record at `name` to `value`.
     fn rewrite(&self, name: &str, value: &str);
+    /// Adds stale records as others leave them: twice the same one, and
+    /// (where the provider keeps content as written) one not quoted.
+    fn add_untidy(&self, zone: &str, name: &str);
     fn rate_limit(&self, n: u32);
     fn log(&self) -> Vec<String>;
     fn clear_log(&self);
@@ -63,8 +66,9 @@ impl Fake for FakeCloudflare {
     fn add(&self, zone: &str, name: &str, value: &str) {
         let mut s = self.state.lock().unwrap();
         let zid = s.zones[zone].clone();
+        let id = format!("{:032x}", 0xf000 + s.records.len());
         s.records.push(common::cloudflare::Record {
-            id: "f".repeat(32),
+            id,
             zone_id: zid,
             name: name.into(),
             rtype: "TXT".into(),
@@ -77,6 +81,22 @@ impl Fake for FakeCloudflare {
         for r in s.records.iter_mut().filter(|r| r.name == name) {
             r.content = format!("\"{value}\"");
         }
+    }
+    fn add_untidy(&self, zone: &str, name: &str) {
+        self.add(zone, name, "v=DKIM1; k=rsa; p=TWICE");
+        self.add(zone, name, "v=DKIM1; k=rsa; p=TWICE");
+        // Entered without quotes (as a dashboard may keep it).
+        let mut s = self.state.lock().unwrap();
+        let zid = s.zones[zone].clone();
+        s.records.push(common::cloudflare::Record {
+            id: "e".repeat(32),
+            // (distinct from the ids above)
+            zone_id: zid,
+            name: name.into(),
+            rtype: "TXT".into(),
+            content: "v=DKIM1; k=rsa; p=UNQUOTED".into(),
+            ttl: 300,
+        });
     }
     fn rate_limit(&self, n: u32) {
         self.state.lock().unwrap().rate_limit_next = n;
@@ -109,8 +129,9 @@ impl Fake for FakeDigitalOcean {
     fn add(&self, zone: &str, name: &str, value: &str) {
         let mut s = self.state.lock().unwrap();
         let rel = name.strip_suffix(&format!(".{zone}")).unwrap().to_string();
+        let id = 500_000 + i64::try_from(s.records.len()).unwrap();
         s.records.push(common::digitalocean::Record {
-            id: 999_999,
+            id,
             domain: zone.into(),
             name: rel,
             rtype: "TXT".into(),
@@ -125,6 +146,10 @@ impl Fake for FakeDigitalOcean {
                 r.data = value.into();
             }
         }
+    }
+    fn add_untidy(&self, zone: &str, name: &str) {
+        self.add(zone, name, "v=DKIM1; k=rsa; p=TWICE");
+        self.add(zone, name, "v=DKIM1; k=rsa; p=TWICE");
     }
     fn rate_limit(&self, n: u32) {
         self.state.lock().unwrap().rate_limit_next = n;
@@ -283,11 +308,18 @@ fn publish_repair_and_disable<F: Fake>() {
         out.contains(&format!("{name}: replaced a stale record")),
         "{out}"
     );
-    assert_eq!(env.fake.served(&name), vec![record]);
+    assert_eq!(env.fake.served(&name), vec![record.clone()]);
     let log = env.fake.log();
     let post = log.iter().position(|l| l.starts_with("POST ")).unwrap();
     let delete = log.iter().position(|l| l.starts_with("DELETE ")).unwrap();
     assert!(post < delete, "the new record first: {log:?}");
+    env.no_violations();
+    // Stale records as others leave them (twice the same; not quoted):
+    // all gone, and said so only once they are.
+    env.fake.add_untidy("cf.example", &name);
+    let out = env.ok(&["enable"]);
+    assert!(out.contains(&format!("{name}: replaced")), "{out}");
+    assert_eq!(env.fake.served(&name), vec![record.clone()]);
     env.no_violations();
 
     // Disable: every record of ours is gone.

@@ -21,6 +21,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most RRsets in one PATCH (the manager sends at most this many).
 const PATCH_CHUNK: usize = 500;
 
+/// Up to this many names in a batch are read with one filtered GET each;
+/// more, with one GET of the whole zone.
+const PER_NAME_READS: usize = 50;
+
 /// A zone changed through the PowerDNS API.
 pub struct PowerDns {
     endpoint: Endpoint,
@@ -168,9 +172,11 @@ impl PowerDns {
                 self.zone,
                 self.server_id
             ),
-            s if s >= 500 => Error::Unreachable(format!(
-                "PowerDNS at {at} failed to {what} ({s}: {said}); its log tells why"
+            502..=504 => Error::Unreachable(format!(
+                "PowerDNS at {at} did not answer (a proxy in front of it said {}: {said})",
+                r.status
             )),
+            s if s >= 500 => err!("PowerDNS at {at} failed to {what} ({s}: {said}); its log tells why"),
             422 if said.contains("onflicts with") => err!(
                 "PowerDNS at {at} refused to {what} (422: {said}): another record (a CNAME?) is at that name; remove it, or publish this domain's records elsewhere"
             ),
@@ -243,10 +249,14 @@ impl PowerDns {
                         return (Outcome::AlreadyPresent, None);
                     }
                 }
+                let ours = now
+                    .iter()
+                    .filter(|r| !r.disabled && txt_value(&r.content) == v)
+                    .count();
                 let outcome = if now.is_empty() {
                     Outcome::Added
                 } else {
-                    Outcome::Replaced(now.len())
+                    Outcome::Replaced(now.len() - ours.min(1))
                 };
                 (
                     outcome,
@@ -326,7 +336,19 @@ impl Publisher for PowerDns {
                 last.insert(o.as_str(), i);
             }
         }
-        let now = match self.run(self.current(None)) {
+        // A few names: one filtered GET each; many: the whole zone once.
+        let now = if last.len() <= PER_NAME_READS {
+            self.run(async {
+                let mut all = HashMap::new();
+                for owner in last.keys() {
+                    all.extend(self.current(Some(owner)).await?);
+                }
+                Ok(all)
+            })
+        } else {
+            self.run(self.current(None))
+        };
+        let now = match now {
             Ok(now) => now,
             Err(e) => return changes.iter().map(|_| Err(copy_error(&e))).collect(),
         };
@@ -361,7 +383,14 @@ impl Publisher for PowerDns {
             // RRsets one at a time, so that each error is about its own
             // record and the others are made.
             for (i, rrset) in chunk {
+                if let Some(why) = &down {
+                    failed.insert(*i, Error::Unreachable(format!("not tried: {why}")));
+                    continue;
+                }
                 if let Err(e) = self.run(self.patch(vec![rrset.clone()])) {
+                    if let Error::Unreachable(why) = e.root() {
+                        down.get_or_insert_with(|| why.clone());
+                    }
                     failed.insert(*i, e);
                 }
             }

@@ -2,7 +2,8 @@
 //! `dns-update`. A change adds the new record before it removes the stale
 //! ones, so that the name is never without a record: a failure in between
 //! leaves both (status shows "multiple records", the next `enable`
-//! repairs it), never neither.
+//! repairs it), never neither. Each change is read back: a provider that
+//! took a request but did not make the change is an error, not a success.
 
 use super::api::{Outcome, Publisher};
 use crate::config::{Backend, Config, Provider, ZoneConfig};
@@ -106,7 +107,7 @@ impl ProviderApi {
             ),
             dns_update::Error::Api(m) if m.starts_with("HTTP 429") || m.starts_with("HTTP 503") => {
                 Error::Unreachable(format!(
-                    "{p} is rate-limiting this account ({what}: {m}, after 3 retries); the records not yet changed were not tried: run the command again later"
+                    "{p} is rate-limiting this account ({what}: {m}); the records not yet changed were not tried: run the command again later"
                 ))
             }
             dns_update::Error::Api(m) if m.starts_with("Failed to send request") => {
@@ -134,28 +135,29 @@ impl ProviderApi {
     async fn change(&self, name: &str, value: Option<&str>) -> crate::Result<Outcome> {
         let owner = self.owner(name)?;
         let now = self.current(&owner).await?;
-        let stale: Vec<DnsRecord> = now
-            .iter()
-            .filter(|v| Some(v.as_str()) != value)
-            .map(|v| DnsRecord::TXT(v.clone()))
-            .collect();
         let Some(value) = value else {
             if now.is_empty() {
                 return Ok(Outcome::Absent);
             }
+            // An empty RRset: every TXT record at the name is deleted by its
+            // id, however it was written.
             self.updater
-                .remove_from_rrset(
+                .set_rrset(
                     owner.as_str(),
                     DnsRecordType::TXT,
-                    stale,
+                    self.ttl,
+                    Vec::new(),
                     self.zone.as_str(),
                 )
                 .await
                 .map_err(|e| self.explain("delete the TXT records", e))?;
+            self.verify(&owner, None).await?;
             return Ok(Outcome::Removed(now.len()));
         };
         let present = now.iter().any(|v| v == value);
-        if present && stale.is_empty() {
+        let stale = now.iter().filter(|v| *v != value).count()
+            + now.iter().filter(|v| *v == value).count().saturating_sub(1);
+        if present && stale == 0 {
             return Ok(Outcome::AlreadyPresent);
         }
         if !present {
@@ -170,23 +172,49 @@ impl ProviderApi {
                 .await
                 .map_err(|e| self.explain("create the TXT record", e))?;
         }
-        let replaced = stale.len();
-        if replaced > 0 {
+        if stale > 0 {
+            // The RRset made exactly ours: the crate deletes, by id, every
+            // record that is not exactly what it would send (stale ones,
+            // duplicates, ours written another way), and ours is there
+            // already, so the name is never without a record.
             self.updater
-                .remove_from_rrset(
+                .set_rrset(
                     owner.as_str(),
                     DnsRecordType::TXT,
-                    stale,
+                    self.ttl,
+                    vec![DnsRecord::TXT(value.to_string())],
                     self.zone.as_str(),
                 )
                 .await
                 .map_err(|e| self.explain("delete the stale TXT records", e))?;
         }
+        self.verify(&owner, Some(value)).await?;
         Ok(if now.is_empty() {
             Outcome::Added
         } else {
-            Outcome::Replaced(replaced)
+            Outcome::Replaced(stale)
         })
+    }
+
+    /// Lists the name again: it must hold exactly `value` (or nothing), so
+    /// that a change the provider took but did not make is not reported
+    /// as made.
+    async fn verify(&self, owner: &str, value: Option<&str>) -> crate::Result<()> {
+        let after = self.current(owner).await?;
+        let want: Vec<String> = value.map(str::to_string).into_iter().collect();
+        if after != want {
+            bail!(
+                "{}: after the change, {owner} holds {} TXT record(s) ({}), not exactly the one dkimd publishes; run dkimd enable again, or look at the zone at the provider",
+                self.provider.as_str(),
+                after.len(),
+                after
+                    .iter()
+                    .map(|v| crate::model::cut(v, 60))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        Ok(())
     }
 
     fn run<T>(&self, f: impl std::future::Future<Output = crate::Result<T>>) -> crate::Result<T> {
