@@ -32,22 +32,6 @@ struct Env {
     named: Named,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `secs` as RFC 3339, as `--at` takes it.
-fn at(secs: u64) -> String {
-    let o = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
-
 impl Env {
     /// BIND serving example.com from a file and dyn.example by dynamic
     /// update; dkimd publishes into both (TTL 300), asking BIND itself as
@@ -152,24 +136,6 @@ impl Env {
             })
             .collect()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The p= of a served record.
-fn p_of(record: &str) -> String {
-    record
-        .split(';')
-        .map(str::trim)
-        .find_map(|t| t.strip_prefix("p="))
-        .unwrap_or("?")
-        .to_string()
 }
 
 #[test]

@@ -140,40 +140,6 @@ impl Env {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `secs` as RFC 3339, as `--at` takes it.
-fn at(secs: u64) -> String {
-    let o = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
-
-/// The p= of a served record.
-fn p_of(record: &str) -> String {
-    record
-        .split(';')
-        .map(str::trim)
-        .find_map(|t| t.strip_prefix("p="))
-        .unwrap_or("?")
-        .to_string()
-}
-
 #[test]
 fn enable_repair_rename_disable_through_the_api() {
     if !have_pdns() {

@@ -172,14 +172,6 @@ struct Env<F: Fake> {
     fake: F,
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 impl<F: Fake> Env<F> {
     fn start() -> Env<F> {
         let fake = F::start(TOKEN, &["cf.example"]);

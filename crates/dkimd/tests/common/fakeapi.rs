@@ -30,39 +30,9 @@ pub struct FakeApi {
 impl FakeApi {
     /// Serves `host` (e.g. "api.cloudflare.com") with `handler`.
     pub fn start(host: &str, handler: Handler) -> FakeApi {
-        use tokio_rustls::rustls;
         let tmp = tempfile::tempdir().unwrap();
+        let acceptor = test_tls(tmp.path(), &format!("DNS:{host}"), true);
         let d = tmp.path();
-        let sh = format!(
-            "set -e; cd {d}; \
-             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=fake-api-ca -keyout ca.key -out ca.crt 2>/dev/null; \
-             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN={host} -keyout server.key -out server.csr 2>/dev/null; \
-             printf 'subjectAltName=DNS:{host}\\n' > ext; \
-             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt 2>/dev/null",
-            d = d.display()
-        );
-        let o = std::process::Command::new("sh")
-            .args(["-c", &sh])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        use rustls_pki_types::pem::PemObject;
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
-            rustls_pki_types::CertificateDer::pem_file_iter(d.join("server.crt"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -194,6 +164,51 @@ async fn proxy(
         tls.get_mut().write_all(reply.as_bytes()).await?;
         tls.get_mut().flush().await?;
     }
+}
+
+/// A TLS acceptor (aws-lc-rs, HTTP/1.1 by ALPN when `alpn`) with a
+/// certificate for `san` ("DNS:host" or "IP:addr") signed by a new CA,
+/// whose certificate is `dir/ca.crt`; `dir/other.crt` is another CA's,
+/// which signed nothing.
+pub fn test_tls(dir: &std::path::Path, san: &str, alpn: bool) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    let sh = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.crt 2>/dev/null; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=test-server -keyout server.key -out server.csr 2>/dev/null; \
+         printf 'subjectAltName={san}\\n' > ext; \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt 2>/dev/null",
+        d = dir.display()
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &sh])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "certificates: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+        rustls_pki_types::CertificateDer::pem_file_iter(dir.join("server.crt"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    if alpn {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// The path and the decoded query parameters of a request target.

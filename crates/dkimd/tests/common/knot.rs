@@ -69,29 +69,12 @@ impl Knot {
     }
 
     fn dig(&self, name: &str, rtype: &str) -> String {
-        let o = Command::new("dig")
-            .args([
-                "+short",
-                "+tries=1",
-                "+time=1",
-                "-p",
-                &self.port.to_string(),
-                "@127.0.0.1",
-                name,
-                rtype,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        super::dig_short(self.port, name, rtype)
     }
 
     /// TXT records at `name`, strings joined.
     pub fn dig_txt(&self, name: &str) -> Vec<String> {
-        self.dig(name, "TXT")
-            .lines()
-            .map(|l| l.split('"').skip(1).step_by(2).collect::<String>())
-            .filter(|s| !s.is_empty())
-            .collect()
+        super::txt_of_dig(&self.dig(name, "TXT"))
     }
 }
 

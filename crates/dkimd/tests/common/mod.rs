@@ -378,3 +378,57 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Seconds since the epoch now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `secs` as RFC 3339, as `rotate --step --at` takes it.
+pub fn at(secs: u64) -> String {
+    let o = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// The p= of a served key record ("?" when it has none).
+pub fn p_of(record: &str) -> String {
+    record
+        .split(';')
+        .map(str::trim)
+        .find_map(|t| t.strip_prefix("p="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `dig +short` of one name and type at the server on 127.0.0.1:`port`
+/// (one try, one second).
+pub fn dig_short(port: u16, name: &str, rtype: &str) -> String {
+    let o = Command::new("dig")
+        .args([
+            "+short",
+            "+tries=1",
+            "+time=1",
+            "-p",
+            &port.to_string(),
+            "@127.0.0.1",
+            name,
+            rtype,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The TXT records in `dig +short` output, each record's strings joined.
+pub fn txt_of_dig(out: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split('"').skip(1).step_by(2).collect::<String>())
+        .filter(|s| !s.is_empty())
+        .collect()
+}

@@ -192,29 +192,12 @@ impl Pdns {
     }
 
     pub fn dig(&self, name: &str, rtype: &str) -> String {
-        let o = Command::new("dig")
-            .args([
-                "+short",
-                "+tries=1",
-                "+time=1",
-                "-p",
-                &self.port.to_string(),
-                "@127.0.0.1",
-                name,
-                rtype,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        super::dig_short(self.port, name, rtype)
     }
 
     /// TXT records at `name`, strings joined.
     pub fn dig_txt(&self, name: &str) -> Vec<String> {
-        self.dig(name, "TXT")
-            .lines()
-            .map(|l| l.split('"').skip(1).step_by(2).collect::<String>())
-            .filter(|s| !s.is_empty())
-            .collect()
+        super::txt_of_dig(&self.dig(name, "TXT"))
     }
 
     /// The serial of `zone`'s SOA as served.
@@ -258,40 +241,9 @@ pub struct TlsFront {
 
 impl Pdns {
     pub fn tls_front(&self) -> TlsFront {
-        use tokio_rustls::rustls;
         let tmp = tempfile::tempdir().unwrap();
+        let acceptor = super::fakeapi::test_tls(tmp.path(), "IP:127.0.0.1", false);
         let d = tmp.path();
-        let sh = format!(
-            "set -e; cd {d}; \
-             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=pdns-test-ca -keyout ca.key -out ca.crt 2>/dev/null; \
-             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt 2>/dev/null; \
-             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null; \
-             printf 'subjectAltName=IP:127.0.0.1\\n' > ext; \
-             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt 2>/dev/null",
-            d = d.display()
-        );
-        let o = Command::new("sh").args(["-c", &sh]).output().unwrap();
-        assert!(
-            o.status.success(),
-            "certificates: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        use rustls_pki_types::pem::PemObject;
-        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
-            rustls_pki_types::CertificateDer::pem_file_iter(d.join("server.crt"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
