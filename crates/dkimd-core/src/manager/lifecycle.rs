@@ -108,6 +108,24 @@ fn keys_of<'a>(
         .filter(move |k| k.state == state && k.domain.as_deref() == owner)
 }
 
+/// A key a rotation is about to add, as later plans of the same rotation
+/// see it (the `n`th change: an id no stored key has).
+fn planned(owner: &Option<String>, nk: &NewKey, n: usize) -> StoredKey {
+    StoredKey {
+        id: -1 - i64::try_from(n).unwrap_or(0),
+        domain: owner.clone(),
+        algorithm: nk.algorithm,
+        bits: nk.bits,
+        selector: nk.selector.clone(),
+        pem: String::new(),
+        created: 0,
+        state: KeyState::Pending,
+        since: 0,
+        served: None,
+        record: nk.record.clone(),
+    }
+}
+
 /// Every key of a domain's own, in any state.
 fn keys_of_any<'a>(st: &'a State, domain: &'a str) -> impl Iterator<Item = &'a StoredKey> + 'a {
     st.keys
@@ -359,19 +377,7 @@ impl Manager {
                     key.bits(),
                     crate::model::names::delegated_name(slot, d, st.delegate_of(d).unwrap_or_default())
                 ));
-                st.keys.push(StoredKey {
-                    id: -1 - i64::try_from(changes.len()).unwrap_or(0),
-                    domain: owner.clone(),
-                    algorithm: alg,
-                    bits: key.bits(),
-                    selector: (*slot).to_string(),
-                    pem: String::new(),
-                    created: 0,
-                    state: KeyState::Pending,
-                    since: 0,
-                    served: None,
-                    record: nk.record.clone(),
-                });
+                st.keys.push(planned(owner, &nk, changes.len()));
                 changes.push(Change::AddKey(nk));
                 continue;
             }
@@ -423,19 +429,7 @@ impl Manager {
                     key.bits()
                 ));
                 // Later plans see the selector as taken.
-                st.keys.push(StoredKey {
-                    id: -1 - i64::try_from(changes.len()).unwrap_or(0),
-                    domain: owner.clone(),
-                    algorithm: alg,
-                    bits: key.bits(),
-                    selector: sel,
-                    pem: String::new(),
-                    created: 0,
-                    state: KeyState::Pending,
-                    since: 0,
-                    served: None,
-                    record: nk.record.clone(),
-                });
+                st.keys.push(planned(owner, &nk, changes.len()));
                 changes.push(Change::AddKey(nk));
             }
         }

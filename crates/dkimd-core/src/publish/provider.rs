@@ -141,16 +141,8 @@ impl ProviderApi {
             }
             // An empty RRset: every TXT record at the name is deleted by its
             // id, however it was written.
-            self.updater
-                .set_rrset(
-                    owner.as_str(),
-                    DnsRecordType::TXT,
-                    self.ttl,
-                    Vec::new(),
-                    self.zone.as_str(),
-                )
-                .await
-                .map_err(|e| self.explain("delete the TXT records", e))?;
+            self.set_exactly(&owner, None, "delete the TXT records")
+                .await?;
             self.verify(&owner, None).await?;
             return Ok(Outcome::Removed(now.len()));
         };
@@ -177,16 +169,8 @@ impl ProviderApi {
             // record that is not exactly what it would send (stale ones,
             // duplicates, ours written another way), and ours is there
             // already, so the name is never without a record.
-            self.updater
-                .set_rrset(
-                    owner.as_str(),
-                    DnsRecordType::TXT,
-                    self.ttl,
-                    vec![DnsRecord::TXT(value.to_string())],
-                    self.zone.as_str(),
-                )
-                .await
-                .map_err(|e| self.explain("delete the stale TXT records", e))?;
+            self.set_exactly(&owner, Some(value), "delete the stale TXT records")
+                .await?;
         }
         self.verify(&owner, Some(value)).await?;
         Ok(if now.is_empty() {
@@ -194,6 +178,24 @@ impl ProviderApi {
         } else {
             Outcome::Replaced(stale)
         })
+    }
+
+    /// Makes the TXT RRset at `owner` exactly `value` (or empty): the crate
+    /// deletes, by id, every record that is not exactly what it would send.
+    async fn set_exactly(&self, owner: &str, value: Option<&str>, what: &str) -> crate::Result<()> {
+        self.updater
+            .set_rrset(
+                owner,
+                DnsRecordType::TXT,
+                self.ttl,
+                value
+                    .map(|v| DnsRecord::TXT(v.to_string()))
+                    .into_iter()
+                    .collect(),
+                self.zone.as_str(),
+            )
+            .await
+            .map_err(|e| self.explain(what, e))
     }
 
     /// Lists the name again: it must hold exactly `value` (or nothing), so
