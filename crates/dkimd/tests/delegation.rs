@@ -419,6 +419,30 @@ async fn two_rotations_by_delegation_keep_mail_verifying() {
         assert_passes(&env, &after);
         old_mail = after;
     }
+    // A chain through an alias of the customer's own is followed: served.
+    let alias = format!("alias.{CUSTOMER}");
+    env.customer_zone(
+        18,
+        &[
+            format!("s1._domainkey.{CUSTOMER}. 300 IN CNAME {alias}."),
+            format!("{alias}. 300 IN CNAME {}.", target("s1")),
+        ],
+    );
+    let k = env.keys().into_iter().find(|k| k.0 == "s1").unwrap();
+    assert_eq!(k.2, "ok", "{k:?}");
+    // … and where it leads elsewhere, status names the end of the chain.
+    env.customer_zone(
+        19,
+        &[
+            format!("s1._domainkey.{CUSTOMER}. 300 IN CNAME {alias}."),
+            format!("{alias}. 300 IN CNAME elsewhere.example."),
+        ],
+    );
+    let k = env.keys().into_iter().find(|k| k.0 == "s1").unwrap();
+    assert!(
+        k.2.contains("the customer's CNAME points elsewhere") && k.2.contains("elsewhere.example"),
+        "{k:?}"
+    );
     // The customer removes the CNAME of the key that signs: status says
     // which record to publish, with an alarm.
     env.customer_zone(20, &[cname("s2")]);

@@ -260,6 +260,42 @@ pub fn lookup_cnames(
     })
 }
 
+/// Where the CNAMEs at `names` lead, each toward `targets[i]`: the
+/// target once a hop names it, else the last name the chain reached
+/// (at most 8 hops); `None` when the first name has no CNAME.
+pub fn follow_cnames(
+    resolver: &TokioResolver,
+    names: Vec<String>,
+    targets: &[String],
+) -> crate::Result<Vec<Result<Option<String>, LookupError>>> {
+    let mut found = lookup_cnames(resolver, names)?;
+    for _ in 0..7 {
+        let hops: Vec<(usize, String)> = found
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match (f, targets.get(i)) {
+                (Ok(Some(t)), Some(want)) if !t.eq_ignore_ascii_case(want) => Some((i, t.clone())),
+                _ => None,
+            })
+            .collect();
+        if hops.is_empty() {
+            break;
+        }
+        let next = lookup_cnames(resolver, hops.iter().map(|(_, n)| n.clone()).collect())?;
+        let mut moved = false;
+        for ((i, _), r) in hops.into_iter().zip(next) {
+            if let (Ok(Some(t)), Some(slot)) = (r, found.get_mut(i)) {
+                *slot = Ok(Some(t));
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    Ok(found)
+}
+
 /// The runtime of the synchronous side's DNS (the manager's commands are
 /// synchronous; DNS is not): one per process, made on first use.
 static RUNTIME: std::sync::OnceLock<std::io::Result<tokio::runtime::Runtime>> =

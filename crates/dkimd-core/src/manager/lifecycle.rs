@@ -602,9 +602,10 @@ impl Manager {
         let resolver = crate::publish::live_resolver(&self.cfg)?;
         let timeout = Duration::from_secs(self.cfg.dns.timeout.max(1));
         let results = authoritative::check_many(&resolver, queries, timeout)?;
-        let cnames = crate::dns::lookup_cnames(
+        let cnames = crate::dns::follow_cnames(
             &resolver,
             chains.iter().map(|(_, n, _)| n.clone()).collect(),
+            &chains.iter().map(|(_, _, t)| t.clone()).collect::<Vec<_>>(),
         )?;
         let mut broken_chain: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for ((id, name, target), found) in chains.into_iter().zip(cnames) {

@@ -285,7 +285,13 @@ impl Manager {
             return Ok(());
         }
         let resolver = publish::live_resolver(&self.cfg)?;
-        let mut found = crate::dns::lookup_cnames(&resolver, names)?.into_iter();
+        let targets: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.keys.iter())
+            .filter(|k| k.target.is_some() && !k.dns.is_ok())
+            .map(|k| k.target.clone().unwrap_or_default())
+            .collect();
+        let mut found = crate::dns::follow_cnames(&resolver, names, &targets)?.into_iter();
         for k in rows
             .iter_mut()
             .flat_map(|r| r.keys.iter_mut())

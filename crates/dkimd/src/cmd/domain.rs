@@ -16,7 +16,7 @@ pub fn list(m: &Manager) -> anyhow::Result<ExitCode> {
             let dec = decide(&st.settings, &d.name, Some((d.dns, d.mail, d.dkim)));
             serde_json::json!({
                 "name": d.name, "dns": d.dns, "mail": d.mail, "dkim": d.dkim.as_str(),
-                "signs": dec.signs, "why": dec.why,
+                "signs": dec.signs, "why": dec.why, "delegate": d.delegate,
             })
         })
         .collect();

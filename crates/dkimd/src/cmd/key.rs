@@ -30,6 +30,10 @@ pub fn show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("stored key {}", k.id))?;
         let record = dkim::KeyRecord::for_key(&key);
         let name = record_name(&k.selector, &domain);
+        // A delegated key's record is at its target, behind the
+        // customer's CNAME at `name`.
+        let location = st.record_location(k, &domain);
+        let target = (location != name).then(|| location.clone());
         rows.push(serde_json::json!({
             "domain": domain,
             "own_key": k.domain.is_some(),
@@ -39,7 +43,9 @@ pub fn show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
             "public_key": key.public_key_base64(),
             "record_name": name,
             "record": record.to_string(),
-            "zone_line": record.zone_line(&name, ttl),
+            "zone_line": record.zone_line(&location, ttl),
+            "target": target,
+            "cname_line": target.as_ref().map(|t| format!("{name}. IN CNAME {t}.")),
         }));
     }
     if m.out.is_json() {
@@ -60,6 +66,9 @@ pub fn show(m: &Manager, domain: &str) -> anyhow::Result<ExitCode> {
         outln!("  record name: {}", r["record_name"].as_str().unwrap_or(""));
         outln!("  record:      {}", r["record"].as_str().unwrap_or(""));
         outln!("  zone line:   {}", r["zone_line"].as_str().unwrap_or(""));
+        if let Some(c) = r["cname_line"].as_str() {
+            outln!("  by delegation: the customer publishes {c}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
