@@ -132,6 +132,20 @@ fn record_json(r: &Record, zone: &str) -> serde_json::Value {
     })
 }
 
+/// The name of the zone with id `zid`; a request for another is a
+/// violation.
+fn zone_named(s: &mut State, zid: &str) -> Option<String> {
+    let zone = s
+        .zones
+        .iter()
+        .find(|(_, id)| *id == zid)
+        .map(|(n, _)| n.clone());
+    if zone.is_none() {
+        s.violations.push(format!("no zone with id {zid}"));
+    }
+    zone
+}
+
 /// The fake's answer to one request: status, extra header lines, body.
 fn answer(
     st: &Arc<Mutex<State>>,
@@ -180,13 +194,7 @@ fn answer(
         // GET /zones/{zone_id}/dns_records with name, type, match and
         // per_page filters [records-list].
         ("GET", ["client", "v4", "zones", zid, "dns_records"]) => {
-            let Some(zone) = s
-                .zones
-                .iter()
-                .find(|(_, id)| id == zid)
-                .map(|(n, _)| n.clone())
-            else {
-                s.violations.push(format!("no zone with id {zid}"));
+            let Some(zone) = zone_named(&mut s, zid) else {
                 return (
                     404,
                     String::new(),
@@ -217,13 +225,7 @@ fn answer(
         // zone), type, content, ttl (1 = automatic, else 60 to 86400) and
         // proxied [records-create].
         ("POST", ["client", "v4", "zones", zid, "dns_records"]) => {
-            let Some(zone) = s
-                .zones
-                .iter()
-                .find(|(_, id)| id == zid)
-                .map(|(n, _)| n.clone())
-            else {
-                s.violations.push(format!("no zone with id {zid}"));
+            let Some(zone) = zone_named(&mut s, zid) else {
                 return (
                     404,
                     String::new(),
