@@ -7,19 +7,23 @@
 //! protocol, never dkimd's own code.
 #![forbid(unsafe_code)]
 
+mod dnsdelay;
+mod null;
 mod proc;
 mod workload;
 
+pub use dnsdelay::{question_labels, serve_delay, DelayOptions, DelayStats};
+pub use null::serve_null;
 pub use workload::message_text;
 
 use milter::client::{Client, Message};
 use milter::server::ListenAddr;
 use milter::Reply;
-use proc::{own_cpu_seconds, ticks_per_second, tree_mem, tree_ticks};
+use proc::{machine_ticks, own_cpu_seconds, ticks_per_second, tree_mem, tree_size, tree_ticks};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use workload::{algorithms, counts, to_milter};
+use workload::{algorithms, counts, to_milter, Expect};
 
 /// What can stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,18 @@ pub struct Options {
     pub rss_every: Option<usize>,
     /// The signing time of the test message (epoch seconds).
     pub now: u64,
+    /// Verify: the messages come from this many signing domains,
+    /// `d0.DOMAIN` … (the same key and selector under each); 1 for
+    /// DOMAIN itself. With as many domains as messages, no key is ever
+    /// in the milter's cache.
+    pub domains: usize,
+    /// Verify: every this many messages, one from a domain under
+    /// `silent.DOMAIN` (its name server never answers), for which the
+    /// milter must say dkim=temperror.
+    pub silent_every: Option<usize>,
+    /// Processes that serve the run (a DNS server, a proxy): their CPU is
+    /// counted apart, not as other processes' noise.
+    pub setup_pids: Vec<u32>,
 }
 
 /// What a run measured.
@@ -153,6 +169,18 @@ pub struct Report {
     pub kinds: [usize; 4],
     /// The `a=` values of the signatures seen (sign mode).
     pub algorithms: Vec<String>,
+    /// CPU seconds of the setup processes (`setup_pids`, their trees).
+    pub setup_cpu_s: f64,
+    /// CPU seconds the machine spent on anything else over the run (all
+    /// busy time less the milter's, the tool's and the setup's, less an
+    /// allowance for /proc's 10 ms ticks): the noise.
+    pub others_cpu_s: f64,
+    /// CPU seconds the hypervisor gave to other machines (steal).
+    pub steal_s: f64,
+    /// Messages from a silent name server's domain.
+    pub silent: usize,
+    /// Their median latency, ms.
+    pub silent_p50_ms: f64,
 }
 
 impl Report {
@@ -170,6 +198,19 @@ impl Report {
     /// Messages per second.
     pub fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds
+    }
+
+    /// Other processes' CPU as a share of one core over the run.
+    pub fn others_core_share(&self) -> f64 {
+        self.others_cpu_s / self.seconds.max(1e-9)
+    }
+
+    /// What competed with the run for the CPU, as a share of one core:
+    /// other processes, and the time the hypervisor gave to other machines
+    /// (which also inflates every CPU figure measured meanwhile, since
+    /// the kernel charges stolen ticks to whatever was running).
+    pub fn noise_core_share(&self) -> f64 {
+        (self.others_cpu_s + self.steal_s) / self.seconds.max(1e-9)
     }
 
     /// True when every message asked for was sent and handled as expected.
@@ -190,6 +231,12 @@ impl Report {
             "milter_rss_kb_start": self.rss_start_kb, "milter_rss_kb_end": self.rss_end_kb,
             "milter_rss_curve_kb": self.rss_curve.iter().map(|(n, kb)| serde_json::json!([n, kb])).collect::<Vec<_>>(),
             "own_cpu_ms_per_message": self.own_cpu_ms_per_message(),
+            "setup_cpu_ms_per_message": self.setup_cpu_s * 1000.0 / self.messages.max(1) as f64,
+            "others_core_share": self.others_core_share(),
+            "steal_core_share": self.steal_s / self.seconds.max(1e-9),
+            "noise_core_share": self.noise_core_share(),
+            "silent_messages": self.silent, "silent_latency_ms_p50": self.silent_p50_ms,
+            "algorithms": self.algorithms,
             "ok": self.ok,
         })
     }
@@ -199,6 +246,11 @@ impl Report {
 struct Workload {
     /// The message of sign and verify runs.
     message: Message,
+    /// Verify from several domains: message `i` is `many[i % len]`.
+    many: Vec<Message>,
+    /// Verify: messages from a silent name server's domains.
+    silent: Vec<Message>,
+    silent_every: Option<usize>,
     /// Mixed: to sign, with a good signature, with a tampered one.
     mix: [Message; 3],
     mode: Mode,
@@ -231,11 +283,62 @@ impl Workload {
                 *b = b.to_ascii_uppercase();
             }
         }
+        // Verify from many domains (and some silent ones): each signed
+        // under its own d=, with the same key and selector.
+        let (mut many, mut silent) = (Vec::new(), Vec::new());
+        let silent_every = o.silent_every.filter(|n| *n > 0 && o.mode == Mode::Verify);
+        if o.mode == Mode::Verify {
+            if let Some(key) = o.key.as_ref() {
+                let under = |name: String| -> Result<Vec<u8>, Error> {
+                    let domain: dkim::DomainName = name
+                        .parse()
+                        .map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+                    let k = TestKey {
+                        key: key.key.clone(),
+                        selector: key.selector.clone(),
+                        domain,
+                    };
+                    sign(&message_text(0, o.body_size, &name), o, &k)
+                };
+                if o.domains > 1 {
+                    for i in 0..o.domains {
+                        many.push(to_milter(&under(format!("d{i}.{}", key.domain))?, i)?);
+                    }
+                }
+                if let Some(every) = silent_every {
+                    for i in 0..o.messages / every {
+                        silent.push(to_milter(
+                            &under(format!("q{i}.silent.{}", key.domain))?,
+                            i,
+                        )?);
+                    }
+                }
+            }
+        }
         Ok(Workload {
             message: to_milter(&template, 0)?,
+            many,
+            silent,
+            silent_every,
             mix: [sign_msg, to_milter(&template, 0)?, to_milter(&bad, 0)?],
             mode: o.mode,
         })
+    }
+
+    /// Message `i` of a sign or verify run, and whether it is from a
+    /// silent name server's domain.
+    fn pick(&self, i: usize) -> (&Message, bool) {
+        if let Some(every) = self.silent_every {
+            if i % every == every - 1 {
+                if let Some(m) = self.silent.get(i / every % self.silent.len().max(1)) {
+                    return (m, true);
+                }
+            }
+        }
+        match self.many.len() {
+            0 => (&self.message, false),
+            n => (self.many.get(i % n).unwrap_or(&self.message), false),
+        }
     }
 }
 
@@ -299,32 +402,53 @@ pub fn run(o: &Options) -> Result<Report, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(e.to_string()))?;
+    let setup_ticks = || o.setup_pids.iter().map(|p| tree_ticks(*p)).sum::<u64>();
     let ticks_before = o.pid.map(tree_ticks).unwrap_or(0);
+    let setup_before = setup_ticks();
     let rss_start = o.pid.map(|p| tree_mem(p, "status", "VmRSS:"));
+    let machine_before = machine_ticks();
     let own_before = own_cpu_seconds();
     let started = Instant::now();
     let mut sampler = Sampler::new(o.pid, o.rss_every);
-    let mut lat = rt.block_on(drive(o.concurrency, &shared, &mut sampler))?;
+    let all = rt.block_on(drive(o.concurrency, &shared, &mut sampler))?;
     let seconds = started.elapsed().as_secs_f64();
     let own_cpu_s = own_cpu_seconds() - own_before;
+    let machine = machine_ticks().since(&machine_before);
+    let milter_ticks = o.pid.map(|p| tree_ticks(p).saturating_sub(ticks_before));
+    let setup = setup_ticks().saturating_sub(setup_before);
+    // Each count is read truncated to whole ticks at both ends, so each
+    // delta is off by less than one tick: allow one per count (the
+    // milter's processes, the tool, each setup process).
+    let allowance = 2 + o.setup_pids.len() as u64 + o.pid.map_or(0, |p| tree_size(p) as u64);
+    let ours = milter_ticks.unwrap_or(0) + setup + (own_cpu_s * ticks_per_second()).round() as u64;
+    let others = machine.busy.saturating_sub(ours).saturating_sub(allowance);
+    let (mut lat, mut silent): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for (d, quiet) in all {
+        if quiet {
+            silent.push(d);
+        } else {
+            lat.push(d);
+        }
+    }
     lat.sort();
-    let pct = |p: f64| {
+    silent.sort();
+    let pct_of = |lat: &[Duration], p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
+    let pct = |p: f64| pct_of(&lat, p);
     let pid = o.pid;
     let kinds = shared.kinds.each_ref().map(|k| k.load(Ordering::SeqCst));
     Ok(Report {
         mode: o.mode,
         wanted: o.messages,
-        messages: lat.len(),
+        messages: lat.len() + silent.len(),
         concurrency: o.concurrency,
         body_size: o.body_size,
         seconds,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
-        milter_cpu_s: pid
-            .map(|p| tree_ticks(p).saturating_sub(ticks_before) as f64 / ticks_per_second()),
+        milter_cpu_s: milter_ticks.map(|t| t as f64 / ticks_per_second()),
         peak_rss_kb: pid.map(|_| sampler.peak),
         vmhwm_kb: pid.map(|p| tree_mem(p, "status", "VmHWM:")),
         pss_kb: pid.map(|p| tree_mem(p, "smaps_rollup", "Pss:")),
@@ -339,6 +463,11 @@ pub fn run(o: &Options) -> Result<Report, Error> {
             .lock()
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default(),
+        setup_cpu_s: setup as f64 / ticks_per_second(),
+        others_cpu_s: others as f64 / ticks_per_second(),
+        steal_s: machine.steal as f64 / ticks_per_second(),
+        silent: silent.len(),
+        silent_p50_ms: pct_of(&silent, 0.5),
     })
 }
 
@@ -381,7 +510,7 @@ async fn drive(
     concurrency: usize,
     shared: &Arc<Shared>,
     sampler: &mut Sampler,
-) -> Result<Vec<Duration>, Error> {
+) -> Result<Vec<(Duration, bool)>, Error> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         tasks.spawn(connections(shared.clone()));
@@ -408,7 +537,7 @@ fn at(what: &'static str) -> impl FnOnce(milter::codec::FrameError) -> Error {
 
 /// One load task: connections one after another, each carrying up to
 /// `per_conn` messages, until every message went.
-async fn connections(s: Arc<Shared>) -> Result<Vec<Duration>, Error> {
+async fn connections(s: Arc<Shared>) -> Result<Vec<(Duration, bool)>, Error> {
     let mut lat = Vec::new();
     let outside = s.work.mode != Mode::Sign;
     'conn: loop {
@@ -447,11 +576,11 @@ async fn connections(s: Arc<Shared>) -> Result<Vec<Duration>, Error> {
                 break 'conn;
             }
             let t = Instant::now();
-            let good = match s.work.mode {
-                Mode::Mixed => mixed_message(&mut c, &s, i).await?,
-                Mode::Sign | Mode::Verify => plain_message(&mut c, &s).await?,
+            let (good, quiet) = match s.work.mode {
+                Mode::Mixed => (mixed_message(&mut c, &s, i).await?, false),
+                Mode::Sign | Mode::Verify => plain_message(&mut c, &s, i).await?,
             };
-            lat.push(t.elapsed());
+            lat.push((t.elapsed(), quiet));
             if good {
                 s.ok.fetch_add(1, Ordering::SeqCst);
             }
@@ -461,11 +590,13 @@ async fn connections(s: Arc<Shared>) -> Result<Vec<Duration>, Error> {
     Ok(lat)
 }
 
-/// One message of a sign or verify run; true when the milter signed it
-/// (or said dkim=pass).
-async fn plain_message(c: &mut Client, s: &Shared) -> Result<bool, Error> {
+/// Message `i` of a sign or verify run; true when the milter signed it
+/// (or said dkim=pass, or dkim=temperror for a silent name server's
+/// domain), and whether it was from such a domain.
+async fn plain_message(c: &mut Client, s: &Shared, i: usize) -> Result<(bool, bool), Error> {
     let verify = s.work.mode == Mode::Verify;
-    let out = c.message(&s.work.message).await.map_err(at("message"))?;
+    let (msg, quiet) = s.work.pick(i);
+    let out = c.message(msg).await.map_err(at("message"))?;
     if let Some(tell) = &s.on_first {
         if !s.first_seen.swap(true, Ordering::SeqCst) {
             tell(&format!(
@@ -479,7 +610,12 @@ async fn plain_message(c: &mut Client, s: &Shared) -> Result<bool, Error> {
             seen.extend(algorithms(&out.modifications));
         }
     }
-    Ok(counts(&out.modifications, verify))
+    let expect = match (verify, quiet) {
+        (false, _) => Expect::Signed,
+        (true, false) => Expect::Pass,
+        (true, true) => Expect::TempError,
+    };
+    Ok((counts(&out.modifications, expect), quiet))
 }
 
 /// Message `i` of a mixed run; true when the milter did what that kind of

@@ -3,6 +3,17 @@
 
 /// CPU ticks (utime + stime) of a process and all its descendants.
 pub(crate) fn tree_ticks(root: u32) -> u64 {
+    tree(root).0
+}
+
+/// How many processes the tree of `root` has.
+pub(crate) fn tree_size(root: u32) -> usize {
+    tree(root).1
+}
+
+/// CPU ticks and process count of a process and its descendants.
+fn tree(root: u32) -> (u64, usize) {
+    let mut count = 0usize;
     let mut total = 0u64;
     let mut stack = vec![root];
     let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
@@ -26,13 +37,14 @@ pub(crate) fn tree_ticks(root: u32) -> u64 {
         for (pid, ppid, ticks) in &all {
             if *pid == p {
                 total += ticks;
+                count += 1;
             }
             if *ppid == p {
                 stack.push(*pid);
             }
         }
     }
-    total
+    (total, count)
 }
 
 pub(crate) fn ticks_per_second() -> f64 {
@@ -89,4 +101,58 @@ pub(crate) fn own_cpu_seconds() -> f64 {
     let t: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     t as f64 / ticks_per_second()
+}
+
+/// The whole machine's CPU ticks from /proc/stat: busy (user, nice,
+/// system, irq, softirq; guest time is inside user) and steal.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MachineTicks {
+    pub(crate) busy: u64,
+    pub(crate) steal: u64,
+}
+
+impl MachineTicks {
+    /// The ticks since `before`.
+    pub(crate) fn since(&self, before: &MachineTicks) -> MachineTicks {
+        MachineTicks {
+            busy: self.busy.saturating_sub(before.busy),
+            steal: self.steal.saturating_sub(before.steal),
+        }
+    }
+}
+
+pub(crate) fn machine_ticks() -> MachineTicks {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    parse_machine_ticks(&stat)
+}
+
+/// The `cpu` line of /proc/stat: user nice system idle iowait irq softirq
+/// steal …
+fn parse_machine_ticks(stat: &str) -> MachineTicks {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return MachineTicks::default();
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    MachineTicks {
+        busy: at(0) + at(1) + at(2) + at(5) + at(6),
+        steal: at(7),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cpu_line() {
+        let t =
+            parse_machine_ticks("cpu  100 2 30 5000 7 1 4 9 0 0\ncpu0 50 1 15 2500 3 0 2 4 0 0\n");
+        assert_eq!((t.busy, t.steal), (137, 9));
+        assert_eq!(parse_machine_ticks("").busy, 0);
+    }
 }

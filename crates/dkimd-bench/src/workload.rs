@@ -79,16 +79,33 @@ pub(crate) fn algorithms(mods: &[Reply]) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn counts(mods: &[Reply], verify: bool) -> bool {
+/// What a message of a run must come back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A DKIM-Signature.
+    Signed,
+    /// An Authentication-Results field with dkim=pass.
+    Pass,
+    /// An Authentication-Results field with dkim=temperror (its key's
+    /// name server never answered).
+    TempError,
+}
+
+pub(crate) fn counts(mods: &[Reply], expect: Expect) -> bool {
+    let verdict = match expect {
+        Expect::Signed => None,
+        Expect::Pass => Some("dkim=pass"),
+        Expect::TempError => Some("dkim=temperror"),
+    };
     mods.iter().any(|m| match m {
-        Reply::InsertHeader { name, value, .. } | Reply::AddHeader { name, value } => {
-            if verify {
+        Reply::InsertHeader { name, value, .. } | Reply::AddHeader { name, value } => match verdict
+        {
+            Some(v) => {
                 name.eq_ignore_ascii_case("Authentication-Results")
-                    && String::from_utf8_lossy(value).contains("dkim=pass")
-            } else {
-                name.eq_ignore_ascii_case("DKIM-Signature")
+                    && String::from_utf8_lossy(value).contains(v)
             }
-        }
+            None => name.eq_ignore_ascii_case("DKIM-Signature"),
+        },
         _ => false,
     })
 }

@@ -38,6 +38,10 @@ pub enum Command {
     Uninstall(InstallArgs),
     /// Load-test a milter (dkimd, OpenDKIM, rspamd …) the way Postfix talks to it.
     Bench(BenchArgs),
+    /// For benchmarks: a milter that answers every message at once without
+    /// DKIM work (the load tool's floor), or a DNS proxy that delays answers.
+    #[command(subcommand)]
+    BenchServe(BenchServeCmd),
     /// Manage domains: add, remove, rename, list, set.
     #[command(subcommand)]
     Domain(DomainCmd),
@@ -462,6 +466,49 @@ pub struct BenchArgs {
     /// have been sent (the memory curve of a soak).
     #[arg(long)]
     pub rss_every: Option<usize>,
+    /// verify: sign the messages under this many domains, d0.DOMAIN, d1.DOMAIN …
+    /// (the key's record must be served for each, e.g. by a wildcard); with as
+    /// many domains as messages no key is ever cached.
+    #[arg(long, default_value_t = 1)]
+    pub domains: usize,
+    /// verify: every N-th message comes from a domain under silent.DOMAIN, whose
+    /// name server never answers; it must come back with dkim=temperror.
+    #[arg(long, value_name = "N")]
+    pub silent_every: Option<usize>,
+    /// A process that serves the run (a DNS server): its CPU is reported apart
+    /// and not counted as other processes' noise. May be given more than once.
+    #[arg(long, value_name = "PID")]
+    pub setup_pid: Vec<u32>,
+}
+
+/// `dkimd bench-serve`: the helpers of a benchmark run.
+#[derive(Subcommand, Debug)]
+pub enum BenchServeCmd {
+    /// A milter that negotiates what dkimd does and answers every message at
+    /// once with a fixed header (a DKIM-Signature for trusted clients, else
+    /// dkim=pass), doing no DKIM work: the load tool's own floor.
+    NullMilter {
+        /// Where to listen: unix:/path or inet:IP:PORT.
+        #[arg(long)]
+        socket: String,
+    },
+    /// A UDP DNS proxy: every query goes to --upstream at once, and its answer
+    /// goes back --delay-ms after the query came; queries for a name with the
+    /// label --silent-label are never answered.
+    DnsDelay {
+        /// Where to listen (UDP), e.g. 127.0.0.2:53.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The real DNS server.
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// The delay, in milliseconds.
+        #[arg(long, default_value_t = 30)]
+        delay_ms: u64,
+        /// Queries for names with this label are dropped.
+        #[arg(long, default_value = "silent")]
+        silent_label: String,
+    },
 }
 
 /// What `dkimd bench` sends.

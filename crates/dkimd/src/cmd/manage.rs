@@ -361,7 +361,8 @@ fn run_in(m: &mut Manager, cmd: Command) -> anyhow::Result<ExitCode> {
         | Command::Store(_)
         | Command::Nodes
         | Command::Generate(_)
-        | Command::Bench(_) => anyhow::bail!("internal: command routed to the manager"),
+        | Command::Bench(_)
+        | Command::BenchServe(_) => anyhow::bail!("internal: command routed to the manager"),
     }
     // The gathered zone file changes, before the result is told.
     m.flush_batch()?;

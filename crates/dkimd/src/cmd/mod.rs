@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign(a) => sign::run(a, config),
         Command::Verify(a) => verify::run(a, json),
         Command::Bench(a) => bench::run(a, json),
+        Command::BenchServe(c) => bench::serve(c),
         Command::Generate(a) => generate::run(a),
         Command::Run(a) => run::run(config()?, a.check_config),
         Command::Store(a) => {
