@@ -98,38 +98,28 @@ fn null_milter_is_driven_like_any_milter() {
     // Verify mode: dkim=pass comes back for every message.
     let key = keygen(tmp.path(), "ed25519", "nul");
     let keyfile = key.path.to_str().unwrap();
-    let (code, v, err) = bench_json(&[
-        "--socket",
-        &addr,
-        "--mode",
-        "verify",
-        "--key",
-        keyfile,
-        "--selector",
-        "nul",
-        "--messages",
-        "40",
-        "--domains",
-        "40",
-    ]);
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "--socket",
+            &addr,
+            "--mode",
+            "verify",
+            "--key",
+            keyfile,
+            "--selector",
+            "nul",
+            "--messages",
+            "40",
+        ];
+        args.extend_from_slice(extra);
+        bench_json(&args)
+    };
+    let (code, v, err) = verify(&["--domains", "40"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(v["ok"], 40, "{v}");
     // Messages that must come back with dkim=temperror do not count when
     // they get dkim=pass: the tool checks each kind of answer.
-    let (code, v, err) = bench_json(&[
-        "--socket",
-        &addr,
-        "--mode",
-        "verify",
-        "--key",
-        keyfile,
-        "--selector",
-        "nul",
-        "--messages",
-        "40",
-        "--silent-every",
-        "10",
-    ]);
+    let (code, v, err) = verify(&["--silent-every", "10"]);
     assert_eq!(code, Some(1), "{v}");
     assert_eq!(v["ok"], 36, "{v}");
     assert_eq!(v["silent_messages"], 4, "{v}");
@@ -169,6 +159,28 @@ fn dig_at(port: u16, name: &str, time: &str) -> (String, Duration) {
     )
 }
 
+/// A BIND serving the wildcard key record under cold.test, and the
+/// delaying proxy in front of it on `port`, answering.
+fn proxied_bind(delay_ms: u32) -> (tempfile::TempDir, GeneratedKey, Named, Helper, u16) {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path(), "rsa", "bench");
+    let named = Named::start(&[("cold.test", cold_zone(&key.record))]);
+    let port = free_port();
+    let proxy = serve(&[
+        "dns-delay",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        &named.addr(),
+        "--delay-ms",
+        &delay_ms.to_string(),
+    ]);
+    wait_for("the proxy", || {
+        !dig_at(port, "s._domainkey.d0.cold.test", "1").0.is_empty()
+    });
+    (tmp, key, named, proxy, port)
+}
+
 /// The proxy passes queries to BIND and hands back its answers no sooner
 /// than the delay; a name with the silent label gets no answer at all.
 #[test]
@@ -176,22 +188,7 @@ fn delaying_proxy_answers_late_and_silent_names_never() {
     if !have_named() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path(), "rsa", "bench");
-    let named = Named::start(&[("cold.test", cold_zone(&key.record))]);
-    let port = free_port();
-    let _proxy = serve(&[
-        "dns-delay",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--upstream",
-        &named.addr(),
-        "--delay-ms",
-        "300",
-    ]);
-    wait_for("the proxy", || {
-        !dig_at(port, "s._domainkey.d0.cold.test", "1").0.is_empty()
-    });
+    let (_tmp, key, _named, _proxy, port) = proxied_bind(300);
     let (out, took) = dig_at(port, "bench._domainkey.d1.a.cold.test", "2");
     assert_eq!(txt_of_dig(&out), vec![key.record.clone()], "{out}");
     // The delay is the proxy's job, not a speed: an answer sooner than it
@@ -225,22 +222,7 @@ fn cold_cache_verification_through_the_proxy() {
     if !have_named() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let key = keygen(tmp.path(), "rsa", "bench");
-    let named = Named::start(&[("cold.test", cold_zone(&key.record))]);
-    let port = free_port();
-    let proxy = serve(&[
-        "dns-delay",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--upstream",
-        &named.addr(),
-        "--delay-ms",
-        "30",
-    ]);
-    wait_for("the proxy", || {
-        !dig_at(port, "s._domainkey.d0.cold.test", "1").0.is_empty()
-    });
+    let (tmp, key, _named, proxy, port) = proxied_bind(30);
     let config = tmp.path().join("dkimd.toml");
     write_config(
         &config,
