@@ -45,7 +45,7 @@ def limit_for(row, lim):
     parts = row.split("-")
     kind, alg = parts[0], parts[1]
     size = {"2k": 2048, "100k": 102400, "50M": 52428800}.get(parts[2] if len(parts) > 2 else "", 2048)
-    if alg in ("cold",):
+    if alg == "cold":
         alg, size = "rsa", 2048
     if alg == "50M":
         size, alg = 52428800, "ed"

@@ -212,8 +212,8 @@ limits() { # label
         limits "$1" ${rsa% *} ${rsa#* } ${ed% *} ${ed#* } "$sha"
 }
 
-field() { # json key
-    python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(v if v is not None else "")' "$1" "$2"
+noise_percent() { # json: other processes' CPU and steal, in % of a core
+    python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["noise_core_share"] * 100, 1))' "$1"
 }
 DISCARDED=0
 # One measured row for one milter: the load run ATTEMPTS times at most,
@@ -255,14 +255,13 @@ measure() { # row milter socket pid [--warm] bench-args...
             printf '{"row": "%s", "milter": "%s", "failed": true, "report": %s}\n' "$row" "$name" "$json" >> "$RESULTS"
             return 0
         fi
-        others=$(field "$json" noise_core_share)
-        if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) * 100 <= float(sys.argv[2]) else 1)' "$others" "$NOISE"; then
+        others=$(noise_percent "$json")
+        if awk -v p="$others" -v limit="$NOISE" 'BEGIN { exit !(p <= limit) }'; then
             break
         fi
         thrown=$((thrown + 1))
         DISCARDED=$((DISCARDED + 1))
-        printf '%-16s %-10s thrown away: other processes and steal used %.0f %% of a core\n' "$row" "$name" \
-            "$(python3 -c 'import sys; print(float(sys.argv[1]) * 100)' "$others")"
+        printf '%-16s %-10s thrown away: other processes and steal used %s %% of a core\n' "$row" "$name" "$others"
     done
     printf '{"row": "%s", "milter": "%s", "discarded": %s, "noisy": %s, "report": %s}\n' "$row" "$name" "$thrown" \
         "$([ "$thrown" -ge "$ATTEMPTS" ] && echo true || echo false)" "$json" >> "$RESULTS"

@@ -43,7 +43,7 @@ pub struct DelayStats {
 /// bytes are not a query with one well-formed question (bounds checked:
 /// the name must end inside the message, with no compression, as a
 /// question's name has).
-pub fn question_labels(msg: &[u8]) -> Option<Vec<&[u8]>> {
+pub(crate) fn question_labels(msg: &[u8]) -> Option<Vec<&[u8]>> {
     // Header: 12 bytes; QDCOUNT must be 1 and QR (a response) clear.
     let header = msg.get(..12)?;
     if header.get(2)? & 0x80 != 0 || header.get(4..6)? != [0, 1] {
@@ -109,9 +109,9 @@ pub async fn serve_delay(o: DelayOptions, stats: Arc<DelayStats>) -> std::io::Re
 /// One query to the upstream server, on a socket of its own.
 async fn ask(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
     let local: SocketAddr = if upstream.is_ipv4() {
-        "127.0.0.1:0".parse().map_err(std::io::Error::other)?
+        (std::net::Ipv4Addr::LOCALHOST, 0).into()
     } else {
-        "[::1]:0".parse().map_err(std::io::Error::other)?
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
     };
     let s = UdpSocket::bind(local).await?;
     s.connect(upstream).await?;

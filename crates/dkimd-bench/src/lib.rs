@@ -12,14 +12,14 @@ mod null;
 mod proc;
 mod workload;
 
-pub use dnsdelay::{question_labels, serve_delay, DelayOptions, DelayStats};
+pub use dnsdelay::{serve_delay, DelayOptions, DelayStats};
 pub use null::serve_null;
 pub use workload::message_text;
 
 use milter::client::{Client, Message};
 use milter::server::ListenAddr;
 use milter::Reply;
-use proc::{machine_ticks, own_cpu_seconds, ticks_per_second, tree_mem, tree_size, tree_ticks};
+use proc::{machine_ticks, own_cpu_seconds, ticks_per_second, tree, tree_mem, tree_ticks};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -414,12 +414,14 @@ pub fn run(o: &Options) -> Result<Report, Error> {
     let seconds = started.elapsed().as_secs_f64();
     let own_cpu_s = own_cpu_seconds() - own_before;
     let machine = machine_ticks().since(&machine_before);
-    let milter_ticks = o.pid.map(|p| tree_ticks(p).saturating_sub(ticks_before));
+    let milter_tree = o.pid.map(tree);
+    let milter_ticks = milter_tree.map(|(t, _)| t.saturating_sub(ticks_before));
     let setup = setup_ticks().saturating_sub(setup_before);
     // Each count is read truncated to whole ticks at both ends, so each
     // delta is off by less than one tick: allow one per count (the
     // milter's processes, the tool, each setup process).
-    let allowance = 2 + o.setup_pids.len() as u64 + o.pid.map_or(0, |p| tree_size(p) as u64);
+    let allowance =
+        2 + o.setup_pids.len() as u64 + milter_tree.map_or(0, |(_, procs)| procs as u64);
     let ours = milter_ticks.unwrap_or(0) + setup + (own_cpu_s * ticks_per_second()).round() as u64;
     let others = machine.busy.saturating_sub(ours).saturating_sub(allowance);
     let (mut lat, mut silent): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());

@@ -6,13 +6,8 @@ pub(crate) fn tree_ticks(root: u32) -> u64 {
     tree(root).0
 }
 
-/// How many processes the tree of `root` has.
-pub(crate) fn tree_size(root: u32) -> usize {
-    tree(root).1
-}
-
 /// CPU ticks and process count of a process and its descendants.
-fn tree(root: u32) -> (u64, usize) {
+pub(crate) fn tree(root: u32) -> (u64, usize) {
     let mut count = 0usize;
     let mut total = 0u64;
     let mut stack = vec![root];
