@@ -14,6 +14,9 @@ use tokio::net::UdpSocket;
 const MAX_MESSAGE: usize = 4096;
 /// How long the upstream server has to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Queries in flight at once; more are dropped (a flood cannot make the
+/// proxy hold unbounded tasks and sockets).
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// What the proxy does.
 #[derive(Debug, Clone)]
@@ -35,7 +38,8 @@ pub struct DelayStats {
     pub answered: AtomicU64,
     /// Queries dropped for the silent label.
     pub silent: AtomicU64,
-    /// Queries that were not DNS queries, or got no answer upstream.
+    /// Queries that were not DNS queries, got no answer upstream, or came
+    /// while `MAX_IN_FLIGHT` others were waiting.
     pub failed: AtomicU64,
 }
 
@@ -73,6 +77,7 @@ fn is_silent(msg: &[u8], label: Option<&str>) -> bool {
 /// Runs the proxy until the process is stopped.
 pub async fn serve_delay(o: DelayOptions, stats: Arc<DelayStats>) -> std::io::Result<()> {
     let sock = Arc::new(UdpSocket::bind(o.listen).await?);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
@@ -90,8 +95,13 @@ pub async fn serve_delay(o: DelayOptions, stats: Arc<DelayStats>) -> std::io::Re
             stats.silent.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let (sock, stats, upstream, delay) = (sock.clone(), stats.clone(), o.upstream, o.delay);
         tokio::spawn(async move {
+            let _permit = permit;
             match ask(upstream, &query).await {
                 Ok(answer) => {
                     tokio::time::sleep_until(came + delay).await;
