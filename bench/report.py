@@ -19,8 +19,14 @@ TITLES = {"dkimd": "dkimd", "opendkim": "OpenDKIM", "rspamd": "rspamd", "null": 
 
 
 def load(path):
+    """The rows in the order they ran, each milter's record of each row, the
+    full limits records, the run's summary, and for each row the limits in
+    force when it started: the last full record, with the RSA figures of the
+    mean of the records right before and right after the row (run.sh
+    measures the signature around each)."""
     rows, limits, meta = {}, [], {}
     order = []
+    current, at_row = {}, {}
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -28,15 +34,25 @@ def load(path):
                 continue
             d = json.loads(line)
             if "limits" in d:
-                limits.append(d)
+                if d.get("rsa_only") and d["limits"].startswith("after "):
+                    row = d["limits"][len("after "):]
+                    if row in at_row:
+                        b = at_row[row]
+                        at_row[row] = {**b, **{k: (b[k] + v) / 2 for k, v in d.items()
+                                               if k.startswith("rsa_") and k in b and b.get("rsa_only")}}
+                    continue
+                current = {**current, **d}
+                if not d.get("rsa_only"):
+                    limits.append(d)
             elif "row" in d:
                 if d["row"] not in rows:
                     rows[d["row"]] = {}
                     order.append(d["row"])
+                    at_row[d["row"]] = current
                 rows[d["row"]][d["milter"]] = d
             else:
                 meta = d
-    return order, rows, limits, meta
+    return order, rows, limits, meta, at_row
 
 
 def limit_for(row, lim):
@@ -117,13 +133,12 @@ set ylabel "CPU per message / one RSA-2048 signature"
 
 def main():
     out = sys.argv[1]
-    order, rows, limits, meta = load(os.path.join(out, "results.jsonl"))
+    order, rows, limits, meta, at_row = load(os.path.join(out, "results.jsonl"))
     if not limits:
         sys.exit("report: no limits in the results")
     lim = limits[0]
     # The 50 MB rows compare with the limits measured right before them.
     lim50 = next((x for x in limits if x["limits"] == "before 50 MB"), lim)
-    rsa = lim["rsa_sign_ms"]
     lines = []
     w = lines.append
     w(f"Measured {meta.get('date', '?')} by `{meta.get('command', 'bench/run.sh')}`; "
@@ -131,13 +146,26 @@ def main():
       f"and the hypervisor's steal over {meta.get('noise_limit_percent', 10)} % of a core); "
       "a row still over it after every attempt is marked (noisy).\n")
     for x in limits:
-        w(f"- openssl speed ({x['limits']}): RSA-2048 sign {x['rsa_sign_ms']:.3f} ms, verify "
+        # Results from before 2026-12-03's second sitting have no all-cores figure.
+        multi = x.get("rsa_sign_ms_all_cores")
+        each = f" ({multi:.3f} ms each on {x.get('cores', '?')} cores at once)" if multi else ""
+        w(f"- openssl speed ({x['limits']}): RSA-2048 sign {x['rsa_sign_ms']:.3f} ms{each}, verify "
           f"{x['rsa_verify_ms']:.4f} ms; Ed25519 sign {x['ed25519_sign_ms']:.4f} ms, verify "
           f"{x['ed25519_verify_ms']:.4f} ms; SHA-256 {x['sha256_gb_s']:.2f} GB/s")
+    before = [at_row[r] for r in order if at_row[r].get("rsa_only")]
+    if before:
+        sig = [x["rsa_sign_ms"] for x in before]
+        w(f"- openssl speed around each row (the mean of right before and right after it): "
+          f"RSA-2048 sign {min(sig):.3f}–{max(sig):.3f} ms")
     w("")
     w("CPU per message is the milter's whole process tree, in ms and in units of "
-      "this run's RSA-2048 signature (`openssl speed`); the crypto limit is the "
-      "signature operation(s) and SHA-256 over the body, from the same run.\n")
+      "one RSA-2048 signature as `openssl speed` measured it right before and right "
+      "after that row (the mean of the two; the host's speed drifts during a "
+      "sitting). The crypto limit is the signature operation(s) and SHA-256 over "
+      "the body, from the same measurements. On the RSA signing rows with more "
+      "than one connection, dkimd's CPU is also given in units of the signature "
+      "as it costs with every core signing at once (`openssl speed -multi`), "
+      "which is how dkimd signs there.\n")
     head = ["load", "crypto limit"]
     for m in MILTERS:
         head += [f"{TITLES[m]} msg/s", f"{TITLES[m]} CPU/msg"]
@@ -146,7 +174,11 @@ def main():
     w("|" + "---|" * len(head))
     rates_tsv, cpu_tsv = [], []
     for row in order:
-        l = limit_for(row, lim50 if "50M" in row else lim)
+        # The 50 MB rows: the full limits right before them (SHA-256).
+        here = {**(lim50 if "50M" in row else lim), **{k: v for k, v in at_row[row].items() if k.startswith("rsa_")}}
+        rsa = here["rsa_sign_ms"]
+        multi = here.get("rsa_sign_ms_all_cores")
+        l = limit_for(row, here)
         cells = [describe(row), f"{l:.3f} ms ({l / rsa:.2f})"]
         rate_line, cpu_line = [row], [row]
         for m in MILTERS:
@@ -159,7 +191,10 @@ def main():
             r = d["report"]
             cpu = r.get("milter_cpu_ms_per_message") or 0.0
             mark = " (noisy)" if d.get("noisy") else ""
-            cells += [f"{r['messages_per_second']:,.0f}{mark}", f"{cpu:.3f} ms ({cpu / rsa:.2f})"]
+            units = f"{cpu / rsa:.2f}"
+            if m == "dkimd" and multi and row.startswith("sign-rsa") and not row.endswith("-c1"):
+                units += f"; {cpu / multi:.2f} all-cores"
+            cells += [f"{r['messages_per_second']:,.0f}{mark}", f"{cpu:.3f} ms ({units})"]
             rate_line.append(f"{r['messages_per_second']:.1f}")
             cpu_line.append(f"{cpu / rsa:.4f}")
         cores = lim["cores"]
