@@ -314,6 +314,10 @@ pub fn install(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> 
                 true,
             );
         }
+        writable_paths(cfg, dir, &mut record, out)?;
+    }
+    if let Some(user) = &t.user {
+        service_user_access(cfg, user, out);
     }
     record.postfix_dir = Some(t.postfix_dir.display().to_string());
     let save = |record: &InstallRecord| {
@@ -782,6 +786,161 @@ fn systemd_unit(
     Ok(())
 }
 
+/// The drop-in with which the unit (install's, or the package's) may write
+/// the directories of the zone files dkimd edits.
+const DROP_IN: &str = "dkimd.service.d/zone-files.conf";
+
+/// The unit's `ProtectSystem=full` leaves /etc and /usr read-only, where
+/// BIND's zone files often are: a drop-in lets dkimd write the directories
+/// of its bind-zone-file zones (and goes when there are none).
+fn writable_paths(
+    cfg: &Config,
+    systemd_dir: &Path,
+    record: &mut InstallRecord,
+    out: &mut Steps,
+) -> crate::Result<()> {
+    let mut dirs: Vec<PathBuf> = crate::publish::bind::zone_files(cfg)
+        .into_iter()
+        .filter_map(|(_, f)| std::path::absolute(f).ok()?.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let path = systemd_dir.join(DROP_IN);
+    let shown = path.display().to_string();
+    if dirs.is_empty() {
+        if record.files.contains(&shown) {
+            if std::fs::remove_file(&path).is_ok() {
+                out.step(
+                    "systemd",
+                    &format!("removed {shown} (no zone files to edit)"),
+                    true,
+                );
+            }
+            if let Some(d) = path.parent() {
+                let _ = std::fs::remove_dir(d);
+            }
+            record.files.retain(|f| f != &shown);
+            daemon_reload();
+        }
+        return Ok(());
+    }
+    let mut text = String::from(
+        "# Written by dkimd install; dkimd uninstall removes it.\n\
+         # The unit's ProtectSystem=full leaves /etc and /usr read-only: dkimd\n\
+         # edits the zone files of its bind-zone-file zones in these directories.\n\
+         [Service]\n",
+    );
+    for d in &dirs {
+        // "%" starts a systemd specifier.
+        let d = d.display().to_string().replace('%', "%%");
+        if d.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+            text.push_str(&format!(
+                "ReadWritePaths=\"-{}\"\n",
+                d.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+        } else {
+            text.push_str(&format!("ReadWritePaths=-{d}\n"));
+        }
+    }
+    let list = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        out.step(
+            "systemd",
+            &format!("{shown} is up to date (dkimd may write {list})"),
+            true,
+        );
+    } else {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        crate::sys::write_atomic(&path, text.as_bytes(), 0o644)?;
+        out.step(
+            "systemd",
+            &format!("wrote {shown}: dkimd may write {list} (ReadWritePaths)"),
+            true,
+        );
+        daemon_reload();
+    }
+    if !record.files.contains(&shown) {
+        record.files.push(shown);
+    }
+    Ok(())
+}
+
+fn daemon_reload() {
+    if systemd_runs() {
+        let _ = Command::new("systemctl").arg("daemon-reload").status();
+    }
+}
+
+/// The files the configuration names that the daemon must read, with the
+/// setting that names each.
+fn files_to_read(cfg: &Config) -> Vec<(String, &Path)> {
+    let mut named: Vec<(String, Option<&PathBuf>)> = Vec::new();
+    for z in &cfg.publish.zones {
+        let at = |k: &str| format!("zone {}: {k}", z.name);
+        named.push((at("tsig_secret_file"), z.tsig_secret_file.as_ref()));
+        named.push((at("api_key_file"), z.api_key_file.as_ref()));
+        named.push((at("ca_file"), z.ca_file.as_ref()));
+        named.push((at("credentials_file"), z.credentials_file.as_ref()));
+    }
+    let st = &cfg.store;
+    named.push(("store.password_file".into(), st.password_file.as_ref()));
+    named.push(("store.key_file".into(), st.key_file.as_ref()));
+    named.push((
+        "store.previous_key_file".into(),
+        st.previous_key_file.as_ref(),
+    ));
+    named.push(("store.ca_file".into(), st.ca_file.as_ref()));
+    named.push(("admin.tls_cert".into(), cfg.admin.tls_cert.as_ref()));
+    named.push(("admin.tls_key".into(), cfg.admin.tls_key.as_ref()));
+    named
+        .into_iter()
+        .filter_map(|(what, p)| Some((what, p?.as_path())))
+        .collect()
+}
+
+/// Whether the service user can do what the daemon will do as it: edit the
+/// zone files, reload BIND with rndc, and read the secrets and certificates
+/// the configuration names. Each problem is a warning step with its fix;
+/// install goes on (the admin may fix them afterwards).
+fn service_user_access(cfg: &Config, user: &str, out: &mut Steps) {
+    let Some(who) = crate::sys::Account::lookup(user) else {
+        return;
+    };
+    let mut problems = crate::publish::bind::access_problems(cfg, &who);
+    let files = files_to_read(cfg);
+    for (setting, path) in &files {
+        if let Some(p) = who.cannot(path, crate::sys::Need::Read) {
+            problems.push(format!("{p} ({setting})"));
+        }
+    }
+    let zones = crate::publish::bind::zone_files(cfg).len();
+    if problems.is_empty() {
+        if zones + files.len() > 0 {
+            out.step(
+                "access",
+                &format!(
+                    "{user} can edit the zone files and read the files the configuration names"
+                ),
+                true,
+            );
+        }
+        return;
+    }
+    for p in &problems {
+        out.step("access", &format!("warning: {p}"), true);
+    }
+    out.sink().notice(&format!(
+        "warning: dkimd runs as {user}, who cannot reach {} thing(s) it needs (the access steps above say which, and how to fix each); or install with --no-user to run it as root",
+        problems.len()
+    ));
+}
+
 /// Reverses what install changed.
 pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()> {
     let socket = postfix_socket(cfg);
@@ -844,6 +1003,13 @@ pub fn uninstall(cfg: &Config, t: &Targets, out: &mut Steps) -> crate::Result<()
     for p in &record.files {
         if std::fs::remove_file(p).is_ok() {
             out.step("systemd", &format!("removed {p}"), true);
+        }
+        // The drop-in's directory, once empty.
+        if let Some(d) = Path::new(p)
+            .parent()
+            .filter(|d| d.ends_with("dkimd.service.d"))
+        {
+            let _ = std::fs::remove_dir(d);
         }
     }
     if let Some(p) = &record.config {

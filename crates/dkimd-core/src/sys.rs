@@ -388,6 +388,213 @@ pub fn tls_client_config(
         .with_no_client_auth())
 }
 
+/// A user as file permissions see it: its id and every group it is in.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The user's name, for messages.
+    pub name: String,
+    /// Its user id.
+    pub uid: u32,
+    /// Its primary group and every supplementary group.
+    pub gids: Vec<u32>,
+}
+
+/// What an [`Account`] must be able to do with a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Need {
+    /// Read the file.
+    Read,
+    /// Create files in the directory and rename them (an atomic write).
+    WriteIn,
+    /// Replace the file and give the new one the old one's owner and
+    /// group, as an edited zone file is (only root may give a file to
+    /// another user, and a user may give it only to a group it is in).
+    KeepOwner,
+}
+
+impl Account {
+    /// The system user `name` and its groups; None when there is none.
+    pub fn lookup(name: &str) -> Option<Account> {
+        let u = uzers::get_user_by_name(name)?;
+        let mut gids = vec![u.primary_group_id()];
+        if let Some(groups) = uzers::get_user_groups(name, u.primary_group_id()) {
+            gids.extend(groups.iter().map(|g| g.gid()));
+        }
+        Some(Account {
+            name: name.to_string(),
+            uid: u.uid(),
+            gids,
+        })
+    }
+
+    /// This process, as the kernel checks its access: the effective user
+    /// and group and the supplementary groups.
+    pub fn current() -> Account {
+        let uid = uzers::get_effective_uid();
+        let mut gids = vec![uzers::get_effective_gid()];
+        if let Ok(groups) = uzers::group_access_list() {
+            gids.extend(groups.iter().map(|g| g.gid()));
+        }
+        let name = uzers::get_user_by_uid(uid)
+            .map(|u| u.name().to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("uid {uid}"));
+        Account { name, uid, gids }
+    }
+
+    /// Why this account cannot do `need` with `path`, by the permission
+    /// bits of the path and of every directory above it (ACLs aside), with
+    /// a command that would let it; None when it can. Root can do all of
+    /// it to a path that exists (a read-only mount is [`read_only`]'s to
+    /// tell).
+    pub fn cannot(&self, path: &Path, need: Need) -> Option<String> {
+        let root = self.uid == 0;
+        let user = &self.name;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        // Every directory above: entered (x).
+        let mut above: Vec<&Path> = abs.ancestors().skip(1).collect();
+        above.reverse();
+        for dir in above {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                return Some(format!("{} does not exist", dir.display()));
+            };
+            if !root && !self.may(&meta, 0o1) {
+                return Some(format!(
+                    "{user} cannot enter {} ({}): {}",
+                    dir.display(),
+                    describe(&meta),
+                    self.fix(dir, &meta, 0o1)
+                ));
+            }
+        }
+        let meta = match std::fs::metadata(&abs) {
+            Ok(m) => m,
+            Err(_) => return Some(format!("{} does not exist", abs.display())),
+        };
+        if root {
+            return None;
+        }
+        let shown = abs.display();
+        match need {
+            Need::Read if !self.may(&meta, 0o4) => Some(format!(
+                "{user} cannot read {shown} ({}): {}",
+                describe(&meta),
+                self.fix(&abs, &meta, 0o4)
+            )),
+            Need::WriteIn if !self.may(&meta, 0o3) => Some(format!(
+                "{user} cannot create files in {shown} ({}): {}",
+                describe(&meta),
+                self.fix(&abs, &meta, 0o3)
+            )),
+            Need::KeepOwner if meta.uid() != self.uid || !self.gids.contains(&meta.gid()) => {
+                Some(format!(
+                    "{user} cannot give the new {shown} the old one's owner and group ({}; only root may give a file away, and only to a group it is in): {}",
+                    describe(&meta),
+                    self.keep_owner_fix(&abs, &meta)
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the permission bits give this account every bit of `want`
+    /// (4 read, 2 write, 1 enter or run).
+    fn may(&self, meta: &std::fs::Metadata, want: u32) -> bool {
+        let mode = meta.mode();
+        let bits = if meta.uid() == self.uid {
+            mode >> 6
+        } else if self.gids.contains(&meta.gid()) {
+            mode >> 3
+        } else {
+            mode
+        };
+        bits & want == want
+    }
+
+    /// A command that gives this account the bits of `want` on `path`
+    /// without taking any from others: the owner's bits; others' x to
+    /// pass through a directory; joining the group when its bits suffice
+    /// (never root's group); for a directory, the group's bits, with the
+    /// account's own group in place of root's (its owner keeps it); for a
+    /// file of one owner, such as a secret, taking it over.
+    fn fix(&self, path: &Path, meta: &std::fs::Metadata, want: u32) -> String {
+        let user = &self.name;
+        let group = group_name(meta.gid());
+        let letters: String = [(4, 'r'), (2, 'w'), (1, 'x')]
+            .iter()
+            .filter(|(b, _)| want & b != 0)
+            .map(|(_, c)| *c)
+            .collect();
+        let shown = path.display();
+        let group_has = (meta.mode() >> 3) & want == want;
+        if meta.uid() == self.uid {
+            format!("chmod u+{letters} {shown}")
+        } else if self.gids.contains(&meta.gid()) {
+            format!("chmod g+{letters} {shown}")
+        } else if want == 0o1 && meta.is_dir() {
+            format!("chmod o+x {shown}")
+        } else if group_has && meta.gid() != 0 {
+            format!("usermod -a -G {group} {user} (then restart dkimd)")
+        } else if meta.is_dir() && meta.gid() == 0 {
+            let own = group_name(self.gids.first().copied().unwrap_or(0));
+            format!("chgrp {own} {shown} && chmod g+{letters} {shown}")
+        } else if meta.is_dir() {
+            format!(
+                "chmod g+{letters} {shown} && usermod -a -G {group} {user} (then restart dkimd)"
+            )
+        } else {
+            format!("chown {user} {shown}")
+        }
+    }
+
+    /// The command that lets this account keep `path`'s owner: the file
+    /// becomes its own, with its primary group when others may read the
+    /// file (so that the server still can), else with the file's group,
+    /// which it joins (never root's).
+    fn keep_owner_fix(&self, path: &Path, meta: &std::fs::Metadata) -> String {
+        let user = &self.name;
+        let shown = path.display();
+        let own = self.gids.first().copied().unwrap_or(meta.gid());
+        if self.gids.contains(&meta.gid()) {
+            format!("chown {user} {shown}")
+        } else if meta.mode() & 0o004 != 0 || meta.gid() == 0 {
+            format!("chown {user}:{} {shown}", group_name(own))
+        } else {
+            let group = group_name(meta.gid());
+            format!(
+                "usermod -a -G {group} {user} && chown {user}:{group} {shown} (then restart dkimd)"
+            )
+        }
+    }
+}
+
+/// "owner:group, mode 0644", for messages.
+fn describe(meta: &std::fs::Metadata) -> String {
+    let owner = uzers::get_user_by_uid(meta.uid())
+        .map(|u| u.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| meta.uid().to_string());
+    format!(
+        "{owner}:{}, mode {:04o}",
+        group_name(meta.gid()),
+        meta.mode() & 0o7777
+    )
+}
+
+fn group_name(gid: u32) -> String {
+    uzers::get_group_by_gid(gid)
+        .map(|g| g.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// True when `dir` is on a file system this process may not write, such as
+/// what a systemd unit's `ProtectSystem=` or `ReadOnlyPaths=` leaves it.
+pub fn read_only(dir: &Path) -> bool {
+    matches!(
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK),
+        Err(e) if e == rustix::io::Errno::ROFS
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +653,89 @@ mod tests {
             0o600
         );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
+    }
+
+    fn account(uid: u32, gids: &[u32]) -> Account {
+        Account {
+            name: "svc".into(),
+            uid,
+            gids: gids.to_vec(),
+        }
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn access_follows_the_permission_bits_of_the_path_and_above() {
+        let tmp = tempfile::tempdir().unwrap();
+        chmod(tmp.path(), 0o755);
+        let zones = tmp.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let file = zones.join("db.example.com");
+        std::fs::write(&file, "x").unwrap();
+        let meta = std::fs::metadata(&zones).unwrap();
+        let (owner, group) = (meta.uid(), meta.gid());
+        // Another user, in no group of the files.
+        let other = account(owner.wrapping_add(4242), &[group.wrapping_add(4242)]);
+        chmod(&zones, 0o755);
+        chmod(&file, 0o644);
+        assert_eq!(other.cannot(&file, Need::Read), None);
+        let e = other.cannot(&zones, Need::WriteIn).unwrap();
+        assert!(e.starts_with("svc cannot create files in "), "{e}");
+        assert!(e.contains("mode 0755"), "{e}");
+        // Root's group is never one to join: the account's own group takes
+        // its place (the owner keeps the directory).
+        if group == 0 {
+            assert!(
+                e.contains("chgrp ") && e.ends_with(&format!("&& chmod g+wx {}", zones.display())),
+                "{e}"
+            );
+        } else {
+            assert!(e.contains("chmod g+wx "), "{e}");
+        }
+        let e = other.cannot(&file, Need::KeepOwner).unwrap();
+        assert!(e.contains("only root may give a file away"), "{e}");
+        // Others may read it: the new owner's own group keeps it readable.
+        assert!(e.contains("chown svc:"), "{e}");
+        chmod(&file, 0o640);
+        let e = other.cannot(&file, Need::KeepOwner).unwrap();
+        if group != 0 {
+            assert!(e.contains("usermod -a -G "), "{e}");
+        }
+        chmod(&file, 0o644);
+        // A group that may write: joining it is the fix, and then it may.
+        chmod(&zones, 0o2775);
+        let e = other.cannot(&zones, Need::WriteIn).unwrap();
+        if group != 0 {
+            assert!(e.contains("usermod -a -G "), "{e}");
+        }
+        let member = account(owner.wrapping_add(4242), &[group]);
+        assert_eq!(member.cannot(&zones, Need::WriteIn), None);
+        // The owner keeps the owner; a directory above it cannot enter stops it.
+        let owner_acct = account(owner, &[group]);
+        assert_eq!(owner_acct.cannot(&file, Need::KeepOwner), None);
+        chmod(&zones, 0o700);
+        let e = other.cannot(&file, Need::Read).unwrap();
+        assert!(e.starts_with("svc cannot enter "), "{e}");
+        assert!(
+            e.ends_with(&format!("chmod o+x {}", zones.display())),
+            "{e}"
+        );
+        // A secret of one owner (0600): taken over.
+        chmod(&zones, 0o755);
+        chmod(&file, 0o600);
+        let e = other.cannot(&file, Need::Read).unwrap();
+        assert!(e.ends_with(&format!("chown svc {}", file.display())), "{e}");
+        // Missing: said so.
+        let e = other.cannot(&zones.join("nope"), Need::Read).unwrap();
+        assert!(e.ends_with("does not exist"), "{e}");
+        // Root may do everything the bits say, to what exists.
+        assert_eq!(account(0, &[0]).cannot(&file, Need::KeepOwner), None);
+        assert!(account(0, &[0])
+            .cannot(&zones.join("nope"), Need::Read)
+            .is_some());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The service user of these tests: Debian's `nobody`, which every
+/// The service user of most of these tests: Debian's `nobody`, which every
 /// machine has, stands in for the `dkimd` user that install creates.
 fn service_user() -> Option<(u32, u32)> {
     let root = euid() == 0;
@@ -1674,4 +1674,285 @@ fn replace_keeps_list_references_and_restores_each_list() {
         assert_eq!(postconf_n(), before, "{case}");
     }
     drop(old);
+}
+
+/// `dkimd install` as the CLI runs it: `dkimd --config CFG --state-dir
+/// STATE install|uninstall --postfix-config PF --systemd-dir UNITS ...`.
+fn install_cmd(config: &Path, state: &Path, pf: &Path, units: &Path, cmd: &str) -> Command {
+    let mut c = dkimd();
+    c.arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .arg(cmd)
+        .arg("--postfix-config")
+        .arg(pf)
+        .arg("--systemd-dir")
+        .arg(units);
+    c
+}
+
+use std::process::Command;
+
+/// The unit's `ProtectSystem=full` leaves /etc read-only, where BIND's zone
+/// files often are: install writes a drop-in that lets the unit (its own,
+/// or the package's) write the directories of the bind-zone-file zones,
+/// removes it when there are none, and uninstall takes it away.
+/// `run --check-config` says when a zone file's directory is missing.
+#[test]
+fn install_lets_the_unit_write_the_zone_directories() {
+    if !require_peer(
+        "Postfix's postconf",
+        Command::new("postconf").arg("-d").arg("mail_version"),
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let pf = postfix_dir(tmp.path());
+    let units = tmp.path().join("systemd");
+    let zones = tmp.path().join("zones 1");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(zones.join("example.com.zone"), "").unwrap();
+    std::fs::write(zones.join("example.net.zone"), "").unwrap();
+    let config = tmp.path().join("dkimd.toml");
+    let zone = |name: &str, file: &Path| {
+        format!(
+            "[[publish.zone]]\nname = \"{name}\"\nbackend = \"bind-zone-file\"\nfile = \"{}\"\nreload_command = [\"true\"]\n",
+            file.display()
+        )
+    };
+    let with_zones = format!(
+        "state_dir = \"{}\"\n{}{}{}",
+        state.display(),
+        zone("example.com", &zones.join("example.com.zone")),
+        zone("example.net", &zones.join("example.net.zone")),
+        zone("example.org", &tmp.path().join("other/example.org.zone")),
+    );
+    std::fs::write(&config, &with_zones).unwrap();
+    let run = |cmd: &str| {
+        let o = install_cmd(&config, &state, &pf, &units, cmd)
+            .arg("--no-user")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    let out = run("install");
+    let drop_in = units.join("dkimd.service.d/zone-files.conf");
+    assert!(
+        out.contains(&format!("systemd: wrote {}", drop_in.display())),
+        "{out}"
+    );
+    let written = std::fs::read_to_string(&drop_in).unwrap();
+    // One line per directory, quoted where it has a space.
+    let lines: Vec<&str> = written
+        .lines()
+        .filter(|l| l.starts_with("ReadWritePaths="))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("ReadWritePaths=-{}", tmp.path().join("other").display()),
+            format!("ReadWritePaths=\"-{}\"", zones.display()),
+        ],
+        "{written}"
+    );
+    assert!(written.contains("\n[Service]\n"), "{written}");
+    assert!(run("install").contains("is up to date"));
+    // The check says what is missing: example.org's directory.
+    let o = dkimd()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "warning: {} does not exist",
+            tmp.path().join("other").display()
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains(&zones.display().to_string()),
+        "{}",
+        text(&o)
+    );
+    // No zone files any more: the drop-in goes.
+    std::fs::write(&config, format!("state_dir = \"{}\"\n", state.display())).unwrap();
+    let out = run("install");
+    assert!(
+        out.contains(&format!("removed {} (no zone files", drop_in.display())),
+        "{out}"
+    );
+    assert!(!drop_in.parent().unwrap().exists());
+    // Back, then uninstall: gone with its directory.
+    std::fs::write(&config, &with_zones).unwrap();
+    run("install");
+    assert!(drop_in.exists());
+    let out = run("uninstall");
+    assert!(
+        out.contains(&format!("removed {}", drop_in.display())),
+        "{out}"
+    );
+    assert!(!drop_in.parent().unwrap().exists());
+    assert!(!units.join("dkimd.service").exists());
+}
+
+/// With a service user, install says what the daemon could not do as it:
+/// enter the zone's directory, write there, keep the zone file's owner,
+/// read rndc's key and a TSIG secret of root's, each with the command that
+/// fixes it. With those commands run, install finds nothing, and the
+/// service user does publish a key into the zone that BIND serves.
+#[test]
+fn install_says_what_the_service_user_cannot_reach_and_the_fixes_work() {
+    use common::bind::have_named;
+    use common::env::SigningEnv;
+    if !have_named() || service_user().is_none() {
+        return;
+    }
+    // A user of its own (install creates it, with its group), removed
+    // again however the test ends.
+    let user = "dkimdzonetest";
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("gpasswd")
+                .args(["-d", "postfix", self.0])
+                .output();
+            let _ = Command::new("userdel").arg(self.0).output();
+        }
+    }
+    drop(Gone(user));
+    let _gone = Gone(user);
+    let env = SigningEnv::start(tempfile::tempdir().unwrap(), "", &[], "w1");
+    let tmp = env.tmp.path();
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = tmp.join("state");
+    let pf = postfix_dir(tmp);
+    let units = tmp.join("systemd");
+    // A second zone, by RFC 2136, whose TSIG secret is root's (0600).
+    let secret = tmp.join("tsig.secret");
+    std::fs::write(&secret, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "[[publish.zone]]\nname = \"example.net\"\nbackend = \"rfc2136\"\nserver = \"{}\"\ntsig_key_name = \"k\"\ntsig_secret_file = \"{}\"\n",
+        env.named.addr(),
+        secret.display()
+    ));
+    std::fs::write(&env.config, &cfg).unwrap();
+    let install = || {
+        let o = install_cmd(&env.config, &state, &pf, &units, "install")
+            .args(["--user", user])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        o
+    };
+    let named_dir = env.named.dir.clone();
+    let zone_file = env.named.zone_file("example.com");
+    std::fs::set_permissions(&named_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = install();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let warnings: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("access: warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{user} cannot enter {} (root:root, mode 0700): chmod o+x {}",
+            named_dir.display(),
+            named_dir.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("(rndc reloads the zone with it)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{user} cannot read {} (root:root, mode 0600): chown {user} {} (zone example.net: tsig_secret_file)",
+            secret.display(),
+            secret.display()
+        )),
+        "{out}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: dkimd runs as {user}, who cannot reach 3 thing(s)"
+        )),
+        "{stderr}"
+    );
+    // Past the directory above: writing in the zone's directory.
+    let sh = |cmd: &str| {
+        let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+    };
+    sh(&format!("chmod o+x {}", named_dir.display()));
+    let out = text(&install());
+    // Its owner keeps it (named, root without capabilities here, reads
+    // it as its owner), the group becomes the user's.
+    let fix = format!(
+        "chgrp {user} {d} && chmod g+wx {d}",
+        d = named_dir.display()
+    );
+    assert!(
+        out.contains(&format!(
+            "{user} cannot create files in {} (root:root, mode 0701): {fix}",
+            named_dir.display()
+        )),
+        "{out}"
+    );
+    sh(&fix);
+    // Then the zone file, whose owner the new one must get.
+    let out = text(&install());
+    let fix = format!("chown {user}:{user} {}", zone_file.display());
+    assert!(
+        out.contains(&format!(
+            "{user} cannot give the new {} the old one's owner and group (root:root, mode 0644; only root may give a file away, and only to a group it is in): {fix}",
+            zone_file.display()
+        )),
+        "{out}"
+    );
+    sh(&fix);
+    sh(&format!("chown {user} {}", secret.display()));
+    let out = text(&install());
+    assert!(!out.contains("access: warning"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "access: {user} can edit the zone files and read the files the configuration names"
+        )),
+        "{out}"
+    );
+    // What install now calls fine is: the service user publishes a new key.
+    let o = Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(env!("CARGO_BIN_EXE_dkimd"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["key", "generate", "example.com"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        env.named.dig_txt("w1-2._domainkey.example.com").len(),
+        1,
+        "the new key's record is served: {}",
+        text(&o)
+    );
+    let meta = std::fs::metadata(&zone_file).unwrap();
+    assert_eq!(meta.uid(), uzers_uid(user), "the zone file keeps its owner");
+    let o = install_cmd(&env.config, &state, &pf, &units, "uninstall")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn uzers_uid(user: &str) -> u32 {
+    let o = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
 }

@@ -55,6 +55,82 @@ fn run(cmd: &[String], what: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// The zone files of `cfg`'s bind-zone-file zones, with their zones.
+pub fn zone_files(cfg: &Config) -> Vec<(&ZoneConfig, &std::path::Path)> {
+    cfg.publish
+        .zones
+        .iter()
+        .filter(|z| z.backend == Backend::BindZoneFile)
+        .filter_map(|z| z.file.as_deref().map(|f| (z, f)))
+        .collect()
+}
+
+/// The file rndc reads its key from, when the reload command runs rndc:
+/// the one `-c` or `-k` names, else the first of Debian's two that exists.
+fn rndc_key(z: &ZoneConfig) -> Option<PathBuf> {
+    let default = ["rndc".to_string()];
+    let cmd = z.reload_command.as_deref().unwrap_or(&default);
+    let (prog, args) = cmd.split_first()?;
+    if std::path::Path::new(prog).file_name()? != "rndc" {
+        return None;
+    }
+    for pair in args.windows(2) {
+        if let [flag, file] = pair {
+            if flag == "-c" || flag == "-k" {
+                return Some(PathBuf::from(file));
+            }
+        }
+    }
+    ["/etc/bind/rndc.conf", "/etc/bind/rndc.key"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// What would stop `who` from editing `cfg`'s zone files when a key is
+/// published or removed: creating the new file beside the old one, reading
+/// the old one, giving the new one the old one's owner, and reading rndc's
+/// key for the reload. One message per problem, each with the fix; empty
+/// when there is none (or no bind-zone-file zone).
+pub fn access_problems(cfg: &Config, who: &crate::sys::Account) -> Vec<String> {
+    use crate::sys::Need;
+    let mut problems: Vec<String> = Vec::new();
+    let mut add = |p: Option<String>| {
+        if let Some(p) = p {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    };
+    for (z, file) in zone_files(cfg) {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let in_dir = who.cannot(dir, Need::WriteIn);
+        let blocked = in_dir.is_some();
+        add(in_dir);
+        if !blocked {
+            add(who
+                .cannot(file, Need::Read)
+                .or_else(|| who.cannot(file, Need::KeepOwner)));
+        }
+        if crate::sys::read_only(dir) {
+            add(Some(format!(
+                "{} is read-only for {} (under systemd, the unit's ProtectSystem=full makes /etc and /usr read-only): run dkimd install again, which lets the unit write the zone directories (ReadWritePaths), or keep the zone file elsewhere",
+                dir.display(),
+                who.name
+            )));
+        }
+        if let Some(key) = rndc_key(z) {
+            add(who
+                .cannot(&key, Need::Read)
+                .map(|p| format!("{p} (rndc reloads the zone with it)")));
+        }
+    }
+    problems
+}
+
 impl ZoneFile {
     pub(super) fn new(
         cfg: &Config,

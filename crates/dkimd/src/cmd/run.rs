@@ -16,6 +16,9 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
         let checked = daemon::check(&cfg, store.as_ref())?;
         web::check(&cfg)?;
         outln!("configuration ok: {}", checked.summary(&cfg));
+        for p in zone_access(&cfg) {
+            outln!("warning: {p}");
+        }
         if !existed {
             outln!(
                 "no store yet in {}: the daemon creates it when it starts",
@@ -30,6 +33,10 @@ pub fn run(cfg: Config, check_only: bool) -> anyhow::Result<ExitCode> {
     // The store's state must make a snapshot before any socket is bound.
     let checked = daemon::check(&cfg, store.as_ref())?;
     logging::init(cfg.milter.log_level);
+    // Found now rather than at the first key change, which may be months away.
+    for p in zone_access(&cfg) {
+        tracing::warn!("publishing keys will fail: {p}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,4 +74,9 @@ async fn serve(
         });
     }
     daemon::run_checked(&cfg, listener, store, checked, resolver, clock, shutdown).await
+}
+
+/// What would stop this process from editing the configured zone files.
+fn zone_access(cfg: &Config) -> Vec<String> {
+    dkimd_core::publish::bind::access_problems(cfg, &dkimd_core::sys::Account::current())
 }
