@@ -1760,6 +1760,33 @@ fn install_lets_the_unit_write_the_zone_directories() {
     );
     assert!(written.contains("\n[Service]\n"), "{written}");
     assert!(run("install").contains("is up to date"));
+    // systemd reads the drop-in without a complaint (and does complain of a
+    // line it cannot use, so the check can fail).
+    if require_peer(
+        "systemd-analyze (Debian package systemd)",
+        Command::new("systemd-analyze").arg("--version"),
+    ) {
+        let complaints = || {
+            let o = Command::new("systemd-analyze")
+                .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+                .arg("verify")
+                .arg(units.join("dkimd.service"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .filter(|l| l.contains("zone-files.conf"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(complaints(), Vec::<String>::new());
+        std::fs::write(&drop_in, format!("{written}ReadWritePaths=-relative/dir\n")).unwrap();
+        let c = complaints();
+        assert!(c.len() == 1 && c[0].contains("not absolute"), "{c:?}");
+        // Install puts it right again.
+        assert!(run("install").contains(&format!("wrote {}", drop_in.display())));
+        assert_eq!(complaints(), Vec::<String>::new());
+    }
     // The check says what is missing: example.org's directory.
     let o = dkimd()
         .arg("--config")
