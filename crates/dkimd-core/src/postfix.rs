@@ -790,6 +790,9 @@ fn systemd_unit(
 /// the directories of the zone files dkimd edits.
 const DROP_IN: &str = "dkimd.service.d/zone-files.conf";
 
+/// The drop-in's first line: how install knows the file for its own.
+const DROP_IN_HEADER: &str = "# Written by dkimd install; dkimd uninstall removes it.";
+
 /// The unit's `ProtectSystem=full` leaves /etc and /usr read-only, where
 /// BIND's zone files often are: a drop-in lets dkimd write the directories
 /// of its bind-zone-file zones (and goes when there are none).
@@ -799,22 +802,57 @@ fn writable_paths(
     record: &mut InstallRecord,
     out: &mut Steps,
 ) -> crate::Result<()> {
-    let mut dirs: Vec<PathBuf> = crate::publish::bind::zone_files(cfg)
-        .into_iter()
-        .filter_map(|(_, f)| std::path::absolute(f).ok()?.parent().map(Path::to_path_buf))
-        .collect();
+    // systemd takes normalized absolute paths: the directory with its
+    // links resolved (as written while it does not exist yet).
+    let mut dirs: Vec<String> = Vec::new();
+    for (z, f) in crate::publish::bind::zone_files(cfg) {
+        let Some(dir) = std::path::absolute(f)
+            .ok()
+            .and_then(|a| a.parent().map(Path::to_path_buf))
+        else {
+            continue;
+        };
+        let dir = dir.canonicalize().unwrap_or(dir);
+        match dir.to_str() {
+            Some(d) if !d.contains(|c: char| c.is_control()) && !d.contains("/../") && !d.ends_with("/..") => {
+                dirs.push(d.to_string());
+            }
+            _ => out.step(
+                "systemd",
+                &format!(
+                    "warning: zone {}: the directory of {} cannot be named in a unit (not UTF-8, a control character or ..): add ReadWritePaths= for it by hand",
+                    z.name,
+                    f.display()
+                ),
+                true,
+            ),
+        }
+    }
     dirs.sort();
     dirs.dedup();
     let path = systemd_dir.join(DROP_IN);
     let shown = path.display().to_string();
+    // A file of that name that install did not write is the admin's.
+    let ours = record.files.contains(&shown)
+        || std::fs::read_to_string(&path).map_or(true, |t| t.starts_with(DROP_IN_HEADER));
+    if !ours {
+        out.step(
+            "systemd",
+            &format!("warning: {shown} exists and was not written by install: left as it is; make sure it lets dkimd write the zone directories (ReadWritePaths=)"),
+            true,
+        );
+        return Ok(());
+    }
     if dirs.is_empty() {
         if record.files.contains(&shown) {
-            if std::fs::remove_file(&path).is_ok() {
-                out.step(
+            match std::fs::remove_file(&path) {
+                Ok(()) => out.step(
                     "systemd",
                     &format!("removed {shown} (no zone files to edit)"),
                     true,
-                );
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => bail!("cannot remove {shown}: {e}"),
             }
             if let Some(d) = path.parent() {
                 let _ = std::fs::remove_dir(d);
@@ -824,16 +862,17 @@ fn writable_paths(
         }
         return Ok(());
     }
-    let mut text = String::from(
-        "# Written by dkimd install; dkimd uninstall removes it.\n\
+    let mut text = format!(
+        "{DROP_IN_HEADER}\n\
          # The unit's ProtectSystem=full leaves /etc and /usr read-only: dkimd\n\
          # edits the zone files of its bind-zone-file zones in these directories.\n\
          [Service]\n",
     );
     for d in &dirs {
-        // "%" starts a systemd specifier.
-        let d = d.display().to_string().replace('%', "%%");
-        if d.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        // "%" starts a systemd specifier; white space, quotes and
+        // backslashes need quoting.
+        let d = d.replace('%', "%%");
+        if d.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\') {
             text.push_str(&format!(
                 "ReadWritePaths=\"-{}\"\n",
                 d.replace('\\', "\\\\").replace('"', "\\\"")
@@ -842,11 +881,7 @@ fn writable_paths(
             text.push_str(&format!("ReadWritePaths=-{d}\n"));
         }
     }
-    let list = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = dirs.join(", ");
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         out.step(
             "systemd",
@@ -860,7 +895,7 @@ fn writable_paths(
         crate::sys::write_atomic(&path, text.as_bytes(), 0o644)?;
         out.step(
             "systemd",
-            &format!("wrote {shown}: dkimd may write {list} (ReadWritePaths)"),
+            &format!("wrote {shown}: dkimd may write {list} (ReadWritePaths; a running dkimd needs systemctl restart dkimd)"),
             true,
         );
         daemon_reload();
@@ -877,31 +912,56 @@ fn daemon_reload() {
     }
 }
 
-/// The files the configuration names that the daemon must read, with the
-/// setting that names each.
-fn files_to_read(cfg: &Config) -> Vec<(String, &Path)> {
-    let mut named: Vec<(String, Option<&PathBuf>)> = Vec::new();
+/// The files the configuration names that the daemon must read: the
+/// setting that names each, the file, and whether it is a secret (which
+/// the daemon accepts only as its owner's, mode 0600).
+fn files_to_read(cfg: &Config) -> Vec<(String, &Path, bool)> {
+    let mut named: Vec<(String, Option<&PathBuf>, bool)> = Vec::new();
     for z in &cfg.publish.zones {
         let at = |k: &str| format!("zone {}: {k}", z.name);
-        named.push((at("tsig_secret_file"), z.tsig_secret_file.as_ref()));
-        named.push((at("api_key_file"), z.api_key_file.as_ref()));
-        named.push((at("ca_file"), z.ca_file.as_ref()));
-        named.push((at("credentials_file"), z.credentials_file.as_ref()));
+        named.push((at("tsig_secret_file"), z.tsig_secret_file.as_ref(), true));
+        named.push((at("api_key_file"), z.api_key_file.as_ref(), true));
+        named.push((at("ca_file"), z.ca_file.as_ref(), false));
+        named.push((at("credentials_file"), z.credentials_file.as_ref(), true));
     }
     let st = &cfg.store;
-    named.push(("store.password_file".into(), st.password_file.as_ref()));
-    named.push(("store.key_file".into(), st.key_file.as_ref()));
+    named.push((
+        "store.password_file".into(),
+        st.password_file.as_ref(),
+        true,
+    ));
+    named.push(("store.key_file".into(), st.key_file.as_ref(), true));
     named.push((
         "store.previous_key_file".into(),
         st.previous_key_file.as_ref(),
+        true,
     ));
-    named.push(("store.ca_file".into(), st.ca_file.as_ref()));
-    named.push(("admin.tls_cert".into(), cfg.admin.tls_cert.as_ref()));
-    named.push(("admin.tls_key".into(), cfg.admin.tls_key.as_ref()));
+    named.push(("store.ca_file".into(), st.ca_file.as_ref(), false));
+    named.push(("admin.tls_cert".into(), cfg.admin.tls_cert.as_ref(), false));
+    named.push(("admin.tls_key".into(), cfg.admin.tls_key.as_ref(), true));
     named
         .into_iter()
-        .filter_map(|(what, p)| Some((what, p?.as_path())))
+        .filter_map(|(what, p, private)| Some((what, p?.as_path(), private)))
         .collect()
+}
+
+/// What would stop `who` from doing what the daemon does as it: editing the
+/// zone files, reloading BIND with rndc, and reading the secrets and
+/// certificates the configuration names. One message per problem, each
+/// with the command that fixes it; empty when there is none.
+pub fn access_problems(cfg: &Config, who: &crate::sys::Account) -> Vec<String> {
+    let mut problems = crate::publish::bind::access_problems(cfg, who);
+    for (setting, path, private) in files_to_read(cfg) {
+        let need = if private {
+            crate::sys::Need::ReadPrivate
+        } else {
+            crate::sys::Need::Read
+        };
+        if let Some(p) = who.cannot(path, need) {
+            problems.push(format!("{p} ({setting})"));
+        }
+    }
+    problems
 }
 
 /// Whether the service user can do what the daemon will do as it: edit the
@@ -912,16 +972,10 @@ fn service_user_access(cfg: &Config, user: &str, out: &mut Steps) {
     let Some(who) = crate::sys::Account::lookup(user) else {
         return;
     };
-    let mut problems = crate::publish::bind::access_problems(cfg, &who);
-    let files = files_to_read(cfg);
-    for (setting, path) in &files {
-        if let Some(p) = who.cannot(path, crate::sys::Need::Read) {
-            problems.push(format!("{p} ({setting})"));
-        }
-    }
-    let zones = crate::publish::bind::zone_files(cfg).len();
+    let problems = access_problems(cfg, &who);
+    let checked = crate::publish::bind::zone_files(cfg).len() + files_to_read(cfg).len();
     if problems.is_empty() {
-        if zones + files.len() > 0 {
+        if checked > 0 {
             out.step(
                 "access",
                 &format!(

@@ -403,8 +403,11 @@ pub struct Account {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Need {
-    /// Read the file.
+    /// Read the file (one a server such as BIND may read too).
     Read,
+    /// Read a secret, which dkimd accepts only when group and others may
+    /// not read it ([`check_private`]): the account must own it.
+    ReadPrivate,
     /// Create files in the directory and rename them (an atomic write).
     WriteIn,
     /// Replace the file and give the new one the old one's owner and
@@ -443,46 +446,72 @@ impl Account {
     }
 
     /// Why this account cannot do `need` with `path`, by the permission
-    /// bits of the path and of every directory above it (ACLs aside), with
-    /// a command that would let it; None when it can. Root can do all of
-    /// it to a path that exists (a read-only mount is [`read_only`]'s to
-    /// tell).
+    /// bits of the path and of every directory above it, as written and
+    /// with its links resolved (ACLs aside), with a command that would let
+    /// it and takes nothing from the others who use the path (such as
+    /// BIND, which may run as root without the capability that overrides
+    /// permissions); None when it can. Root can do all of it to a path that
+    /// exists (a read-only mount is [`read_only`]'s to tell).
     pub fn cannot(&self, path: &Path, need: Need) -> Option<String> {
         let root = self.uid == 0;
         let user = &self.name;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut walks = vec![abs.clone()];
+        if let Ok(real) = abs.canonicalize() {
+            if real != abs {
+                walks.push(real);
+            }
+        }
         // Every directory above: entered (x).
-        let mut above: Vec<&Path> = abs.ancestors().skip(1).collect();
-        above.reverse();
-        for dir in above {
-            let Ok(meta) = std::fs::metadata(dir) else {
-                return Some(format!("{} does not exist", dir.display()));
-            };
-            if !root && !self.may(&meta, 0o1) {
-                return Some(format!(
-                    "{user} cannot enter {} ({}): {}",
-                    dir.display(),
-                    describe(&meta),
-                    self.fix(dir, &meta, 0o1)
-                ));
+        for walk in &walks {
+            let mut above: Vec<&Path> = walk.ancestors().skip(1).collect();
+            above.reverse();
+            for dir in above {
+                let Ok(meta) = std::fs::metadata(dir) else {
+                    return Some(format!("{} does not exist", dir.display()));
+                };
+                if !root && !self.may(&meta, 0o1) {
+                    return Some(format!(
+                        "{user} cannot enter {} ({}): {}",
+                        dir.display(),
+                        describe(&meta),
+                        self.fix(dir, &meta, 0o1)
+                    ));
+                }
             }
         }
         let meta = match std::fs::metadata(&abs) {
             Ok(m) => m,
             Err(_) => return Some(format!("{} does not exist", abs.display())),
         };
+        let shown = abs.display();
+        if need == Need::ReadPrivate && (meta.mode() & 0o077 != 0 || meta.uid() != self.uid) {
+            // The daemon refuses a secret others may read; only its owner
+            // (and root) may read one it accepts.
+            if root && meta.mode() & 0o077 == 0 {
+                return None;
+            }
+            let fix = if meta.uid() == self.uid || root {
+                format!("chmod 600 {shown}")
+            } else {
+                format!("chown {user} {shown} && chmod 600 {shown}")
+            };
+            return Some(format!(
+                "{user} cannot use the secret {shown} ({}; dkimd accepts a secret only when no one but its owner may read it): {fix}",
+                describe(&meta)
+            ));
+        }
         if root {
             return None;
         }
-        let shown = abs.display();
         match need {
-            Need::Read if !self.may(&meta, 0o4) => Some(format!(
+            Need::Read | Need::ReadPrivate if !self.may(&meta, 0o4) => Some(format!(
                 "{user} cannot read {shown} ({}): {}",
                 describe(&meta),
                 self.fix(&abs, &meta, 0o4)
             )),
             Need::WriteIn if !self.may(&meta, 0o3) => Some(format!(
-                "{user} cannot create files in {shown} ({}): {}",
+                "{user} cannot create files in {shown} ({}): {} (which lets {user} replace any file there: a directory of the zone files' own is safer)",
                 describe(&meta),
                 self.fix(&abs, &meta, 0o3)
             )),
@@ -511,12 +540,17 @@ impl Account {
         bits & want == want
     }
 
+    /// The name of this account's primary group.
+    fn own_group(&self) -> String {
+        group_name(self.gids.first().copied().unwrap_or(0))
+    }
+
     /// A command that gives this account the bits of `want` on `path`
-    /// without taking any from others: the owner's bits; others' x to
-    /// pass through a directory; joining the group when its bits suffice
-    /// (never root's group); for a directory, the group's bits, with the
-    /// account's own group in place of root's (its owner keeps it); for a
-    /// file of one owner, such as a secret, taking it over.
+    /// through its group, so that the owner keeps what it has: the owner's
+    /// bits when it is the owner; others' x to pass through a directory;
+    /// joining the path's group (never root's), with the group's bits
+    /// added when it lacks them; else the account's own group in place of
+    /// root's, with the bits.
     fn fix(&self, path: &Path, meta: &std::fs::Metadata, want: u32) -> String {
         let user = &self.name;
         let group = group_name(meta.gid());
@@ -527,43 +561,55 @@ impl Account {
             .collect();
         let shown = path.display();
         let group_has = (meta.mode() >> 3) & want == want;
+        let add_bits = if group_has {
+            String::new()
+        } else {
+            format!(" && chmod g+{letters} {shown}")
+        };
         if meta.uid() == self.uid {
             format!("chmod u+{letters} {shown}")
         } else if self.gids.contains(&meta.gid()) {
             format!("chmod g+{letters} {shown}")
         } else if want == 0o1 && meta.is_dir() {
             format!("chmod o+x {shown}")
-        } else if group_has && meta.gid() != 0 {
-            format!("usermod -a -G {group} {user} (then restart dkimd)")
-        } else if meta.is_dir() && meta.gid() == 0 {
-            let own = group_name(self.gids.first().copied().unwrap_or(0));
-            format!("chgrp {own} {shown} && chmod g+{letters} {shown}")
-        } else if meta.is_dir() {
-            format!(
-                "chmod g+{letters} {shown} && usermod -a -G {group} {user} (then restart dkimd)"
-            )
+        } else if meta.gid() != 0 {
+            format!("usermod -a -G {group} {user}{add_bits} (then restart dkimd)")
         } else {
-            format!("chown {user} {shown}")
+            format!(
+                "chgrp {} {shown} && chmod g+{letters} {shown}",
+                self.own_group()
+            )
         }
     }
 
-    /// The command that lets this account keep `path`'s owner: the file
-    /// becomes its own, with its primary group when others may read the
-    /// file (so that the server still can), else with the file's group,
-    /// which it joins (never root's).
+    /// The command that lets this account keep `path`'s owner and group:
+    /// the file becomes its own, in the file's group (which it joins, and
+    /// which keeps read access) or, for a file of root's group, in its own
+    /// group with read access for others (zone data is public), so that
+    /// the server that reads the file, whoever it runs as, still can.
     fn keep_owner_fix(&self, path: &Path, meta: &std::fs::Metadata) -> String {
         let user = &self.name;
         let shown = path.display();
-        let own = self.gids.first().copied().unwrap_or(meta.gid());
-        if self.gids.contains(&meta.gid()) {
-            format!("chown {user} {shown}")
-        } else if meta.mode() & 0o004 != 0 || meta.gid() == 0 {
-            format!("chown {user}:{} {shown}", group_name(own))
-        } else {
+        if meta.gid() != 0 {
             let group = group_name(meta.gid());
-            format!(
-                "usermod -a -G {group} {user} && chown {user}:{group} {shown} (then restart dkimd)"
-            )
+            let join = if self.gids.contains(&meta.gid()) {
+                String::new()
+            } else {
+                format!("usermod -a -G {group} {user} && ")
+            };
+            let read = if (meta.mode() >> 3) & 0o4 == 0 {
+                format!(" && chmod g+r {shown}")
+            } else {
+                String::new()
+            };
+            format!("{join}chown {user}:{group} {shown}{read}")
+        } else {
+            let read = if meta.mode() & 0o4 == 0 {
+                format!(" && chmod o+r {shown}")
+            } else {
+                String::new()
+            };
+            format!("chown {user}:{} {shown}{read}", self.own_group())
         }
     }
 }
@@ -679,55 +725,103 @@ mod tests {
         let (owner, group) = (meta.uid(), meta.gid());
         // Another user, in no group of the files.
         let other = account(owner.wrapping_add(4242), &[group.wrapping_add(4242)]);
+        if let Some(e) = other.cannot(tmp.path(), Need::Read) {
+            eprintln!("SKIPPED: the temporary directory's parents are closed to others: {e}");
+            return;
+        }
+        let shown = |p: &Path| p.display().to_string();
         chmod(&zones, 0o755);
         chmod(&file, 0o644);
         assert_eq!(other.cannot(&file, Need::Read), None);
         let e = other.cannot(&zones, Need::WriteIn).unwrap();
         assert!(e.starts_with("svc cannot create files in "), "{e}");
         assert!(e.contains("mode 0755"), "{e}");
-        // Root's group is never one to join: the account's own group takes
-        // its place (the owner keeps the directory).
+        // The owner keeps the directory; the group gets the bits, and is
+        // joined, or (root's) replaced by the account's own.
         if group == 0 {
+            let z = shown(&zones);
             assert!(
-                e.contains("chgrp ") && e.ends_with(&format!("&& chmod g+wx {}", zones.display())),
+                e.contains(&format!(
+                    "chgrp {} {z} && chmod g+wx {z}",
+                    group_name(group.wrapping_add(4242))
+                )),
                 "{e}"
             );
         } else {
-            assert!(e.contains("chmod g+wx "), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "usermod -a -G {} svc && chmod g+wx {}",
+                    group_name(group),
+                    shown(&zones)
+                )),
+                "{e}"
+            );
         }
+        // Keeping the owner: the file becomes the account's, readable still.
         let e = other.cannot(&file, Need::KeepOwner).unwrap();
         assert!(e.contains("only root may give a file away"), "{e}");
-        // Others may read it: the new owner's own group keeps it readable.
         assert!(e.contains("chown svc:"), "{e}");
-        chmod(&file, 0o640);
+        chmod(&file, 0o600);
         let e = other.cannot(&file, Need::KeepOwner).unwrap();
-        if group != 0 {
-            assert!(e.contains("usermod -a -G "), "{e}");
+        if group == 0 {
+            assert!(
+                e.ends_with(&format!("&& chmod o+r {}", shown(&file))),
+                "{e}"
+            );
+        } else {
+            assert!(
+                e.ends_with(&format!("&& chmod g+r {}", shown(&file))),
+                "{e}"
+            );
         }
         chmod(&file, 0o644);
         // A group that may write: joining it is the fix, and then it may.
         chmod(&zones, 0o2775);
         let e = other.cannot(&zones, Need::WriteIn).unwrap();
         if group != 0 {
-            assert!(e.contains("usermod -a -G "), "{e}");
+            assert!(
+                e.contains(&format!("usermod -a -G {} svc (then", group_name(group))),
+                "{e}"
+            );
         }
         let member = account(owner.wrapping_add(4242), &[group]);
         assert_eq!(member.cannot(&zones, Need::WriteIn), None);
-        // The owner keeps the owner; a directory above it cannot enter stops it.
+        // The owner keeps the owner.
         let owner_acct = account(owner, &[group]);
         assert_eq!(owner_acct.cannot(&file, Need::KeepOwner), None);
+        // A directory above that it cannot enter stops it, even through a link.
         chmod(&zones, 0o700);
         let e = other.cannot(&file, Need::Read).unwrap();
         assert!(e.starts_with("svc cannot enter "), "{e}");
+        assert!(e.ends_with(&format!("chmod o+x {}", shown(&zones))), "{e}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let e = other.cannot(&link, Need::Read).unwrap();
         assert!(
-            e.ends_with(&format!("chmod o+x {}", zones.display())),
+            e.starts_with(&format!("svc cannot enter {}", shown(&zones))),
             "{e}"
         );
-        // A secret of one owner (0600): taken over.
         chmod(&zones, 0o755);
-        chmod(&file, 0o600);
+        // A file it cannot read: through the group, never a new owner.
+        chmod(&file, 0o640);
         let e = other.cannot(&file, Need::Read).unwrap();
-        assert!(e.ends_with(&format!("chown svc {}", file.display())), "{e}");
+        assert!(!e.contains("chown"), "{e}");
+        // A secret: the account must own it, mode 0600.
+        let e = other.cannot(&file, Need::ReadPrivate).unwrap();
+        let f = shown(&file);
+        assert!(
+            e.ends_with(&format!("chown svc {f} && chmod 600 {f}")),
+            "{e}"
+        );
+        assert_eq!(
+            account(0, &[0])
+                .cannot(&file, Need::ReadPrivate)
+                .map(|e| e.ends_with(&format!("chmod 600 {f}"))),
+            Some(true)
+        );
+        chmod(&file, 0o600);
+        assert_eq!(owner_acct.cannot(&file, Need::ReadPrivate), None);
+        assert_eq!(account(0, &[0]).cannot(&file, Need::ReadPrivate), None);
         // Missing: said so.
         let e = other.cannot(&zones.join("nope"), Need::Read).unwrap();
         assert!(e.ends_with("does not exist"), "{e}");

@@ -1711,7 +1711,7 @@ fn install_lets_the_unit_write_the_zone_directories() {
     let state = tmp.path().join("state");
     let pf = postfix_dir(tmp.path());
     let units = tmp.path().join("systemd");
-    let zones = tmp.path().join("zones 1");
+    let zones = tmp.path().join("zone's 1");
     std::fs::create_dir(&zones).unwrap();
     std::fs::write(zones.join("example.com.zone"), "").unwrap();
     std::fs::write(zones.join("example.net.zone"), "").unwrap();
@@ -1827,6 +1827,23 @@ fn install_lets_the_unit_write_the_zone_directories() {
     );
     assert!(!drop_in.parent().unwrap().exists());
     assert!(!units.join("dkimd.service").exists());
+    // A drop-in of that name that the admin wrote is neither replaced nor
+    // removed.
+    std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    std::fs::write(&drop_in, "[Service]\nReadWritePaths=/srv/zones\n").unwrap();
+    let out = run("install");
+    assert!(
+        out.contains(&format!(
+            "systemd: warning: {} exists and was not written by install: left as it is",
+            drop_in.display()
+        )),
+        "{out}"
+    );
+    run("uninstall");
+    assert_eq!(
+        std::fs::read_to_string(&drop_in).unwrap(),
+        "[Service]\nReadWritePaths=/srv/zones\n"
+    );
 }
 
 /// With a service user, install says what the daemon could not do as it:
@@ -1883,6 +1900,12 @@ fn install_says_what_the_service_user_cannot_reach_and_the_fixes_work() {
     let named_dir = env.named.dir.clone();
     let zone_file = env.named.zone_file("example.com");
     std::fs::set_permissions(&named_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sh = |cmd: &str| {
+        let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+    };
+    let says = |out: &str, line: String| assert!(out.contains(&line), "wanted: {line}\n{out}");
+    let nd = named_dir.display().to_string();
     let o = install();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let warnings: Vec<&str> = out
@@ -1890,70 +1913,51 @@ fn install_says_what_the_service_user_cannot_reach_and_the_fixes_work() {
         .filter(|l| l.contains("access: warning:"))
         .collect();
     assert_eq!(warnings.len(), 3, "{out}");
-    assert!(
-        out.contains(&format!(
-            "{user} cannot enter {} (root:root, mode 0700): chmod o+x {}",
-            named_dir.display(),
-            named_dir.display()
-        )),
-        "{out}"
-    );
-    assert!(out.contains("(rndc reloads the zone with it)"), "{out}");
-    assert!(
-        out.contains(&format!(
-            "{user} cannot read {} (root:root, mode 0600): chown {user} {} (zone example.net: tsig_secret_file)",
-            secret.display(),
-            secret.display()
-        )),
-        "{out}"
-    );
+    // The zone's directory: its owner (named, root without capabilities
+    // here, reads it as its owner) keeps it; the group becomes the user's.
+    let dir_fix = format!("chgrp {user} {nd} && chmod g+wx {nd}");
+    says(&out, format!("access: warning: {user} cannot create files in {nd} (root:root, mode 0700): {dir_fix} (which lets"));
+    // rndc's configuration is in there too.
+    says(&out, format!("access: warning: {user} cannot enter {nd} (root:root, mode 0700): chmod o+x {nd} (rndc reloads the zone with it)"));
+    // The TSIG secret: the daemon takes only its own, mode 0600.
+    let s = secret.display();
+    let secret_fix = format!("chown {user} {s} && chmod 600 {s}");
+    says(&out, format!("access: warning: {user} cannot use the secret {s} (root:root, mode 0600; dkimd accepts a secret only when no one but its owner may read it): {secret_fix} (zone example.net: tsig_secret_file)"));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "warning: dkimd runs as {user}, who cannot reach 3 thing(s)"
-        )),
-        "{stderr}"
+    says(
+        &stderr,
+        format!("warning: dkimd runs as {user}, who cannot reach 3 thing(s)"),
     );
-    // Past the directory above: writing in the zone's directory.
-    let sh = |cmd: &str| {
-        let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
-        assert!(o.status.success(), "{cmd}: {}", text(&o));
-    };
-    sh(&format!("chmod o+x {}", named_dir.display()));
+    sh(&dir_fix);
+    sh(&secret_fix);
+    // Then the zone file, whose owner and group the new one must get.
     let out = text(&install());
-    // Its owner keeps it (named, root without capabilities here, reads
-    // it as its owner), the group becomes the user's.
-    let fix = format!(
-        "chgrp {user} {d} && chmod g+wx {d}",
-        d = named_dir.display()
-    );
-    assert!(
-        out.contains(&format!(
-            "{user} cannot create files in {} (root:root, mode 0701): {fix}",
-            named_dir.display()
-        )),
-        "{out}"
-    );
+    let zf = zone_file.display();
+    let fix = format!("chown {user}:{user} {zf}");
+    says(&out, format!("access: warning: {user} cannot give the new {zf} the old one's owner and group (root:root, mode 0644; only root may give a file away, and only to a group it is in): {fix}"));
+    assert_eq!(out.matches("access: warning").count(), 1, "{out}");
     sh(&fix);
-    // Then the zone file, whose owner the new one must get.
-    let out = text(&install());
-    let fix = format!("chown {user}:{user} {}", zone_file.display());
-    assert!(
-        out.contains(&format!(
-            "{user} cannot give the new {} the old one's owner and group (root:root, mode 0644; only root may give a file away, and only to a group it is in): {fix}",
-            zone_file.display()
-        )),
-        "{out}"
-    );
-    sh(&fix);
-    sh(&format!("chown {user} {}", secret.display()));
     let out = text(&install());
     assert!(!out.contains("access: warning"), "{out}");
-    assert!(
-        out.contains(&format!(
+    says(
+        &out,
+        format!(
             "access: {user} can edit the zone files and read the files the configuration names"
-        )),
-        "{out}"
+        ),
+    );
+    // The daemon's own check, as the user, finds nothing either.
+    let o = Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(env!("CARGO_BIN_EXE_dkimd"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["run", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && !text(&o).contains("warning"),
+        "{}",
+        text(&o)
     );
     // What install now calls fine is: the service user publishes a new key.
     let o = Command::new("runuser")
@@ -1973,6 +1977,7 @@ fn install_says_what_the_service_user_cannot_reach_and_the_fixes_work() {
     );
     let meta = std::fs::metadata(&zone_file).unwrap();
     assert_eq!(meta.uid(), uzers_uid(user), "the zone file keeps its owner");
+    assert_eq!(meta.mode() & 0o777, 0o644, "and its mode");
     let o = install_cmd(&env.config, &state, &pf, &units, "uninstall")
         .output()
         .unwrap();

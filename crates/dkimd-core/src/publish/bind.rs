@@ -66,7 +66,8 @@ pub fn zone_files(cfg: &Config) -> Vec<(&ZoneConfig, &std::path::Path)> {
 }
 
 /// The file rndc reads its key from, when the reload command runs rndc:
-/// the one `-c` or `-k` names, else the first of Debian's two that exists.
+/// the one `-c` or `-k` names (`-c FILE` or `-cFILE`), else the first of
+/// Debian's two that exists (a key that file includes is not followed).
 fn rndc_key(z: &ZoneConfig) -> Option<PathBuf> {
     let default = ["rndc".to_string()];
     let cmd = z.reload_command.as_deref().unwrap_or(&default);
@@ -74,9 +75,12 @@ fn rndc_key(z: &ZoneConfig) -> Option<PathBuf> {
     if std::path::Path::new(prog).file_name()? != "rndc" {
         return None;
     }
-    for pair in args.windows(2) {
-        if let [flag, file] = pair {
-            if flag == "-c" || flag == "-k" {
+    for (i, a) in args.iter().enumerate() {
+        for flag in ["-c", "-k"] {
+            if a == flag {
+                return args.get(i + 1).map(PathBuf::from);
+            }
+            if let Some(file) = a.strip_prefix(flag).filter(|f| !f.is_empty()) {
                 return Some(PathBuf::from(file));
             }
         }

@@ -76,7 +76,8 @@ async fn serve(
     daemon::run_checked(&cfg, listener, store, checked, resolver, clock, shutdown).await
 }
 
-/// What would stop this process from editing the configured zone files.
+/// What would stop this process from editing the configured zone files
+/// and reading the secrets and certificates the configuration names.
 fn zone_access(cfg: &Config) -> Vec<String> {
-    dkimd_core::publish::bind::access_problems(cfg, &dkimd_core::sys::Account::current())
+    dkimd_core::postfix::access_problems(cfg, &dkimd_core::sys::Account::current())
 }
