@@ -243,12 +243,7 @@ fn install_writes_the_sample_configuration_and_warns_of_a_passing_binary() {
         "{unit}"
     );
     // The configuration written is the one the daemon runs with.
-    let check = dkimd()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--check-config"])
-        .output()
-        .unwrap();
+    let check = check_config(&config);
     assert!(check.status.success(), "{}", text(&check));
     // A check writes nothing, not even a store it finds missing.
     let elsewhere = tmp.path().join("no-state-yet");
@@ -1788,12 +1783,7 @@ fn install_lets_the_unit_write_the_zone_directories() {
         assert_eq!(complaints(), Vec::<String>::new());
     }
     // The check says what is missing: example.org's directory.
-    let o = dkimd()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--check-config"])
-        .output()
-        .unwrap();
+    let o = check_config(&config);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
@@ -1987,4 +1977,14 @@ fn install_says_what_the_service_user_cannot_reach_and_the_fixes_work() {
 fn uzers_uid(user: &str) -> u32 {
     let o = Command::new("id").args(["-u", user]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// `dkimd --config CONFIG run --check-config`.
+fn check_config(config: &Path) -> std::process::Output {
+    dkimd()
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--check-config"])
+        .output()
+        .unwrap()
 }
