@@ -253,12 +253,7 @@ fn unit_text(cfg: &Config, t: &Targets) -> String {
         .source
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
-    unit_file(
-        "Written by dkimd install; dkimd uninstall removes it.",
-        &t.binary,
-        &config,
-        t.user.as_deref(),
-    )
+    unit_file(WRITTEN_BY, &t.binary, &config, t.user.as_deref())
 }
 
 /// The systemd unit that runs `binary` with `config` as `user` (None:
@@ -761,7 +756,7 @@ fn systemd_unit(
     }
     let unit = dir.join("dkimd.service");
     let text = unit_text(cfg, t);
-    if std::fs::read_to_string(&unit).ok().as_deref() == Some(text.as_str()) {
+    if !write_systemd_file(&unit, &text)? {
         out.step(
             "systemd",
             &format!("{} is up to date", unit.display()),
@@ -769,8 +764,6 @@ fn systemd_unit(
         );
         return Ok(());
     }
-    std::fs::create_dir_all(dir)?;
-    crate::sys::write_atomic(&unit, text.as_bytes(), 0o644)?;
     out.step(
         "systemd",
         &format!("wrote {} (ExecReload sends SIGHUP)", unit.display()),
@@ -780,18 +773,30 @@ fn systemd_unit(
     if !record.files.contains(&s) {
         record.files.push(s);
     }
-    if Path::new("/run/systemd/system").exists() {
-        let _ = Command::new("systemctl").arg("daemon-reload").status();
-    }
+    daemon_reload();
     Ok(())
+}
+
+/// Writes `text` to the systemd file `path` (mode 0644, its directory made
+/// when missing) unless it holds that already; true when it wrote.
+fn write_systemd_file(path: &Path, text: &str) -> crate::Result<bool> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    crate::sys::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(true)
 }
 
 /// The drop-in with which the unit (install's, or the package's) may write
 /// the directories of the zone files dkimd edits.
 const DROP_IN: &str = "dkimd.service.d/zone-files.conf";
 
-/// The drop-in's first line: how install knows the file for its own.
-const DROP_IN_HEADER: &str = "# Written by dkimd install; dkimd uninstall removes it.";
+/// The first comment of the files install writes for systemd: how it knows
+/// a drop-in for its own.
+const WRITTEN_BY: &str = "Written by dkimd install; dkimd uninstall removes it.";
 
 /// The unit's `ProtectSystem=full` leaves /etc and /usr read-only, where
 /// BIND's zone files often are: a drop-in lets dkimd write the directories
@@ -834,7 +839,8 @@ fn writable_paths(
     let shown = path.display().to_string();
     // A file of that name that install did not write is the admin's.
     let ours = record.files.contains(&shown)
-        || std::fs::read_to_string(&path).map_or(true, |t| t.starts_with(DROP_IN_HEADER));
+        || std::fs::read_to_string(&path)
+            .map_or(true, |t| t.starts_with(&format!("# {WRITTEN_BY}")));
     if !ours {
         out.step(
             "systemd",
@@ -863,7 +869,7 @@ fn writable_paths(
         return Ok(());
     }
     let mut text = format!(
-        "{DROP_IN_HEADER}\n\
+        "# {WRITTEN_BY}\n\
          # The unit's ProtectSystem=full leaves /etc and /usr read-only: dkimd\n\
          # edits the zone files of its bind-zone-file zones in these directories.\n\
          [Service]\n",
@@ -882,17 +888,13 @@ fn writable_paths(
         }
     }
     let list = dirs.join(", ");
-    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+    if !write_systemd_file(&path, &text)? {
         out.step(
             "systemd",
             &format!("{shown} is up to date (dkimd may write {list})"),
             true,
         );
     } else {
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        crate::sys::write_atomic(&path, text.as_bytes(), 0o644)?;
         out.step(
             "systemd",
             &format!("wrote {shown}: dkimd may write {list} (ReadWritePaths; a running dkimd needs systemctl restart dkimd)"),
