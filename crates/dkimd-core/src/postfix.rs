@@ -566,12 +566,12 @@ pub fn passing_binary(path: &Path) -> Option<&'static str> {
     let under = |prefix: &[&str]| {
         parts.len() > prefix.len() && parts.iter().zip(prefix).all(|(a, b)| a == b)
     };
-    if under(&["/", "tmp"]) || under(&["/", "var", "tmp"]) || under(&["/", "dev", "shm"]) {
-        Some("a temporary directory")
-    } else if parts.iter().any(|p| p == "target")
-        && parts.iter().any(|p| p == "debug" || p == "release")
-    {
+    // A build directory first: it is the more telling name, wherever the
+    // checkout is (`cargo clean` removes it).
+    if parts.iter().any(|p| p == "target") && parts.iter().any(|p| p == "debug" || p == "release") {
         Some("a cargo build directory")
+    } else if under(&["/", "tmp"]) || under(&["/", "var", "tmp"]) || under(&["/", "dev", "shm"]) {
+        Some("a temporary directory")
     } else if under(&["/", "home"]) || under(&["/", "root"]) {
         Some("a home directory")
     } else {
@@ -1217,6 +1217,22 @@ fn postfix_missing(dir: &Path, e: &crate::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_passing_binary_is_named_by_what_removes_it() {
+        let why = |p: &str| passing_binary(Path::new(p));
+        assert_eq!(
+            why("/tmp/clone/target/debug/dkimd"),
+            Some("a cargo build directory")
+        );
+        assert_eq!(
+            why("/work/main/target/release/dkimd"),
+            Some("a cargo build directory")
+        );
+        assert_eq!(why("/tmp/dkimd"), Some("a temporary directory"));
+        assert_eq!(why("/root/bin/dkimd"), Some("a home directory"));
+        assert_eq!(why("/usr/local/bin/dkimd"), None);
+    }
     use super::*;
 
     #[test]
